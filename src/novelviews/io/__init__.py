@@ -1,0 +1,1 @@
+"""Input/output: images, multi-view datasets, videos, run folders."""
