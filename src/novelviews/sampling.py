@@ -1,0 +1,200 @@
+"""Noise schedule, DDIM, diffusers schedulers, classifier-free guidance: one denoiser interface.
+
+A *denoiser* is any callable ``eps_fn(x_t, t) -> eps`` where ``x_t`` is ``[B, C, h, w]``
+and ``t`` an integer tensor ``[B]`` of training timesteps; guidance and conditioning are
+closed over by the caller (see :func:`guided_denoiser`). Samplers are plain functions.
+
+DDIM follows the latent-diffusion reference exactly: timesteps ``1, 1 + c, 1 + 2c, ...``
+with ``c = T // steps`` ("uniform" discretisation), ``alpha_prev`` of the last step is
+``alphas_cumprod[0]``, and ``sigma_t = eta * sqrt((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev))``.
+
+Per-view seeds: every sample in a batch draws its noise from its own generator, so a
+view's result does not depend on the batch it was generated in.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Literal, Sequence
+
+import torch
+
+from .config import check_range
+from .errors import ConfigError
+
+EpsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+@dataclass
+class SamplingConfig:
+    """How views are sampled from the diffusion model."""
+
+    scheduler: str = "ddim"  # "ddim" (ours, the reference's) or a diffusers scheduler class name
+    steps: int = 50  # denoising steps (reference: 50 for direct views)
+    guidance_scale: float = 3.0  # classifier-free guidance (reference: 3.0 for direct views)
+    eta: float = 1.0  # DDIM stochasticity (reference: 1.0)
+    batch_size: int = 8  # views per UNet batch (CFG doubles it); lower it to fit small GPUs
+    dtype: Literal["fp32", "fp16", "bf16"] = "fp32"  # fp16/bf16 on GPU
+    seed: int = 0  # view i uses seed + i
+    vae_chunk: int = 8  # decode this many latents at a time (VAE slicing)
+
+    def validate(self) -> None:
+        check_range("sampling.steps", self.steps, 1, 1000)
+        check_range("sampling.guidance_scale", self.guidance_scale, 0.0, 100.0)
+        check_range("sampling.eta", self.eta, 0.0, 1.0)
+        check_range("sampling.batch_size", self.batch_size, 1, 4096)
+        check_range("sampling.vae_chunk", self.vae_chunk, 1, 4096)
+
+
+# --------------------------------------------------------------------------- schedule
+
+
+def make_alphas_cumprod(num_train_timesteps: int = 1000, beta_start: float = 0.00085,
+                        beta_end: float = 0.012, beta_schedule: str = "scaled_linear") -> torch.Tensor:
+    """``alphas_cumprod`` (float64, ``[T]``) of the DDPM schedule.
+
+    ``scaled_linear`` (the reference): betas linear in sqrt space; ``linear``: linear.
+    """
+    if beta_schedule == "scaled_linear":
+        betas = torch.linspace(beta_start**0.5, beta_end**0.5, num_train_timesteps, dtype=torch.float64) ** 2
+    elif beta_schedule == "linear":
+        betas = torch.linspace(beta_start, beta_end, num_train_timesteps, dtype=torch.float64)
+    else:
+        raise ConfigError(f"unknown beta_schedule '{beta_schedule}' (scaled_linear or linear)")
+    return torch.cumprod(1.0 - betas, dim=0)
+
+
+def schedule_alphas(schedule) -> torch.Tensor:
+    """``alphas_cumprod`` from an object with the ScheduleConfig fields."""
+    return make_alphas_cumprod(schedule.num_train_timesteps, schedule.beta_start, schedule.beta_end,
+                               schedule.beta_schedule)
+
+
+def ddim_timesteps(num_train_timesteps: int, steps: int) -> list[int]:
+    """Descending DDIM timesteps, ldm "uniform" discretisation: ``range(0, T, T // steps) + 1``."""
+    if steps > num_train_timesteps:
+        raise ConfigError(f"sampling.steps={steps} exceeds the {num_train_timesteps} training timesteps")
+    c = num_train_timesteps // steps
+    return [i + 1 for i in range(0, num_train_timesteps, c)][:steps][::-1]
+
+
+# --------------------------------------------------------------------------- noise
+
+
+def make_generators(seeds: Sequence[int]) -> list[torch.Generator]:
+    return [torch.Generator("cpu").manual_seed(int(s)) for s in seeds]
+
+
+def randn_per_sample(shape: Sequence[int], generators: list[torch.Generator], device, dtype=torch.float32) -> torch.Tensor:
+    """Gaussian noise ``[B, ...]`` where row i comes from ``generators[i]`` (drawn on CPU)."""
+    if len(generators) != shape[0]:
+        raise ValueError(f"need one generator per sample ({shape[0]}), got {len(generators)}")
+    rows = [torch.randn(tuple(shape[1:]), generator=g, dtype=torch.float32) for g in generators]
+    return torch.stack(rows).to(device=device, dtype=dtype)
+
+
+# --------------------------------------------------------------------------- samplers
+
+
+def ddim_step(x: torch.Tensor, eps: torch.Tensor, a_t: float, a_prev: float, eta: float,
+              noise: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One DDIM update; returns ``(x_prev, pred_x0)``. All maths in float32 or higher."""
+    sigma = eta * math.sqrt((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev))
+    pred_x0 = (x - math.sqrt(1 - a_t) * eps) / math.sqrt(a_t)
+    dir_xt = math.sqrt(max(1 - a_prev - sigma**2, 0.0)) * eps
+    x_prev = math.sqrt(a_prev) * pred_x0 + dir_xt
+    if sigma > 0 and noise is not None:
+        x_prev = x_prev + sigma * noise
+    return x_prev, pred_x0
+
+
+def sample_ddim(eps_fn: EpsFn, x_T: torch.Tensor, alphas_cumprod: torch.Tensor, steps: int,
+                eta: float = 1.0, generators: list[torch.Generator] | None = None,
+                progress: Callable[[int], None] | None = None) -> torch.Tensor:
+    """DDIM from ``x_T`` (pure noise) to ``x_0``; the reference sampler, written out."""
+    ac = alphas_cumprod.double().cpu()
+    ts = ddim_timesteps(len(ac), steps)
+    x = x_T.float()
+    if generators is None:
+        generators = make_generators(range(x.shape[0]))
+    for i, t in enumerate(ts):
+        t_prev = ts[i + 1] if i + 1 < len(ts) else None
+        a_t = float(ac[t])
+        a_prev = float(ac[t_prev]) if t_prev is not None else float(ac[0])
+        tt = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
+        eps = eps_fn(x, tt).float()
+        noise = randn_per_sample(x.shape, generators, x.device) if eta > 0 else None
+        x, _ = ddim_step(x, eps, a_t, a_prev, eta, noise)
+        if progress is not None:
+            progress(1)
+    return x
+
+
+def make_diffusers_scheduler(name: str, schedule, eta: float = 1.0):
+    """A diffusers scheduler by class name, configured with the model's training schedule."""
+    import diffusers
+
+    cls = getattr(diffusers, name, None)
+    if cls is None or not name.endswith("Scheduler"):
+        raise ConfigError(
+            f"sampling.scheduler '{name}' is not a diffusers scheduler class "
+            "(e.g. DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler) nor 'ddim'"
+        )
+    kwargs = dict(num_train_timesteps=schedule.num_train_timesteps, beta_start=schedule.beta_start,
+                  beta_end=schedule.beta_end, beta_schedule=schedule.beta_schedule,
+                  prediction_type=getattr(schedule, "prediction_type", "epsilon"))
+    import inspect
+
+    accepted = set(inspect.signature(cls.__init__).parameters)
+    for k, v in dict(clip_sample=False, set_alpha_to_one=False, steps_offset=1, timestep_spacing="leading").items():
+        if k in accepted:
+            kwargs[k] = v
+    return cls(**{k: v for k, v in kwargs.items() if k in accepted})
+
+
+def sample_diffusers(eps_fn: EpsFn, x_T: torch.Tensor, scheduler, steps: int, eta: float = 1.0,
+                     generators: list[torch.Generator] | None = None,
+                     progress: Callable[[int], None] | None = None) -> torch.Tensor:
+    """Any diffusers scheduler through the same denoiser interface."""
+    import inspect
+
+    scheduler.set_timesteps(steps)
+    x = x_T.float() * float(scheduler.init_noise_sigma)
+    step_params = inspect.signature(scheduler.step).parameters
+    for t in scheduler.timesteps:
+        x_in = scheduler.scale_model_input(x, t)
+        tt = torch.full((x.shape[0],), int(t), device=x.device, dtype=torch.long)
+        eps = eps_fn(x_in, tt).float()
+        kwargs = {}
+        if "eta" in step_params:
+            kwargs["eta"] = eta
+        if "generator" in step_params and generators is not None:
+            kwargs["generator"] = generators
+        x = scheduler.step(eps.cpu() if x.device.type == "cpu" else eps, t, x, **kwargs).prev_sample.float()
+        if progress is not None:
+            progress(1)
+    return x
+
+
+def sample(eps_fn: EpsFn, shape: Sequence[int], schedule, cfg: SamplingConfig, seeds: Sequence[int],
+           device="cpu", progress: Callable[[int], None] | None = None) -> torch.Tensor:
+    """Sample latents ``[B, ...]``: initial noise from per-sample seeds, then the chosen sampler."""
+    gens = make_generators(seeds)
+    x_T = randn_per_sample(shape, gens, device)
+    if cfg.scheduler == "ddim":
+        return sample_ddim(eps_fn, x_T, schedule_alphas(schedule).to(device), cfg.steps, cfg.eta, gens, progress)
+    sched = make_diffusers_scheduler(cfg.scheduler, schedule, cfg.eta)
+    return sample_diffusers(eps_fn, x_T, sched, cfg.steps, cfg.eta, gens, progress)
+
+
+def guided_denoiser(model, context: torch.Tensor, cond_latent: torch.Tensor, guidance_scale: float,
+                    dtype: torch.dtype = torch.float32) -> EpsFn:
+    """Close a ViewConditionedLDM over its conditioning: ``eps_fn(x_t, t)`` with batched CFG."""
+
+    def eps_fn(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(x_t.device.type, dtype=dtype, enabled=dtype != torch.float32):
+            return model.predict_noise_cfg(x_t.to(context.dtype), t, context, cond_latent, guidance_scale)
+
+    return eps_fn
