@@ -30,6 +30,7 @@ class Outer:
 def test_defaults_and_round_trip(tmp_path):
     c = cfg.from_dict(Outer, {})
     assert c == Outer()
+    assert cfg.replace(c, ["inner.scale=4e-4"]).inner.scale == 4e-4
     c2 = cfg.replace(c, ["inner.steps=20", "inner.scale=2", "seed=3", "inner.sizes=[4,5,6]", "flag=true"])
     assert c2.inner.steps == 20 and c2.inner.scale == 2.0 and isinstance(c2.inner.scale, float)
     assert c2.seed == 3 and c2.inner.sizes == (4, 5, 6) and c2.flag is True

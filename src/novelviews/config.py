@@ -180,6 +180,11 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         raise ConfigError(f"override '{text}' has an empty key")
     try:
         value = yaml.safe_load(raw) if raw.strip() != "" else ""
+        if isinstance(value, str):  # YAML 1.1 reads "4e-4" as a string; numbers win here
+            try:
+                value = float(raw) if any(c in raw for c in ".eE") or "inf" in raw.lower() else int(raw)
+            except ValueError:
+                pass
     except yaml.YAMLError as exc:
         raise ConfigError(f"override '{text}': cannot parse value ({exc.__class__.__name__})")
     return key.split("."), value
