@@ -1,0 +1,225 @@
+"""The NeRF geometry: a hash-grid density + albedo field, and a background model.
+
+Coordinates: world space, scene units, the z-up canonical frame of single-image runs
+(any right-handed frame works; nothing here depends on "up").
+
+Scene box and contraction. The field covers the box ``[-bound, bound]^3`` (``bound = 2``
+by default, the reference's). With ``unbounded=True`` (the default) a world point ``x``
+is first scaled, ``y = x / bound``, then contracted as in mip-NeRF 360::
+
+    contract(y) = y                              if |y| <= 1
+                = (2 - 1 / |y|) * y / |y|        otherwise     (|.| = Euclidean norm)
+
+so the ball of radius ``bound`` is kept as is and all of space beyond it is squeezed into
+the shell ``1 < |contract(y)| < 2``. The hash grid sees ``u = (contract(y) + 2) / 4`` in
+``[0, 1]^3``. With ``unbounded=False`` the grid sees ``u = (x / bound + 1) / 2`` and the
+density is zero outside the box.
+
+Density: ``sigma(x) = act(raw(x) + blob(x))`` with ``act`` = softplus (default) or exp and
+the centred blob bias of Magic3D / threestudio's ``blob_magic3d``::
+
+    blob(x) = blob_density * (1 - |x| / blob_radius)       (|x| in world units)
+
+which is positive inside the ball of radius ``blob_radius`` and pulls the initial geometry
+to the centre (``blob_density = 0`` switches it off). Colour is albedo only (no view
+dependence): ``albedo(x) = sigmoid(mlp(x)[1:4])`` in ``[0, 1]``. Densities are in 1 / scene
+units.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..config import check_range
+from .encoding import HashGridConfig, HashGridEncoding
+
+
+def contract(y: torch.Tensor) -> torch.Tensor:
+    """mip-NeRF-360 contraction ``[..., 3] -> [..., 3]``: identity for ``|y| <= 1``, else
+    ``(2 - 1/|y|) y/|y|`` (so the result has norm < 2). Continuous and differentiable."""
+    mag = y.norm(dim=-1, keepdim=True)
+    safe = mag.clamp_min(1.0)
+    return torch.where(mag <= 1.0, y, (2.0 - 1.0 / safe) * (y / safe))
+
+
+def normalize_points(x: torch.Tensor, bound: float, unbounded: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """World points ``[..., 3]`` -> (grid coordinates ``u`` in ``[0, 1]^3``, inside mask ``[...]``).
+
+    Unbounded: ``u = (contract(x / bound) + 2) / 4`` and every point is inside. Bounded:
+    ``u = (x / bound + 1) / 2`` and points outside ``[-bound, bound]^3`` are marked outside.
+    """
+    y = x / bound
+    if unbounded:
+        return (contract(y) + 2.0) / 4.0, torch.ones(x.shape[:-1], dtype=torch.bool, device=x.device)
+    inside = (y.abs() <= 1.0).all(-1)
+    return ((y + 1.0) / 2.0).clamp(0.0, 1.0), inside
+
+
+def make_mlp(n_in: int, width: int, hidden_layers: int, n_out: int) -> nn.Sequential:
+    """``hidden_layers`` ReLU layers of ``width`` then a linear output layer."""
+    layers: list[nn.Module] = []
+    d = n_in
+    for _ in range(hidden_layers):
+        layers += [nn.Linear(d, width), nn.ReLU(inplace=True)]
+        d = width
+    layers.append(nn.Linear(d, n_out))
+    return nn.Sequential(*layers)
+
+
+@dataclass
+class NeRFFieldConfig:
+    """Geometry + albedo field; defaults are the reference's (ZeroNVS's threestudio config)."""
+
+    bound: float = 2.0
+    """half-size of the scene box [-bound, bound]^3 (scene units)"""
+    unbounded: bool = True
+    """mip-NeRF-360 contraction outside the ball of radius `bound` (else density 0 outside the box)"""
+    grid: HashGridConfig = field(default_factory=HashGridConfig)
+    mlp_width: int = 32
+    mlp_hidden_layers: int = 2
+    density_activation: Literal["softplus", "exp"] = "softplus"
+    blob_density: float = 10.0
+    """peak of the centred density bias blob_density * (1 - |x| / blob_radius); 0 disables it"""
+    blob_radius: float = 0.5
+    """radius (scene units) where the blob bias crosses zero"""
+    normal_method: Literal["finite_difference", "autograd"] = "finite_difference"
+    normal_eps: float = 0.01
+    """finite-difference step (scene units)"""
+    backend: Literal["torch", "tcnn", "auto"] = "torch"
+    """hash grid implementation (tcnn needs tinycudann + CUDA)"""
+
+    def validate(self) -> None:
+        check_range("bound", self.bound, 0.0, None, lo_open=True)
+        check_range("mlp_width", self.mlp_width, 1, 1024)
+        check_range("mlp_hidden_layers", self.mlp_hidden_layers, 0, 16)
+        check_range("blob_density", self.blob_density, 0.0, None)
+        check_range("blob_radius", self.blob_radius, 0.0, None, lo_open=True)
+        check_range("normal_eps", self.normal_eps, 0.0, None, lo_open=True)
+        self.grid.validate()
+
+
+def _activate(raw: torch.Tensor, kind: str) -> torch.Tensor:
+    if kind == "exp":
+        return torch.exp(raw.clamp(max=15.0))  # truncated exp: bounded forward and gradient
+    return F.softplus(raw)
+
+
+class NeRFField(nn.Module):
+    """Density + albedo field on world points (see the module docstring for the formulas)."""
+
+    def __init__(self, cfg: NeRFFieldConfig | None = None):
+        super().__init__()
+        self.cfg = cfg = cfg or NeRFFieldConfig()
+        cfg.validate()
+        self.encoding = HashGridEncoding(cfg.grid, backend=cfg.backend)
+        self.mlp = make_mlp(self.encoding.output_dim, cfg.mlp_width, cfg.mlp_hidden_layers, 4)
+
+    # -- core
+    def blob(self, x: torch.Tensor) -> torch.Tensor:
+        """Density bias ``blob_density * (1 - |x| / blob_radius)`` at world points ``[..., 3]``."""
+        if self.cfg.blob_density == 0:
+            return torch.zeros(x.shape[:-1], dtype=x.dtype, device=x.device)
+        return self.cfg.blob_density * (1.0 - x.norm(dim=-1) / self.cfg.blob_radius)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """World points ``[..., 3]`` -> (density ``[...]`` >= 0, albedo ``[..., 3]`` in [0, 1])."""
+        u, inside = normalize_points(x, self.cfg.bound, self.cfg.unbounded)
+        h = self.mlp(self.encoding(u))
+        sigma = _activate(h[..., 0] + self.blob(x), self.cfg.density_activation)
+        sigma = torch.where(inside, sigma, torch.zeros_like(sigma))
+        return sigma, torch.sigmoid(h[..., 1:4])
+
+    def density(self, x: torch.Tensor) -> torch.Tensor:
+        """Density ``[...]`` (1 / scene units) at world points ``[..., 3]``."""
+        return self.forward(x)[0]
+
+    def albedo(self, x: torch.Tensor) -> torch.Tensor:
+        """Albedo ``[..., 3]`` in [0, 1] at world points ``[..., 3]``."""
+        return self.forward(x)[1]
+
+    def normals(self, x: torch.Tensor, method: str | None = None) -> torch.Tensor:
+        """Unit outward normals ``-grad(sigma) / |grad(sigma)|`` at world points ``[..., 3]``.
+
+        ``finite_difference``: central differences with step ``normal_eps`` (6 extra density
+        queries, differentiable w.r.t. the field); ``autograd``: the exact gradient (works
+        inside ``torch.no_grad`` too; differentiable w.r.t. the field only when grad is on).
+        """
+        method = method or self.cfg.normal_method
+        if method == "autograd":
+            keep_graph = torch.is_grad_enabled()
+            with torch.enable_grad():
+                xg = x.detach().requires_grad_(True)
+                sigma = self.density(xg)
+                (grad,) = torch.autograd.grad(sigma.sum(), xg, create_graph=keep_graph)
+        elif method == "finite_difference":
+            eps = self.cfg.normal_eps
+            offs = torch.eye(3, dtype=x.dtype, device=x.device) * eps  # [3, 3]
+            pts = torch.cat([x[..., None, :] + offs, x[..., None, :] - offs], dim=-2)  # [..., 6, 3]
+            s = self.density(pts)
+            grad = (s[..., :3] - s[..., 3:]) / (2.0 * eps)
+        else:
+            raise ValueError(f"unknown normal method {method!r}")
+        return -grad / grad.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
+@dataclass
+class BackgroundConfig:
+    """Background colour seen where rays leave the scene (threestudio: grey 0.5)."""
+
+    kind: Literal["fixed", "mlp"] = "fixed"
+    """fixed colour, or a small MLP on the (unit) view direction for unbounded scenes"""
+    color: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    """RGB in [0, 1] for kind=fixed"""
+    mlp_width: int = 16
+    n_frequencies: int = 2
+    """sin/cos frequencies of the direction fed to the MLP"""
+
+    def validate(self) -> None:
+        for i, c in enumerate(self.color):
+            check_range(f"color[{i}]", c, 0.0, 1.0)
+        check_range("mlp_width", self.mlp_width, 1, 1024)
+        check_range("n_frequencies", self.n_frequencies, 0, 16)
+
+
+class Background(nn.Module):
+    """``forward(dirs [R, 3] unit world directions, color=None) -> [R, 3]`` RGB in [0, 1].
+
+    ``color`` (``[3]`` or ``[R, 3]``) overrides the model, e.g. the random background colour
+    per image used during distillation.
+    """
+
+    def __init__(self, cfg: BackgroundConfig | None = None):
+        super().__init__()
+        self.cfg = cfg = cfg or BackgroundConfig()
+        cfg.validate()
+        self.register_buffer("color", torch.tensor(cfg.color, dtype=torch.float32))
+        self.mlp = None
+        if cfg.kind == "mlp":
+            n_in = 3 + 6 * cfg.n_frequencies
+            self.mlp = make_mlp(n_in, cfg.mlp_width, 1, 3)
+
+    def forward(self, dirs: torch.Tensor, color: torch.Tensor | None = None) -> torch.Tensor:
+        if color is not None:
+            return torch.as_tensor(color, dtype=dirs.dtype, device=dirs.device).expand(dirs.shape[:-1] + (3,))
+        if self.mlp is None:
+            return self.color.to(dirs).expand(dirs.shape[:-1] + (3,))
+        feats = [dirs]
+        for k in range(self.cfg.n_frequencies):
+            feats += [torch.sin((2.0**k) * torch.pi * dirs), torch.cos((2.0**k) * torch.pi * dirs)]
+        return torch.sigmoid(self.mlp(torch.cat(feats, -1)))
+
+
+__all__ = [
+    "contract",
+    "normalize_points",
+    "make_mlp",
+    "NeRFFieldConfig",
+    "NeRFField",
+    "BackgroundConfig",
+    "Background",
+]

@@ -1,0 +1,186 @@
+"""Volume rendering: weights, compositing, ray generation, chunked ray / image rendering.
+
+Conventions (docs/ARCHITECTURE.md): ``c2w`` is a 4x4 camera-to-world with OpenGL camera
+axes (x right, y up, the camera looks along -z); ``K`` is a 3x3 pinhole matrix in pixels with
+pixel (i, j) centred at (i + 0.5, j + 0.5), u to the right and v down. Ray directions are
+unit vectors in world space, so ``t`` is the Euclidean distance along the ray; ``depth`` is
+the *z-depth* (distance along the optical axis), ``t * cos(angle to the optical axis)``.
+Colours are RGB in [0, 1]; densities are in 1 / scene units.
+
+Volume rendering of intervals ``[t_i, t_{i+1}]`` with density ``sigma_i`` and colour ``c_i``::
+
+    alpha_i = 1 - exp(-sigma_i delta_i),  T_i = exp(-sum_{j<i} sigma_j delta_j),  w_i = T_i alpha_i
+    rgb = sum_i w_i c_i + (1 - opacity) * background,   opacity = sum_i w_i
+    depth = sum_i w_i z_i   (z_i = midpoint ray distance * cos; 0 where nothing is hit, i.e.
+                             not normalised by opacity: divide by opacity for the surface depth)
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, NamedTuple
+
+import torch
+
+if TYPE_CHECKING:  # pragma: no cover
+    from torch import nn
+
+
+class VolumeRenderOutput(NamedTuple):
+    rgb: torch.Tensor  # [R, 3]
+    depth: torch.Tensor  # [R] expected z-depth (unnormalised)
+    opacity: torch.Tensor  # [R] in [0, 1]
+    weights: torch.Tensor  # [R, S]
+
+
+def render_weights(sigmas: torch.Tensor, deltas: torch.Tensor) -> torch.Tensor:
+    """Per-interval weights ``w_i = T_i (1 - exp(-sigma_i delta_i))``, ``[R, S]``.
+
+    Uses the exclusive cumulative sum of optical depth (no products of transmittances), so
+    ``sum_i w_i = 1 - exp(-sum_i sigma_i delta_i)`` exactly up to round-off.
+    """
+    tau = sigmas * deltas
+    excl = torch.cumsum(tau, -1) - tau  # sum_{j<i}
+    return torch.exp(-excl) * (1.0 - torch.exp(-tau))
+
+
+def volume_render(sigmas: torch.Tensor, rgbs: torch.Tensor, t_edges: torch.Tensor,
+                  background: torch.Tensor | None = None, z_scale: torch.Tensor | None = None) -> VolumeRenderOutput:
+    """Composite ``R`` rays of ``S`` intervals.
+
+    Args:
+        sigmas: ``[R, S]`` densities >= 0 (1 / scene units).
+        rgbs: ``[R, S, 3]`` colours in [0, 1].
+        t_edges: ``[R, S + 1]`` sorted interval edges (ray distance, scene units).
+        background: ``[R, 3]`` or ``[3]`` colour composited with weight ``1 - opacity``;
+            ``None`` leaves the result premultiplied (a black background).
+        z_scale: ``[R]`` cosine between each (unit) ray direction and the optical axis, to turn
+            ray distance into z-depth; ``None`` returns the expected ray distance.
+    """
+    deltas = t_edges[:, 1:] - t_edges[:, :-1]
+    w = render_weights(sigmas, deltas)
+    opacity = w.sum(-1)
+    rgb = (w[..., None] * rgbs).sum(-2)
+    if background is not None:
+        rgb = rgb + (1.0 - opacity)[..., None] * background
+    t_mid = 0.5 * (t_edges[:, 1:] + t_edges[:, :-1])
+    depth = (w * t_mid).sum(-1)
+    if z_scale is not None:
+        depth = depth * z_scale
+    return VolumeRenderOutput(rgb, depth, opacity, w)
+
+
+# --------------------------------------------------------------------------- rays
+
+
+def get_rays(c2w: torch.Tensor, K: torch.Tensor, H: int, W: int, dtype=torch.float32,
+             device=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Rays through the pixel centres of one camera, row-major (v outer, u inner).
+
+    ``c2w``: 4x4 OpenGL camera-to-world; ``K``: 3x3 pixels. Returns ``rays_o [H*W, 3]``,
+    unit ``rays_d [H*W, 3]`` (world) and ``z_scale [H*W]`` = cosine to the optical axis.
+    """
+    c2w = torch.as_tensor(c2w, dtype=torch.float64)
+    K = torch.as_tensor(K, dtype=torch.float64)
+    if c2w.shape[-2:] == (3, 4):
+        c2w = torch.cat([c2w, torch.tensor([[0.0, 0.0, 0.0, 1.0]], dtype=torch.float64)], 0)
+    v, u = torch.meshgrid(torch.arange(H, dtype=torch.float64) + 0.5, torch.arange(W, dtype=torch.float64) + 0.5,
+                          indexing="ij")
+    x = (u - K[0, 2]) / K[0, 0]
+    y = -(v - K[1, 2]) / K[1, 1]  # OpenGL: y up, image v down
+    d_cam = torch.stack([x, y, -torch.ones_like(x)], -1).reshape(-1, 3)  # looks along -z
+    norm = d_cam.norm(dim=-1, keepdim=True)
+    d_world = (d_cam / norm) @ c2w[:3, :3].T
+    o = c2w[:3, 3].expand_as(d_world)
+    return (o.to(device=device, dtype=dtype).contiguous(), d_world.to(device=device, dtype=dtype).contiguous(),
+            (1.0 / norm[:, 0]).to(device=device, dtype=dtype))
+
+
+def near_far_box(rays_o: torch.Tensor, rays_d: torch.Tensor, bound: float, near: float = 0.0,
+                 far: float = 1e10) -> tuple[torch.Tensor, torch.Tensor]:
+    """Slab intersection of rays with ``[-bound, bound]^3``, clipped to ``[near, far]``.
+
+    Rays that miss the box get ``near == far`` (zero-length intervals, so zero weight).
+    """
+    inv = 1.0 / torch.where(rays_d.abs() < 1e-12, torch.full_like(rays_d, 1e-12), rays_d)
+    t0 = (-bound - rays_o) * inv
+    t1 = (bound - rays_o) * inv
+    tmin = torch.minimum(t0, t1).amax(-1).clamp_min(near)
+    tmax = torch.maximum(t0, t1).amin(-1).clamp_max(far)
+    tmax = torch.maximum(tmax, tmin)
+    return tmin, tmax
+
+
+def render_rays(field: "nn.Module", rays_o: torch.Tensor, rays_d: torch.Tensor, sampler: "nn.Module",
+                background: "nn.Module | torch.Tensor | None" = None, near: float = 0.05, far: float = 1000.0,
+                stratified: bool = False, chunk: int = 8192, z_scale: torch.Tensor | None = None,
+                bg_color: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Render rays ``o + t d`` (world, unit ``d``) in chunks of ``chunk`` rays.
+
+    ``field(x) -> (sigma, albedo)`` (a :class:`~novelviews.nerf.field.NeRFField`);
+    ``sampler`` from :func:`~novelviews.nerf.sampler.make_sampler`. For a bounded field
+    (``field.cfg.unbounded`` False) ``[near, far]`` is clipped to the field's box.
+    ``background``: a :class:`~novelviews.nerf.field.Background`, a colour tensor, or None
+    (premultiplied); ``bg_color`` overrides a Background module's colour.
+
+    Returns ``rgb [R, 3]``, ``depth [R]`` (z-depth if ``z_scale`` is given, else ray
+    distance; unnormalised), ``opacity [R]`` and, for a proposal sampler, the scalar
+    ``interlevel`` loss (mean over rays). Without grad, memory is bounded by ``chunk``.
+    """
+    from .sampler import interlevel_loss
+
+    cfg = getattr(field, "cfg", None)
+    bounded = cfg is not None and not getattr(cfg, "unbounded", True)
+    outs: dict[str, list[torch.Tensor]] = {"rgb": [], "depth": [], "opacity": []}
+    inter: list[torch.Tensor] = []
+    n = rays_o.shape[0]
+    for a in range(0, n, max(int(chunk), 1)):
+        o, d = rays_o[a:a + chunk], rays_d[a:a + chunk]
+        if bounded:
+            nr, fr = near_far_box(o, d, cfg.bound, near, far)
+        else:
+            nr = torch.full(o.shape[:1], float(near), dtype=o.dtype, device=o.device)
+            fr = torch.full(o.shape[:1], float(far), dtype=o.dtype, device=o.device)
+        samples = sampler(o, d, nr, fr, stratified=stratified)
+        sigma, rgb = field(samples.points(o, d))
+        if background is None:
+            bg = None
+        elif isinstance(background, torch.Tensor):
+            bg = background.to(o)
+        else:
+            bg = background(d, bg_color)
+        zs = None if z_scale is None else z_scale[a:a + chunk]
+        res = volume_render(sigma, rgb, samples.t_edges, bg, zs)
+        outs["rgb"].append(res.rgb)
+        outs["depth"].append(res.depth)
+        outs["opacity"].append(res.opacity)
+        if "prop_weights" in samples.aux:
+            loss = interlevel_loss(samples.s_edges, res.weights, samples.aux["prop_s_edges"],
+                                   samples.aux["prop_weights"])
+            inter.append(loss * o.shape[0])
+    out = {k: torch.cat(v, 0) for k, v in outs.items()}
+    if inter:
+        out["interlevel"] = torch.stack(inter).sum() / n
+    return out
+
+
+def render_image(field: "nn.Module", c2w, K, H: int, W: int, sampler: "nn.Module",
+                 background: "nn.Module | torch.Tensor | None" = None, near: float = 0.05, far: float = 1000.0,
+                 chunk: int = 8192, bg_color: torch.Tensor | None = None,
+                 grad: bool = False) -> dict[str, torch.Tensor]:
+    """Render one camera: ``c2w`` 4x4 OpenGL camera-to-world, ``K`` 3x3 pixels.
+
+    Returns ``rgb [H, W, 3]`` in [0, 1], ``depth [H, W]`` (expected z-depth, 0 where empty;
+    divide by opacity for the surface depth) and ``opacity [H, W]``. Runs without autograd
+    unless ``grad``; evaluation sampling (no jitter).
+    """
+    param = next(field.parameters())
+    rays_o, rays_d, zs = get_rays(c2w, K, H, W, dtype=param.dtype, device=param.device)
+    with torch.set_grad_enabled(grad):
+        out = render_rays(field, rays_o, rays_d, sampler, background, near, far, stratified=False, chunk=chunk,
+                          z_scale=zs, bg_color=bg_color)
+    return {"rgb": out["rgb"].reshape(H, W, 3), "depth": out["depth"].reshape(H, W),
+            "opacity": out["opacity"].reshape(H, W)}
+
+
+__all__ = ["VolumeRenderOutput", "render_weights", "volume_render", "get_rays", "near_far_box", "render_rays",
+           "render_image"]
