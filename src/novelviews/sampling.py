@@ -193,8 +193,15 @@ def guided_denoiser(model, context: torch.Tensor, cond_latent: torch.Tensor, gui
                     dtype: torch.dtype = torch.float32) -> EpsFn:
     """Close a ViewConditionedLDM over its conditioning: ``eps_fn(x_t, t)`` with batched CFG."""
 
+    import contextlib
+
+    param_dtype = next(model.parameters()).dtype
+
     def eps_fn(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(x_t.device.type, dtype=dtype, enabled=dtype != torch.float32):
-            return model.predict_noise_cfg(x_t.to(context.dtype), t, context, cond_latent, guidance_scale)
+        # fp32: no autocast context of our own, so an enclosing one (Lightning's) still applies
+        ctx = torch.autocast(x_t.device.type, dtype=dtype) if dtype != torch.float32 else contextlib.nullcontext()
+        with ctx:
+            return model.predict_noise_cfg(x_t.to(param_dtype), t, context.to(param_dtype),
+                                           cond_latent.to(param_dtype), guidance_scale)
 
     return eps_fn

@@ -1,0 +1,7 @@
+"""``python -m novelviews`` == ``nvs``."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,250 @@
+"""``nvs``: one entry point, one subcommand per job. Thin: parse, build the config, call.
+
+Every subcommand takes ``--config FILE.yaml`` (repeatable, later wins) and trailing
+dotted overrides ``key.sub=value``; the resolved config is saved beside the outputs.
+User errors print one line (``error: ...``) and exit with status 2, no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import textwrap
+from typing import Callable
+
+from .errors import NovelViewsError
+
+EPILOG_OVERRIDES = "Any config key can be set as key.sub=value after the arguments (see --show-config)."
+
+
+def _formatter(prog):
+    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", action="append", default=[], metavar="FILE.yaml",
+                   help="YAML config file (repeatable; later files win)")
+    p.add_argument("--show-config", action="store_true", help="print the resolved config and exit")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides")
+
+
+def _build(cls, args, shortcuts: dict[str, object]):
+    from . import config as cfgmod
+
+    base: dict = {}
+    for key, value in shortcuts.items():
+        if value is None:
+            continue
+        node = base
+        parts = key.split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = value
+    bad = [o for o in args.overrides if "=" not in o]
+    if bad:
+        raise NovelViewsError(f"unexpected argument '{bad[0]}': overrides look like key.sub=value")
+    return cfgmod.load(cls, base=base, files=args.config, overrides=args.overrides)
+
+
+def _show(cfg) -> bool:
+    from .config import dump
+
+    print(dump(cfg), end="")
+    return True
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def cmd_synth(args) -> None:
+    from .synth.generate import SynthConfig, command_synth
+
+    cfg = _build(SynthConfig, args, {"scenes": args.scenes, "views": args.views, "size": args.size,
+                                     "family": args.family, "seed": args.seed})
+    if args.show_config and _show(cfg):
+        return
+    command_synth(cfg, args.out, overwrite=args.overwrite, device=args.device)
+
+
+def cmd_views(args) -> None:
+    from .views import ViewsConfig, run_views
+
+    cfg = _build(ViewsConfig, args, {"model": args.model, "path.kind": args.path, "path.num_views": args.num_views,
+                                     "sampling.steps": args.steps, "sampling.seed": args.seed, "device": args.device})
+    if args.show_config and _show(cfg):
+        return
+    info = run_views(args.image, args.out, cfg, overwrite=args.overwrite, progress=not args.quiet)
+    print(f"wrote {info['views']} views, {info['video']} and sheet.png to {info['out']} "
+          f"in {info['seconds']} s on {info['device']} (scene scale {info['scale']:.3g} from {info['scale_source']})")
+
+
+def cmd_convert(args) -> None:
+    from .model.checkpoints import convert_checkpoint
+
+    report = convert_checkpoint(args.checkpoint, args.out, use_ema=not args.raw, overwrite=args.overwrite)
+    print(report.summary())
+    print(f"wrote {args.out}")
+
+
+def cmd_train(args) -> None:
+    from .train.run import TrainConfig, parse_data_args, run_train
+
+    data, overrides = parse_data_args(args.items)
+    args.overrides = overrides
+    shortcuts = {"model": args.model, "init": args.init, "stage": args.stage, "max_steps": args.steps,
+                 "batch_size": args.batch_size, "devices": args.devices, "strategy": args.strategy,
+                 "synth.scenes": args.synth}
+    if data:
+        shortcuts["data"] = data
+    cfg = _build(TrainConfig, args, shortcuts)
+    if args.show_config and _show(cfg):
+        return
+    info = run_train(cfg, args.out, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
+    print(f"trained {info['steps']} steps in {info['train_seconds']} s; model written to {info['out']}/model")
+
+
+COMMANDS: dict[str, dict] = {
+    "views": dict(
+        fn=cmd_views,
+        help="one image -> novel views along a camera path (PNGs, cameras.json, MP4, contact sheet)",
+        examples="""
+            nvs views examples/scene.png --out runs/views
+            nvs views photo.jpg --path spiral --num-views 24 --out runs/spiral sampling.guidance_scale=2
+            nvs views photo.jpg --path my_path.json --model zeronvs.ckpt --device cuda --out runs/custom \\
+                camera.fov_deg=60 camera.scale=0.9 sampling.dtype=fp16
+        """,
+    ),
+    "synth": dict(
+        fn=cmd_synth,
+        help="render procedural multi-view scenes with exact cameras, depth and masks",
+        examples="""
+            nvs synth runs/synth --scenes 4 --views 24 --size 128
+            nvs synth runs/walks --family walk --scenes 2 --views 32 --size 96 --seed 100
+        """,
+    ),
+    "train": dict(
+        fn=cmd_train,
+        help="train or fine-tune the view-conditioned diffusion model (Lightning; EMA, resume, DDP)",
+        examples="""
+            nvs train runs/synth --out runs/train --steps 2000 batch_size=16
+            nvs train --synth 500 --model demo --out runs/demo --steps 20000 precision=bf16-mixed
+            nvs train co3d_scenes:0.34 re10k_scenes:0.33 acid_scenes:0.33 --init converted/zeronvs \
+                --out runs/finetune --devices 4 --strategy ddp precision=bf16-mixed
+            nvs train --resume --out runs/demo ...   # continue from runs/demo/checkpoints/last.ckpt
+        """,
+    ),
+    "convert": dict(
+        fn=cmd_convert,
+        help="official ZeroNVS / Zero-1-to-3 .ckpt -> a diffusers-style folder",
+        examples="""
+            nvs convert zeronvs.ckpt converted/zeronvs
+            nvs convert zero123-xl.ckpt converted/zero123 --raw      # raw weights instead of EMA
+        """,
+    ),
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    lines = "\n".join(f"  {name:<10}{spec['help']}" for name, spec in COMMANDS.items())
+    parser = argparse.ArgumentParser(
+        prog="nvs",
+        formatter_class=_formatter,
+        description="novelviews: zero-shot novel view synthesis of real scenes.",
+        epilog=f"commands:\n{lines}\n\nexamples:\n  nvs views examples/scene.png --out runs/views\n"
+               "  nvs synth runs/synth --scenes 4 --views 24 --size 128\n\nRun `nvs COMMAND --help` for details.",
+    )
+    parser.add_argument("--version", action="version", version=f"novelviews {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def add(name: str, setup: Callable[[argparse.ArgumentParser], None]) -> None:
+        spec = COMMANDS[name]
+        p = sub.add_parser(name, help=spec["help"], description=spec["help"], formatter_class=_formatter,
+                           epilog="examples:\n" + textwrap.dedent(spec["examples"]).strip("\n").replace("\n", "\n  ")
+                           .join(["  ", ""]) + "\n\n" + EPILOG_OVERRIDES)
+        setup(p)
+        p.set_defaults(fn=spec["fn"])
+
+    def views(p):
+        p.add_argument("image", help="input photo (any PIL format; RGBA is composited on image.background)")
+        p.add_argument("--out", required=True, help="output folder (must be new or empty, or use --overwrite)")
+        p.add_argument("--model", help="'demo' (bundled, default) or a checkpoint: .ckpt, .safetensors, folder")
+        p.add_argument("--path", help="orbit | spiral | zoom | pan | dolly | wiggle | FILE.json (default orbit)")
+        p.add_argument("--num-views", type=int, help="number of views on the path (default 16)")
+        p.add_argument("--steps", type=int, help="denoising steps (default 50)")
+        p.add_argument("--seed", type=int, help="seed of view 0; view i uses seed + i")
+        p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+        _add_common(p)
+
+    def synth(p):
+        p.add_argument("out", help="output folder: one transforms.json scene per subfolder")
+        p.add_argument("--scenes", type=int, help="number of scenes (default 4)")
+        p.add_argument("--views", type=int, help="views per scene (default 24)")
+        p.add_argument("--size", type=int, help="image side in pixels (default 128)")
+        p.add_argument("--family", help="orbit | walk | mixed")
+        p.add_argument("--seed", type=int, help="seed of scene 0; scene i uses seed + i")
+        p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+        _add_common(p)
+
+    def convert(p):
+        p.add_argument("checkpoint", help="official .ckpt (or any supported checkpoint)")
+        p.add_argument("out", help="output folder (unet/, vae/, image_encoder/, cc_projection, novelviews.json)")
+        p.add_argument("--raw", action="store_true", help="use the raw weights instead of the EMA copy")
+        p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+
+    def train(p):
+        p.add_argument("items", nargs="*", metavar="DATA[:weight] | key=value",
+                       help="scene folders / dataset roots (optionally :weight), and config overrides")
+        p.add_argument("--out", required=True, help="run folder (checkpoints/, logs/, previews/, model/)")
+        p.add_argument("--model", help="architecture preset of a new model (demo, tiny, zeronvs, zero123, or YAML)")
+        p.add_argument("--init", help="checkpoint to fine-tune from (.ckpt, .safetensors, model folder)")
+        p.add_argument("--stage", choices=["ldm", "vae"], help="train the diffusion model (default) or the VAE")
+        p.add_argument("--synth", type=int, help="also train on N procedural scenes rendered on the fly")
+        p.add_argument("--steps", type=int, help="optimiser steps (max_steps)")
+        p.add_argument("--batch-size", type=int, help="per-device batch size")
+        p.add_argument("--devices", help="GPUs to use: auto, N, or a list like 0,1")
+        p.add_argument("--strategy", help="Lightning strategy: auto, ddp, ...")
+        p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.ckpt")
+        p.add_argument("--config", action="append", default=[], metavar="FILE.yaml", help="YAML config file")
+        p.add_argument("--show-config", action="store_true", help="print the resolved config and exit")
+        p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+        p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    add("views", views)
+    add("train", train)
+    add("synth", synth)
+    add("convert", convert)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    # key=value overrides may also come after options (argparse stops positionals at options)
+    unknown = [e for e in extra if e.startswith("-") or "=" not in e]
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if extra:
+        target = "items" if hasattr(args, "items") else "overrides"
+        if not hasattr(args, target):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        setattr(args, target, list(getattr(args, target)) + extra)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 0
+    try:
+        args.fn(args)
+    except NovelViewsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,236 @@
+"""Training data: a pool of posed views, and (condition, target) pairs drawn from it.
+
+A :class:`ViewPool` holds every view of every scene at the model's resolution (uint8,
+``[V, 3, S, S]``) with OpenGL ``c2w``, vertical fov, a per-view 6DoF+1 scene scale and
+the scene / frame index of each view. Pools come from any
+:class:`~novelviews.io.datasets.MultiViewScene` (transforms.json, COLMAP, CO3D-style,
+RealEstate10K/ACID), or are rendered directly by the procedural renderer (on a GPU for
+volume). :class:`PairDataset` draws random pairs of views of the same scene (within
+``max_frame_gap`` frames for video-like sources) and computes the camera embedding of
+each pair; :class:`MixedPairDataset` mixes several pools with weights.
+
+Scene scale of a view (6DoF+1): the 0.2-quantile of its depth map when the source has
+depth (as ZeroNVS), else the source's stated scale, else a scale from the camera layout
+(``cameras.scene_scale_from_cameras``) - each pool records which one it used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .. import cameras as C
+from ..errors import DatasetError
+
+
+@dataclass
+class ViewPool:
+    images: torch.Tensor  # uint8 [V, 3, S, S]
+    c2w: torch.Tensor  # float64 [V, 4, 4] OpenGL
+    fov: torch.Tensor  # float64 [V] vertical, radians
+    scale: torch.Tensor  # float64 [V] 6DoF+1 scene scale of each view (as a conditioning view)
+    scene: torch.Tensor  # long [V] scene index
+    frame: torch.Tensor  # long [V] frame index within its scene
+    scale_source: str = "depth"
+    names: list[str] = field(default_factory=list)  # scene names
+    scene_gap: torch.Tensor | None = None  # long [num_scenes]: max frame gap of pairs (0 = any pair)
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    @property
+    def num_scenes(self) -> int:
+        return int(self.scene.max().item()) + 1 if len(self) else 0
+
+    def save(self, path: str | Path) -> Path:
+        from ..io.runs import atomic_save
+
+        data = {k: getattr(self, k) for k in ("images", "c2w", "fov", "scale", "scene", "frame", "scene_gap")}
+        data = {k: v for k, v in data.items() if v is not None}
+        return atomic_save(Path(path), lambda p: torch.save(data, p))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "ViewPool":
+        try:
+            data = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - any failure is a bad file for the user
+            raise DatasetError(f"cannot read view pool '{path}': {exc}") from None
+        return cls(**data)
+
+    @staticmethod
+    def cat(pools: Sequence["ViewPool"]) -> "ViewPool":
+        offset, scenes = 0, []
+        for p in pools:
+            scenes.append(p.scene + offset)
+            offset += p.num_scenes
+        return ViewPool(
+            images=torch.cat([p.images for p in pools]),
+            c2w=torch.cat([p.c2w for p in pools]),
+            fov=torch.cat([p.fov for p in pools]),
+            scale=torch.cat([p.scale for p in pools]),
+            scene=torch.cat(scenes),
+            frame=torch.cat([p.frame for p in pools]),
+            scale_source=",".join(sorted({p.scale_source for p in pools})),
+            names=sum((p.names for p in pools), []),
+            scene_gap=torch.cat([p.gaps() for p in pools]),
+        )
+
+    def gaps(self) -> torch.Tensor:
+        return self.scene_gap if self.scene_gap is not None else torch.zeros(self.num_scenes, dtype=torch.long)
+
+
+def _to_uint8_chw(img: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.clip(np.round(img * 255.0), 0, 255).astype(np.uint8)).permute(2, 0, 1).contiguous()
+
+
+def pool_from_scene(scene, size: int, mode: str = "crop") -> ViewPool:
+    """All views of one MultiViewScene at ``size x size`` (intrinsics -> fov after the crop)."""
+    from ..io.images import center_crop_resize
+
+    imgs, fovs, scales = [], [], []
+    has_depth = scene.has_depth
+    for i in range(len(scene)):
+        img = scene.load_image(i)
+        out, K = center_crop_resize(img, scene.K[i].numpy(), size, mode=mode)
+        imgs.append(_to_uint8_chw(out))
+        fovs.append(float(C.fov_from_intrinsics(torch.as_tensor(K), size)))
+        if has_depth:
+            d = scene.load_depth(i)
+            d, _ = center_crop_resize(d, None, size, mode=mode, pad_value=0.0, nearest=True)
+            try:
+                scales.append(float(C.depth_quantile_scale(torch.as_tensor(d))))
+            except Exception:  # noqa: BLE001 - an empty depth map: fall back below
+                scales.append(float("nan"))
+        else:
+            scales.append(float("nan"))
+    scale = torch.tensor(scales, dtype=torch.float64)
+    source = "depth"
+    fallback = scene.scale if getattr(scene, "scale", None) else C.scene_scale_from_cameras(scene.c2w)
+    if torch.isnan(scale).any():
+        source = "depth+fallback" if has_depth else ("dataset" if getattr(scene, "scale", None) else "cameras")
+        scale = torch.where(torch.isnan(scale), torch.full_like(scale, float(fallback)), scale)
+    n = len(scene)
+    return ViewPool(torch.stack(imgs), scene.c2w.double().clone(), torch.tensor(fovs, dtype=torch.float64), scale,
+                    torch.zeros(n, dtype=torch.long), torch.arange(n), source, [scene.name])
+
+
+def pool_from_paths(paths: Sequence[str | Path], size: int, mode: str = "crop", progress: bool = True) -> ViewPool:
+    """Every scene under each path (a scene folder, or a folder of scene folders)."""
+    from tqdm.auto import tqdm
+
+    from ..io.datasets import load_scene
+
+    scene_dirs: list[Path] = []
+    pools: list[ViewPool] = []
+    for p in map(Path, paths):
+        if not p.exists():
+            raise DatasetError(f"training data '{p}' does not exist")
+        if p.suffix == ".pt":  # a pool saved by ViewPool.save (e.g. rendered once on a GPU)
+            pools.append(ViewPool.load(p))
+            continue
+        subs = sorted(d for d in p.iterdir() if d.is_dir() and (d / "transforms.json").exists()) if p.is_dir() else []
+        scene_dirs.extend(subs if subs and not (p / "transforms.json").exists() else [p])
+    for d in tqdm(scene_dirs, desc="loading scenes", disable=not progress):
+        scene = load_scene(d)
+        if len(scene) >= 2:
+            pools.append(pool_from_scene(scene, size, mode))
+    if not pools:
+        raise DatasetError(f"no scene with at least 2 views found in {', '.join(map(str, paths))}")
+    return ViewPool.cat(pools)
+
+
+def pool_from_synth(num_scenes: int, views: int, size: int, seed: int = 0, family: str = "mixed",
+                    device: str | torch.device = "cpu", spp: int = 1, progress: bool = True) -> ViewPool:
+    """Render a pool directly with the procedural renderer (no files): scene i has seed ``seed + i``."""
+    from tqdm.auto import tqdm
+
+    from ..synth.render import render
+    from ..synth.scenes import sample_cameras, scene_from_seed
+
+    imgs, c2ws, fovs, scales, sc, fr, gaps = [], [], [], [], [], [], []
+    for i in tqdm(range(num_scenes), desc="rendering scenes", disable=not progress):
+        scene = scene_from_seed(seed + i, family)
+        c2w, K = sample_cameras(scene, views, size, size)
+        out = render(scene, c2w, K, size, size, device=device, spp=spp)
+        imgs.append((out["rgb"].clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 3, 1, 2).cpu())
+        c2ws.append(c2w.double())
+        fovs.append(C.fov_from_intrinsics(K, size).double())
+        scales.append(C.depth_quantile_scale(out["depth"].double().cpu()))
+        sc.append(torch.full((views,), i, dtype=torch.long))
+        fr.append(torch.arange(views))
+        gaps.append(max(1, views // 6) if scene.family == "walk" else 0)  # walks: nearby frames only
+    return ViewPool(torch.cat(imgs), torch.cat(c2ws), torch.cat(fovs), torch.cat(scales), torch.cat(sc),
+                    torch.cat(fr), "depth", [f"synth-{seed + i}" for i in range(num_scenes)],
+                    torch.tensor(gaps, dtype=torch.long))
+
+
+class PairDataset(Dataset):
+    """Random (condition, target) pairs of views of one scene from a :class:`ViewPool`.
+
+    Item ``i`` is deterministic in ``(seed, i)``. ``max_frame_gap > 0`` limits pairs to
+    frames at most that far apart (video-like sources); 0 allows any pair; a pool's own
+    per-scene ``scene_gap`` (e.g. synthetic walks) takes precedence where it is set.
+    Returns ``cond``/``target`` float ``[3, S, S]`` in ``[-1, 1]`` and ``cam`` float ``[d]``.
+    """
+
+    def __init__(self, pool: ViewPool, camera_mode: str, length: int = 100_000, seed: int = 0,
+                 max_frame_gap: int = 0):
+        if len(pool) < 2:
+            raise DatasetError("a training pool needs at least 2 views")
+        self.pool, self.mode, self.length, self.seed, self.gap = pool, camera_mode, int(length), int(seed), max_frame_gap
+        C.embedding_dim(camera_mode)
+        self.by_scene = [torch.nonzero(pool.scene == s).flatten() for s in range(pool.num_scenes)]
+        self.scenes = [s for s, v in enumerate(self.by_scene) if len(v) >= 2]
+        self.scene_gaps = pool.gaps()
+        if not self.scenes:
+            raise DatasetError("no scene in the training pool has 2 or more views")
+
+    def __len__(self) -> int:
+        return self.length
+
+    def pair(self, index: int) -> tuple[int, int]:
+        g = np.random.default_rng([self.seed, int(index)])
+        s = self.scenes[g.integers(len(self.scenes))]
+        views = self.by_scene[s]
+        a = int(g.integers(len(views)))
+        gap = int(self.scene_gaps[s]) or self.gap
+        if gap > 0:
+            lo, hi = max(0, a - gap), min(len(views) - 1, a + gap)
+            choices = [j for j in range(lo, hi + 1) if j != a]
+        else:
+            choices = [j for j in range(len(views)) if j != a]
+        b = choices[int(g.integers(len(choices)))]
+        return int(views[a]), int(views[b])
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        a, b = self.pair(index)
+        p = self.pool
+        cam = C.camera_embedding(self.mode, p.c2w[a], p.c2w[b], p.scale[a], p.fov[b])
+        to_f = lambda x: x.float() / 127.5 - 1.0  # noqa: E731
+        return {"cond": to_f(p.images[a]), "target": to_f(p.images[b]), "cam": cam.float()}
+
+
+class MixedPairDataset(Dataset):
+    """Several pair datasets mixed with weights (e.g. CO3D 0.34 / RE10K 0.33 / ACID 0.33)."""
+
+    def __init__(self, datasets: Sequence[PairDataset], weights: Sequence[float], length: int, seed: int = 0):
+        w = torch.tensor([float(x) for x in weights], dtype=torch.float64)
+        if len(datasets) != len(w) or (w < 0).any() or w.sum() <= 0 or not torch.isfinite(w).all():
+            raise DatasetError("data weights must be one non-negative number per data source, not all zero")
+        self.datasets, self.cum = list(datasets), torch.cumsum(w / w.sum(), 0)
+        self.length, self.seed = int(length), int(seed)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        u = np.random.default_rng([self.seed, 7, int(index)]).random()
+        k = min(int(torch.searchsorted(self.cum, torch.tensor(u, dtype=torch.float64))), len(self.datasets) - 1)
+        return self.datasets[k][index]
+
+

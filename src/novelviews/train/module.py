@@ -1,0 +1,182 @@
+"""LightningModules: the view-conditioned LDM (epsilon loss) and its VAE stage.
+
+``LDMModule`` (stage ``ldm``): target latents = VAE posterior *sample* x scaling factor,
+``t ~ U{0, T-1}``, ``x_t = sqrt(a_t) z + sqrt(1 - a_t) eps``, loss = MSE(eps_hat, eps).
+Conditioning dropout for classifier-free guidance, per sample (the reference's 5 / 5 / 5 %):
+the context token zeroed (after cc_projection), the conditioning latent zeroed, or both -
+exactly the unconditional branch used at sampling time. EMA of all trainable weights;
+AdamW with ``cc_projection`` at ``cc_lr_mult`` x the learning rate; linear warm-up.
+
+``VAEModule`` (stage ``vae``): L1 + MSE reconstruction + a small KL term, for training a
+VAE of our own (the demo model) before the diffusion stage.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+
+from ..sampling import schedule_alphas
+
+
+class EMA(torch.nn.Module):
+    """Exponential moving average of a module's floating-point parameters (a frozen copy)."""
+
+    def __init__(self, model: torch.nn.Module, decay: float = 0.999):
+        super().__init__()
+        self.decay = decay
+        self.shadow = copy.deepcopy(model).eval().requires_grad_(False)
+        self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        self.num_updates += 1
+        # warm-up of the decay (as ldm's LitEma): early averages are not dominated by init
+        d = min(self.decay, (1 + float(self.num_updates)) / (10 + float(self.num_updates)))
+        for (_, s), (_, p) in zip(self.shadow.named_parameters(), model.named_parameters()):
+            if p.requires_grad:
+                s.lerp_(p.detach().to(s.dtype), 1 - d)
+            else:
+                s.copy_(p.detach())
+        for s, b in zip(self.shadow.buffers(), model.buffers()):
+            s.copy_(b)
+
+
+def _warmup(step: int, warmup: int) -> float:
+    return min(1.0, (step + 1) / max(1, warmup))
+
+
+class LDMModule(L.LightningModule):
+    def __init__(self, model, cfg):
+        super().__init__()
+        self.model = model
+        self.cfg = cfg
+        if cfg.freeze_vae:
+            self.model.vae.requires_grad_(False)
+        if cfg.freeze_image_encoder and self.model.image_encoder is not None:
+            self.model.image_encoder.requires_grad_(False)
+        self.ema = EMA(self.model, cfg.ema_decay) if cfg.ema_decay > 0 else None
+        self.register_buffer("alphas_cumprod", schedule_alphas(model.config.schedule).float(), persistent=False)
+
+    # -------------------------------------------------------------- loss
+    def diffusion_loss(self, batch: dict, generator: torch.Generator | None = None) -> torch.Tensor:
+        m, cfg = self.model, self.cfg
+        cond, target, cam = batch["cond"], batch["target"], batch["cam"]
+        b = target.shape[0]
+        with torch.no_grad() if cfg.freeze_vae else torch.enable_grad():
+            z0 = m.encode(target, sample=True, generator=generator)
+        image_emb, cond_latent = m.embed_image(cond)
+        if cfg.freeze_vae:
+            cond_latent = cond_latent.detach()
+        ctx = m.context(image_emb, cam)
+        # conditioning dropout: 0 keep, 1 drop context, 2 drop both, 3 drop latent
+        u = torch.rand(b, device=z0.device, generator=generator)
+        p1, p2, p3 = cfg.drop_context, cfg.drop_both, cfg.drop_latent
+        drop_ctx = (u < p1 + p2)
+        drop_lat = (u >= p1) & (u < p1 + p2 + p3)
+        ctx = ctx * (~drop_ctx).to(ctx.dtype)[:, None, None]
+        cond_latent = cond_latent * (~drop_lat).to(cond_latent.dtype)[:, None, None, None]
+        t = torch.randint(0, len(self.alphas_cumprod), (b,), device=z0.device, generator=generator)
+        eps = torch.randn(z0.shape, device=z0.device, generator=generator, dtype=z0.dtype)
+        a = self.alphas_cumprod[t].to(z0.dtype).view(-1, 1, 1, 1)
+        x_t = a.sqrt() * z0 + (1 - a).sqrt() * eps
+        eps_hat = m.predict_noise(x_t, t, ctx, cond_latent)
+        return F.mse_loss(eps_hat.float(), eps.float())
+
+    def training_step(self, batch, batch_idx):
+        loss = self.diffusion_loss(batch)
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=batch["target"].shape[0])
+        return loss
+
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        if self.ema is not None:
+            self.ema.update(self.model)
+
+    def validation_step(self, batch, batch_idx):
+        from ..evaluate import psnr
+        from ..sampling import SamplingConfig, guided_denoiser, sample
+
+        m = self.eval_model()
+        scfg = SamplingConfig(steps=self.cfg.val_steps, guidance_scale=self.cfg.val_guidance, eta=1.0)
+        emb, lat = m.embed_image(batch["cond"])
+        ctx = m.context(emb, batch["cam"])
+        eps_fn = guided_denoiser(m, ctx, lat, scfg.guidance_scale)
+        shape = (batch["cond"].shape[0], m.config.vae.latent_channels, m.config.latent_size, m.config.latent_size)
+        z = sample(eps_fn, shape, m.config.schedule, scfg, seeds=range(shape[0]), device=lat.device)
+        pred = m.decode(z).clamp(-1, 1)
+        val = psnr((pred + 1) / 2, (batch["target"] + 1) / 2).mean()
+        base = psnr((batch["cond"] + 1) / 2, (batch["target"] + 1) / 2).mean()
+        self.log_dict({"val/psnr": val, "val/psnr_copy_input": base}, prog_bar=True, batch_size=shape[0])
+        self.val_images = (batch["cond"][:8].cpu(), pred[:8].cpu(), batch["target"][:8].cpu())
+        return val
+
+    def eval_model(self):
+        return self.ema.shadow if self.ema is not None else self.model
+
+    # -------------------------------------------------------------- optimiser
+    def configure_optimizers(self):
+        cc, rest = [], []
+        for name, p in self.model.named_parameters():
+            if p.requires_grad:
+                (cc if name.startswith("cc_projection") else rest).append(p)
+        opt = torch.optim.AdamW(
+            [{"params": rest, "lr": self.cfg.lr}, {"params": cc, "lr": self.cfg.lr * self.cfg.cc_lr_mult}],
+            weight_decay=self.cfg.weight_decay,
+        )
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _warmup(s, self.cfg.warmup_steps))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+class VAEModule(L.LightningModule):
+    """Autoencoder stage: reconstruct target images; only the VAE is trained."""
+
+    def __init__(self, model, cfg):
+        super().__init__()
+        self.model = model
+        self.cfg = cfg
+        for name, p in self.model.named_parameters():
+            p.requires_grad_(name.startswith("vae."))
+        self.ema = EMA(self.model, cfg.ema_decay) if cfg.ema_decay > 0 else None
+
+    def vae_loss(self, images: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        post = self.model.vae.encode(images).latent_dist
+        rec = self.model.vae.decode(post.sample()).sample
+        l1 = (rec.float() - images.float()).abs().mean()
+        mse = F.mse_loss(rec.float(), images.float())
+        kl = post.kl().mean() / math.prod(images.shape[1:])
+        loss = l1 + mse + self.cfg.kl_weight * kl
+        return loss, {"l1": l1.detach(), "mse": mse.detach(), "kl": kl.detach()}
+
+    def training_step(self, batch, batch_idx):
+        loss, parts = self.vae_loss(torch.cat([batch["cond"], batch["target"]]))
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch["target"].shape[0])
+        self.log_dict({f"train/{k}": v for k, v in parts.items()}, batch_size=batch["target"].shape[0])
+        return loss
+
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        if self.ema is not None:
+            self.ema.update(self.model)
+
+    def eval_model(self):
+        return self.ema.shadow if self.ema is not None else self.model
+
+    def validation_step(self, batch, batch_idx):
+        from ..evaluate import psnr
+
+        m = self.eval_model()
+        x = batch["target"]
+        rec = m.decode(m.encode(x)).clamp(-1, 1)
+        val = psnr((rec + 1) / 2, (x + 1) / 2).mean()
+        self.log("val/psnr", val, prog_bar=True, batch_size=x.shape[0])
+        self.val_images = (x[:8].cpu(), rec[:8].cpu(), x[:8].cpu())
+        return val
+
+    def configure_optimizers(self):
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _warmup(s, self.cfg.warmup_steps))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

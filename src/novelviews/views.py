@@ -1,0 +1,281 @@
+"""Novel views straight from the diffusion model, no NeRF.
+
+* :func:`generate` - the core: conditioning views (images + OpenGL cameras) and target
+  cameras, each target assigned to one conditioning view ("anchor"); batched over
+  targets and CFG branches; per-view seeds.
+* :func:`run_views` - ``nvs views IMAGE``: one photo -> a camera path -> PNGs,
+  ``cameras.json``, ``video.mp4``, ``sheet.png``, ``config.yaml``.
+
+Single image camera (documented defaults, all in :class:`InputCameraConfig`): the photo is
+taken by a camera at ``elevation_deg``, azimuth 0 and ``distance`` from the origin of a
+z-up world, looking at the origin, with vertical fov ``fov_deg`` (the reference's
+distillation setup). The 6DoF+1 scene scale is, in order of preference: the 0.2-quantile
+of a given depth map (``camera.depth``), else ``camera.scale`` (the reference's
+``precomputed_scale``, 0.7: "how close the content is; smaller is closer"). The path is
+built around the input camera, orbiting / looking at the origin, so view 0 is the input.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Optional, Sequence
+
+import numpy as np
+import torch
+
+from . import cameras as C
+from .config import check_range, save_config
+from .errors import ConfigError, NovelViewsError
+from .sampling import DTYPES, SamplingConfig, guided_denoiser, sample
+
+DEMO_MODEL = "demo"
+
+
+# --------------------------------------------------------------------------- configs
+
+
+@dataclass
+class InputCameraConfig:
+    """The single input photo's camera (z-up world, OpenGL axes, looking at the origin)."""
+
+    fov_deg: float = 52.55  # vertical field of view of the photo
+    elevation_deg: float = 31.0  # camera elevation above the xy plane
+    distance: float = 1.0  # camera distance from the origin (the orbit centre)
+    scale: float = 0.7  # 6DoF+1 scene scale when no depth is given (reference precomputed_scale)
+    depth: Optional[str] = None  # optional depth map (.npy / 16-bit PNG in mm) -> 0.2-quantile scale
+    depth_unit: float = 0.001  # metres per unit of an integer depth PNG
+
+    def validate(self) -> None:
+        check_range("camera.fov_deg", self.fov_deg, 5.0, 170.0)
+        check_range("camera.elevation_deg", self.elevation_deg, -89.0, 89.0)
+        check_range("camera.distance", self.distance, 0.0, None, lo_open=True)
+        check_range("camera.scale", self.scale, 0.0, None, lo_open=True)
+
+
+@dataclass
+class PathConfig:
+    """Which target cameras to generate."""
+
+    kind: str = "orbit"  # orbit | spiral | zoom | pan | dolly | wiggle, or a .json file
+    num_views: int = 16
+    amount: Optional[float] = None  # strength of the path (see cameras.make_path); None = default
+    up: Literal["world", "camera"] = "world"  # orbit/pan axis: world z or the input camera's up
+    loop: bool = True
+
+    def validate(self) -> None:
+        check_range("path.num_views", self.num_views, 1, 10000)
+        if not self.kind.endswith(".json") and self.kind not in C.PATH_KINDS:
+            raise ConfigError(
+                f"config key 'path.kind' = {self.kind!r}: choose one of {', '.join(C.PATH_KINDS)} or a .json file"
+            )
+
+
+@dataclass
+class ImageConfig:
+    """How the input photo is turned into the model's square input."""
+
+    mode: Literal["crop", "pad"] = "crop"  # centre crop (default) or letterbox padding
+    background: tuple[float, float, float] = (1.0, 1.0, 1.0)  # for transparent pixels and padding
+
+    def validate(self) -> None:
+        for i, v in enumerate(self.background):
+            check_range(f"image.background[{i}]", v, 0.0, 1.0)
+
+
+@dataclass
+class ViewsConfig:
+    """``nvs views``: one image -> novel views along a camera path."""
+
+    model: str = DEMO_MODEL  # "demo" (bundled) or a checkpoint path (.ckpt, .safetensors, folder)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    use_ema: bool = True  # official checkpoints: EMA weights (as the reference) or raw
+    camera: InputCameraConfig = field(default_factory=InputCameraConfig)
+    path: PathConfig = field(default_factory=PathConfig)
+    image: ImageConfig = field(default_factory=ImageConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    fps: int = 8
+    include_input: bool = True  # frame 0 of the video is the input photo (views/000.png stays generated)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"config key 'device' = {name!r} is not a device (auto, cpu, cuda, cuda:0...)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' was asked for but no CUDA GPU is available: use device=cpu")
+    return dev
+
+
+def demo_model_path() -> Path:
+    return Path(__file__).resolve().parent / "data" / "demo_model"
+
+
+def load_any_model(spec: str, device: torch.device, dtype: torch.dtype = torch.float32, use_ema: bool = True):
+    """``"demo"`` -> the bundled demo model; anything else -> a checkpoint path."""
+    from .model.checkpoints import load_model
+
+    if spec == DEMO_MODEL:
+        path = demo_model_path()
+        if not path.exists():
+            raise NovelViewsError(
+                "the bundled demo model is missing from this installation "
+                f"({path}): reinstall novelviews or pass --model PATH to a checkpoint"
+            )
+    else:
+        path = Path(spec)
+    model, _report = load_model(path, use_ema=use_ema, device=device, dtype=dtype)
+    model.eval()
+    return model
+
+
+def _progress(total: int, desc: str, enabled: bool = True):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, disable=not enabled, unit="step", leave=False)
+
+
+# --------------------------------------------------------------------------- core
+
+
+@torch.no_grad()
+def generate(
+    model,
+    cond_images: torch.Tensor,
+    cond_c2w,
+    target_c2w,
+    target_fov,
+    anchors: Sequence[int] | torch.Tensor | None = None,
+    scale=1.0,
+    cfg: SamplingConfig | None = None,
+    seeds: Sequence[int] | None = None,
+    progress: bool = True,
+) -> torch.Tensor:
+    """Generate one image per target camera, each conditioned on its anchor view.
+
+    ``cond_images``: ``[M, 3, S, S]`` in ``[-1, 1]`` at the model's resolution;
+    ``cond_c2w``: ``[M, 4, 4]`` OpenGL; ``target_c2w``: ``[N, 4, 4]`` OpenGL;
+    ``target_fov``: ``[N]`` vertical fov (radians); ``anchors``: ``[N]`` index of the
+    conditioning view of each target (default all 0); ``scale``: scene scale per
+    conditioning view (scalar or ``[M]``) for 6DoF+1. Returns ``[N, 3, S, S]`` in ``[-1, 1]``
+    on the CPU (float32).
+    """
+    cfg = cfg or SamplingConfig()
+    device = next(model.parameters()).device
+    dtype = DTYPES[cfg.dtype]
+    cond_c2w = C.validate_poses(cond_c2w, "input camera")
+    target_c2w = C.validate_poses(target_c2w, "target camera")
+    M, N = cond_c2w.shape[0], target_c2w.shape[0]
+    if cond_images.ndim != 4 or cond_images.shape[0] != M:
+        raise NovelViewsError(f"expected {M} conditioning images [M, 3, H, W], got {tuple(cond_images.shape)}")
+    anchors = torch.zeros(N, dtype=torch.long) if anchors is None else torch.as_tensor(anchors, dtype=torch.long)
+    if anchors.shape != (N,) or (anchors < 0).any() or (anchors >= M).any():
+        raise NovelViewsError(f"anchors must be {N} indices into the {M} conditioning views")
+    fov = torch.as_tensor(target_fov, dtype=torch.float64).expand(N)
+    scale_t = torch.as_tensor(scale, dtype=torch.float64).expand(M)
+    seeds = list(range(cfg.seed, cfg.seed + N)) if seeds is None else list(seeds)
+
+    cam = C.camera_embedding(model.config.camera_mode, cond_c2w[anchors], target_c2w, scale_t[anchors], fov)
+    image_emb, cond_latent = model.embed_image(cond_images.to(device))
+    latent_shape = (model.config.vae.latent_channels, model.config.latent_size, model.config.latent_size)
+
+    out = []
+    bar = _progress(math.ceil(N / cfg.batch_size) * cfg.steps, "sampling", progress)
+    for start in range(0, N, cfg.batch_size):
+        idx = anchors[start : start + cfg.batch_size].to(device)
+        b = idx.shape[0]
+        ctx = model.context(image_emb[idx], cam[start : start + b].to(device=device, dtype=image_emb.dtype))
+        eps_fn = guided_denoiser(model, ctx, cond_latent[idx], cfg.guidance_scale, dtype)
+        lat = sample(eps_fn, (b, *latent_shape), model.config.schedule, cfg, seeds[start : start + b], device,
+                     progress=bar.update)
+        for c0 in range(0, b, cfg.vae_chunk):
+            out.append(model.decode(lat[c0 : c0 + cfg.vae_chunk].to(image_emb.dtype)).float().clamp(-1, 1).cpu())
+    bar.close()
+    return torch.cat(out)
+
+
+# --------------------------------------------------------------------------- single image
+
+
+def prepare_input_image(path: str | Path, size: int, cfg: ImageConfig) -> np.ndarray:
+    """Load the photo and make it the model's ``size x size`` input (float32 HxWx3 in [0, 1])."""
+    from .io.images import center_crop_resize, load_image
+
+    img = load_image(path, background=cfg.background)
+    out, _ = center_crop_resize(img, None, size, mode=cfg.mode, pad_value=list(cfg.background))
+    return out
+
+
+def input_scale(cfg: InputCameraConfig, size: int, image_cfg: ImageConfig) -> tuple[float, str]:
+    """The 6DoF+1 scene scale of the input view, and where it came from."""
+    if cfg.depth is None:
+        return cfg.scale, "config (camera.scale)"
+    from .io.images import center_crop_resize, load_depth_map
+
+    depth = load_depth_map(cfg.depth, scale=cfg.depth_unit)
+    depth, _ = center_crop_resize(depth, None, size, mode=image_cfg.mode, pad_value=0.0, nearest=True)
+    return float(C.depth_quantile_scale(torch.as_tensor(depth))), f"depth map {cfg.depth} (0.2-quantile)"
+
+
+def input_camera(cfg: InputCameraConfig) -> torch.Tensor:
+    return C.camera_on_sphere(math.radians(cfg.elevation_deg), 0.0, cfg.distance)
+
+
+def target_path(cfg: PathConfig, c2w: torch.Tensor, fov: float, focus: float) -> tuple[torch.Tensor, torch.Tensor]:
+    if cfg.kind.endswith(".json"):
+        return C.load_path_json(cfg.kind, default_fov=fov)
+    up = (0.0, 0.0, 1.0) if cfg.up == "world" else None
+    return C.make_path(cfg.kind, c2w, fov, cfg.num_views, focus_distance=focus, up=up, amount=cfg.amount, loop=cfg.loop)
+
+
+def run_views(image: str | Path, out: str | Path, cfg: ViewsConfig, overwrite: bool = False,
+              progress: bool = True) -> dict:
+    """``nvs views``: write ``views/NNN.png``, ``cameras.json``, ``video.mp4``, ``sheet.png``."""
+    from .io.images import image_to_tensor, save_image, tensor_to_image
+    from .io.runs import atomic_write_json, prepare_run_dir
+    from .io.video import save_contact_sheet, write_video
+
+    t0 = time.time()
+    device = resolve_device(cfg.device)
+    model = load_any_model(cfg.model, device, DTYPES[cfg.sampling.dtype] if device.type == "cuda" else torch.float32,
+                           cfg.use_ema)
+    size = model.config.image_size
+    img = prepare_input_image(image, size, cfg.image)  # validate the input before touching --out
+    scale, scale_source = input_scale(cfg.camera, size, cfg.image)
+    c2w_in = input_camera(cfg.camera)
+    fov_in = math.radians(cfg.camera.fov_deg)
+    targets, fovs = target_path(cfg.path, c2w_in, fov_in, cfg.camera.distance)
+
+    out = prepare_run_dir(out, overwrite=overwrite)
+    save_config(cfg, out / "config.yaml")
+    save_image(out / "input.png", img)
+    views = generate(model, image_to_tensor(img), c2w_in, targets, fovs, scale=scale, cfg=cfg.sampling,
+                     progress=progress)
+    frames = []
+    for i in range(views.shape[0]):
+        frame = tensor_to_image(views[i])
+        save_image(out / "views" / f"{i:03d}.png", frame)
+        frames.append(frame)
+    video_frames = list(frames)
+    if cfg.include_input and torch.allclose(targets[0], c2w_in) and abs(float(fovs[0]) - fov_in) < 1e-9:
+        video_frames[0] = img  # the input camera itself: the video starts on the real photo
+    K = C.intrinsics_from_fov(fovs, size, size)
+    cams = C.cameras_to_json(targets, fovs, size, size, extra=[{"file": f"views/{i:03d}.png", "fx": float(K[i, 0, 0]),
+                                                                 "fy": float(K[i, 1, 1]), "cx": size / 2, "cy": size / 2}
+                                                                for i in range(len(frames))])
+    cams["input"] = {"c2w": c2w_in.tolist(), "fov_deg": cfg.camera.fov_deg, "file": "input.png"}
+    cams["scene_scale"] = {"value": scale, "source": scale_source}
+    atomic_write_json(out / "cameras.json", cams)
+    video = write_video(out / "video.mp4", video_frames, fps=cfg.fps)
+    save_contact_sheet(out / "sheet.png", frames)
+    info = {"out": str(out), "views": len(frames), "video": str(video), "seconds": round(time.time() - t0, 2),
+            "device": str(device), "scale": scale, "scale_source": scale_source}
+    return info
