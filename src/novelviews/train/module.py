@@ -138,12 +138,14 @@ class VAEModule(L.LightningModule):
         super().__init__()
         self.model = model
         self.cfg = cfg
+        prefixes = ("vae.",) if cfg.vae_train == "all" else ("vae.decoder.", "vae.post_quant_conv.")
         for name, p in self.model.named_parameters():
-            p.requires_grad_(name.startswith("vae."))
+            p.requires_grad_(name.startswith(prefixes))
         self.ema = EMA(self.model, cfg.ema_decay) if cfg.ema_decay > 0 else None
 
     def vae_loss(self, images: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        post = self.model.vae.encode(images).latent_dist
+        with torch.enable_grad() if self.cfg.vae_train == "all" else torch.no_grad():
+            post = self.model.vae.encode(images).latent_dist
         rec = self.model.vae.decode(post.sample()).sample
         l1 = (rec.float() - images.float()).abs().mean()
         mse = F.mse_loss(rec.float(), images.float())

@@ -62,6 +62,7 @@ class TrainConfig:
     drop_latent: float = 0.05  # conditioning latent only
     kl_weight: float = 1e-6  # VAE stage
     freeze_vae: bool = True  # LDM stage: VAE frozen (as the reference)
+    vae_train: Literal["all", "decoder"] = "all"  # VAE stage: "decoder" keeps the latent space (LDM stays valid)
     freeze_image_encoder: bool = False
     accelerator: str = "auto"
     devices: str = "auto"  # "auto", "1", "4", "0,1"
@@ -105,7 +106,7 @@ def build_model(cfg: TrainConfig):
 
 
 def build_pairs(cfg: TrainConfig, model, device: str, progress: bool = True):
-    from .data import MixedPairDataset, PairDataset, pool_from_paths, pool_from_synth
+    from .data import MixedPairDataset, PairBatches, PairDataset, pool_from_paths, pool_from_synth
 
     size, mode = model.config.image_size, model.config.camera_mode
     datasets, weights = [], []
@@ -118,8 +119,7 @@ def build_pairs(cfg: TrainConfig, model, device: str, progress: bool = True):
                                device=device, spp=cfg.synth.spp, progress=progress)
         datasets.append(PairDataset(pool, mode, seed=cfg.seed + 101))
         weights.append(cfg.synth.weight)
-    length = cfg.max_steps * cfg.batch_size * cfg.accumulate
-    train = MixedPairDataset(datasets, weights, length=length, seed=cfg.seed)
+    train = PairBatches(datasets, weights, cfg.batch_size, num_batches=cfg.max_steps * cfg.accumulate, seed=cfg.seed)
     val = MixedPairDataset(datasets, weights, length=cfg.val_batch, seed=cfg.seed + 999_983)
     return train, val
 
@@ -174,8 +174,9 @@ def run_train(cfg: TrainConfig, out: str | Path, resume: bool = False, overwrite
     if cfg.compile:
         module.model.unet = torch.compile(module.model.unet)
     workers = cfg.num_workers
-    train_dl = DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=False, num_workers=workers,
-                          pin_memory=torch.cuda.is_available(), drop_last=True, persistent_workers=workers > 0)
+    # items are whole batches (built vectorised), so batch_size=None
+    train_dl = DataLoader(train_ds, batch_size=None, shuffle=False, num_workers=workers,
+                          pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0)
     val_dl = DataLoader(val_ds, batch_size=cfg.val_batch, num_workers=0)
     devices: str | int | list[int] = cfg.devices
     if isinstance(devices, str) and devices.isdigit():

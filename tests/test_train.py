@@ -1,0 +1,127 @@
+import numpy as np
+import pytest
+import torch
+
+from novelviews import cameras as C
+from novelviews.config import from_dict
+from novelviews.errors import ConfigError
+from novelviews.model.configuration import model_config
+from novelviews.model.ldm import ViewConditionedLDM
+from novelviews.train.data import PairBatches, PairDataset, ViewPool
+from novelviews.train.module import LDMModule
+from novelviews.train.run import TrainConfig, parse_data_args, run_train
+
+
+def make_pool(scenes=3, views=6, size=32, gap_scene=None):
+    g = torch.Generator().manual_seed(0)
+    n = scenes * views
+    c2w = C.camera_on_sphere(torch.rand(n, generator=g) * 0.5 + 0.2, torch.rand(n, generator=g) * 6, torch.full((n,), 2.0))
+    gaps = torch.zeros(scenes, dtype=torch.long)
+    if gap_scene is not None:
+        gaps[gap_scene] = 1
+    return ViewPool(
+        images=(torch.rand(n, 3, size, size, generator=g) * 255).to(torch.uint8),
+        c2w=c2w, fov=torch.full((n,), 0.8, dtype=torch.float64), scale=torch.full((n,), 1.5, dtype=torch.float64),
+        scene=torch.arange(scenes).repeat_interleave(views), frame=torch.arange(views).repeat(scenes),
+        scene_gap=gaps,
+    )
+
+
+def test_pairs_same_scene_distinct_and_embedding():
+    pool = make_pool()
+    ds = PairDataset(pool, "6dof+1", length=50)
+    for i in range(50):
+        a, b = ds.pair(i)
+        assert a != b and pool.scene[a] == pool.scene[b]
+    item = ds[3]
+    a, b = ds.pair(3)
+    assert item["cond"].shape == (3, 32, 32) and item["cond"].min() >= -1 and item["cond"].max() <= 1
+    assert torch.allclose(item["cond"], pool.images[a].float() / 127.5 - 1)
+    assert torch.allclose(item["cam"], C.embed_6dof(pool.c2w[a], pool.c2w[b], 1.5, 0.8).float())
+
+
+def test_vectorized_batches_valid_and_deterministic():
+    pool = make_pool(scenes=4, views=8, gap_scene=2)
+    ds = PairDataset(pool, "6dof+1")
+    batches = PairBatches([ds], [1.0], batch_size=64, num_batches=5, seed=3)
+    b0 = batches[0]
+    assert b0["cond"].shape == (64, 3, 32, 32) and b0["cam"].shape == (64, 19)
+    assert torch.equal(batches[0]["cam"], b0["cam"]) and not torch.equal(batches[1]["cam"], b0["cam"])
+    rng = np.random.default_rng(0)
+    from novelviews.train.data import _pairs_vectorized
+
+    a, b = _pairs_vectorized(ds, rng, 2000)
+    assert (a != b).all() and (pool.scene[a] == pool.scene[b]).all()
+    in_gap_scene = (pool.scene[a] == 2).numpy()
+    assert in_gap_scene.any()
+    assert (np.abs(pool.frame[a] - pool.frame[b]).numpy()[in_gap_scene] == 1).all()  # gap 1 honoured
+    assert (np.abs(pool.frame[a] - pool.frame[b]).numpy()[~in_gap_scene] > 1).any()  # others: any pair
+    # every target view is reachable from every source in an any-pair scene
+    pairs = set(zip(a[~in_gap_scene].tolist(), b[~in_gap_scene].tolist()))
+    assert len(pairs) > 150
+
+
+def test_parse_data_args_and_validation(tmp_path):
+    (tmp_path / "d1").mkdir()
+    data, ov = parse_data_args([str(tmp_path / "d1"), f"{tmp_path / 'd2'}:0.3", "lr=1e-3"])
+    assert data == [{"path": str(tmp_path / "d1"), "weight": 1.0}, {"path": str(tmp_path / "d2"), "weight": 0.3}]
+    assert ov == ["lr=1e-3"]
+    with pytest.raises(ConfigError, match="no training data"):
+        from_dict(TrainConfig, {})
+    with pytest.raises(ConfigError, match="must not exceed 1"):
+        from_dict(TrainConfig, {"synth": {"scenes": 1}, "drop_context": 0.6, "drop_both": 0.6})
+
+
+def test_tiny_model_loss_falls_on_fixed_batch():
+    torch.manual_seed(0)
+    model = ViewConditionedLDM(model_config("tiny"))
+    cfg = from_dict(TrainConfig, {"model": "tiny", "synth": {"scenes": 1}, "lr": 1e-3, "warmup_steps": 1,
+                                  "drop_context": 0.0, "drop_both": 0.0, "drop_latent": 0.0})
+    module = LDMModule(model, cfg)
+    pool = make_pool()
+    batch = PairBatches([PairDataset(pool, "6dof+1")], [1.0], 8, 1)[0]
+    opt = module.configure_optimizers()["optimizer"]
+    g = torch.Generator().manual_seed(1)
+
+    def loss_at_fixed_noise():
+        with torch.no_grad():
+            return float(module.diffusion_loss(batch, generator=torch.Generator().manual_seed(123)))
+
+    before = loss_at_fixed_noise()
+    for _ in range(60):
+        opt.zero_grad()
+        loss = module.diffusion_loss(batch, generator=g)
+        loss.backward()
+        opt.step()
+        module.ema.update(module.model)
+    after = loss_at_fixed_noise()
+    assert after < 0.7 * before, (before, after)
+    # the VAE stays frozen in the diffusion stage
+    assert all(not p.requires_grad for p in module.model.vae.parameters())
+    # EMA moved towards the trained weights but is not equal to them
+    w, e = module.model.cc_projection.weight, module.ema.shadow.cc_projection.weight
+    assert not torch.equal(w, e)
+
+
+def test_run_train_saves_resumes_and_exports(tmp_path):
+    pool = make_pool(scenes=2, views=4)
+    pool.save(tmp_path / "pool.pt")
+    base = {"model": "tiny", "batch_size": 2, "num_workers": 0, "val_every": 2, "ckpt_every": 2,
+            "val_batch": 2, "val_steps": 2, "log_every": 1, "data": [{"path": str(tmp_path / "pool.pt")}]}
+    cfg = from_dict(TrainConfig, base | {"max_steps": 2})
+    info = run_train(cfg, tmp_path / "run", progress=False)
+    assert info["steps"] == 2
+    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").exists()
+    assert (tmp_path / "run" / "model" / "novelviews.json").exists()
+    assert list((tmp_path / "run" / "previews").glob("*.png"))
+    cfg4 = from_dict(TrainConfig, base | {"max_steps": 4})
+    info = run_train(cfg4, tmp_path / "run", resume=True, progress=False)
+    assert info["steps"] == 4  # continued from step 2, not restarted
+    from novelviews.model.checkpoints import load_model
+
+    model, _ = load_model(tmp_path / "run" / "model")
+    assert model.config.name == "tiny"
+    from novelviews.errors import NovelViewsError
+
+    with pytest.raises(NovelViewsError, match="already holds a previous run"):
+        run_train(cfg, tmp_path / "run", progress=False)
