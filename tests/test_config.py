@@ -12,7 +12,7 @@ from novelviews.errors import ConfigError
 class Inner:
     steps: int = 50
     scale: float = 3.0
-    kind: Literal["ddim", "euler"] = "ddim"
+    kind: Literal["ddim", "euler", "off"] = "ddim"
     sizes: tuple[int, ...] = (1, 2)
 
     def validate(self):
@@ -31,6 +31,7 @@ def test_defaults_and_round_trip(tmp_path):
     c = cfg.from_dict(Outer, {})
     assert c == Outer()
     assert cfg.replace(c, ["inner.scale=4e-4"]).inner.scale == 4e-4
+    assert cfg.replace(c, ["inner.kind=off"]).inner.kind == "off"  # not YAML's False
     c2 = cfg.replace(c, ["inner.steps=20", "inner.scale=2", "seed=3", "inner.sizes=[4,5,6]", "flag=true"])
     assert c2.inner.steps == 20 and c2.inner.scale == 2.0 and isinstance(c2.inner.scale, float)
     assert c2.seed == 3 and c2.inner.sizes == (4, 5, 6) and c2.flag is True

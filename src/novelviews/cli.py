@@ -80,6 +80,27 @@ def cmd_views(args) -> None:
           f"in {info['seconds']} s on {info['device']} (scene scale {info['scale']:.3g} from {info['scale_source']})")
 
 
+def cmd_eval(args) -> None:
+    from .evaluate import EvalConfig, run_eval
+
+    cfg = _build(EvalConfig, args, {"model": args.model, "holdout": args.holdout, "methods": args.methods,
+                                    "anchor.k": args.k, "sampling.steps": args.steps, "sampling.seed": args.seed,
+                                    "max_views": args.max_views, "lpips_weights": args.lpips_weights,
+                                    "format": args.format, "device": args.device})
+    if args.show_config and _show(cfg):
+        return
+    info = run_eval(args.dataset, args.out, cfg, overwrite=args.overwrite, progress=not args.quiet)
+    if cfg.lpips != "off" and not info["lpips_available"]:
+        print(info["lpips"], file=sys.stderr)
+    names = {"psnr": "PSNR", "ssim": "SSIM", "ssim_gaussian": "SSIM-G", "lpips": "LPIPS"}
+    for method, row in info["mean"].items():
+        vals = "  ".join(f"{names[k]} {v:.4f}" for k, v in row.items() if k in names and v is not None)
+        print(f"  {method:<10} {row['count']:>3} views  {vals or 'n/a'}")
+    skipped = f", {info['skipped']} unreadable views skipped" if info["skipped"] else ""
+    print(f"scored {info['views']} held-out views at {info['size']} px in {info['seconds']} s{skipped}; "
+          f"report: {info['out']}/report.html")
+
+
 def cmd_convert(args) -> None:
     from .model.checkpoints import convert_checkpoint
 
@@ -114,6 +135,16 @@ COMMANDS: dict[str, dict] = {
             nvs views photo.jpg --path spiral --num-views 24 --out runs/spiral sampling.guidance_scale=2
             nvs views photo.jpg --path my_path.json --model zeronvs.ckpt --device cuda --out runs/custom \\
                 camera.fov_deg=60 camera.scale=0.9 sampling.dtype=fp16
+        """,
+    ),
+    "eval": dict(
+        fn=cmd_eval,
+        help="hold out views of a posed scene, regenerate them from the others, score vs baselines",
+        examples="""
+            nvs eval runs/synth/scene_0000 --out runs/eval                  # every 8th view held out
+            nvs eval my_capture/ --holdout loo --model zeronvs.ckpt --device cuda --out runs/loo sampling.dtype=fp16
+            nvs eval colmap_scene/ --holdout list:0,12,24 --k 3 --methods nearest,model,model_k --out runs/e
+            nvs eval scene/ --out runs/e lpips=vgg lpips_weights=/path/to/vgg16-397923af.pth
         """,
     ),
     "synth": dict(
@@ -155,7 +186,8 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=_formatter,
         description="novelviews: zero-shot novel view synthesis of real scenes.",
         epilog=f"commands:\n{lines}\n\nexamples:\n  nvs views examples/scene.png --out runs/views\n"
-               "  nvs synth runs/synth --scenes 4 --views 24 --size 128\n\nRun `nvs COMMAND --help` for details.",
+               "  nvs synth runs/synth --scenes 4 --views 24 --size 128\n"
+               "  nvs eval runs/synth/scene_0000 --out runs/eval\n\nRun `nvs COMMAND --help` for details.",
     )
     parser.add_argument("--version", action="version", version=f"novelviews {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -176,6 +208,22 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--num-views", type=int, help="number of views on the path (default 16)")
         p.add_argument("--steps", type=int, help="denoising steps (default 50)")
         p.add_argument("--seed", type=int, help="seed of view 0; view i uses seed + i")
+        p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+        _add_common(p)
+
+    def eval_(p):
+        p.add_argument("dataset", help="scene: transforms.json folder/file, COLMAP folder, CO3D sequence, RE10K txt")
+        p.add_argument("--out", required=True, help="output folder (must be new or empty, or use --overwrite)")
+        p.add_argument("--holdout", help="every:K (default every:8) | list:0,5,9 | loo")
+        p.add_argument("--model", help="'demo' (bundled, default) or a checkpoint: .ckpt, .safetensors, folder")
+        p.add_argument("--methods", type=lambda s: [m.strip() for m in s.split(",") if m.strip()],
+                       help="comma list of nearest, reproject, model, model_k (default all)")
+        p.add_argument("--k", type=int, help="anchors of the model_k method (default 2)")
+        p.add_argument("--steps", type=int, help="denoising steps (default 50)")
+        p.add_argument("--seed", type=int, help="base seed; held-out view i uses seed + i")
+        p.add_argument("--max-views", type=int, help="score at most this many held-out views")
+        p.add_argument("--lpips-weights", help="local torchvision VGG16/AlexNet weights for LPIPS (never downloaded)")
+        p.add_argument("--format", help="dataset layout: auto | transforms | colmap | co3d | re10k")
         p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
         _add_common(p)
 
@@ -214,6 +262,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--quiet", action="store_true", help="no progress bars")
 
     add("views", views)
+    add("eval", eval_)
     add("train", train)
     add("synth", synth)
     add("convert", convert)

@@ -59,7 +59,12 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
         raise ConfigError(f"config key '{key}': {value!r} is not a {_type_name(tp)}")
     if origin is Literal:
         choices = get_args(tp)
-        if value not in choices:
+        if isinstance(value, bool):  # YAML 1.1 reads off/on/no/yes as booleans
+            for word in (("off", "no", "false") if value is False else ("on", "yes", "true")):
+                if word in choices:
+                    value = word
+                    break
+        if value not in choices or isinstance(value, bool) and not any(isinstance(c, bool) for c in choices):
             raise ConfigError(
                 f"config key '{key}': {value!r} is not one of {', '.join(repr(c) for c in choices)}"
             )

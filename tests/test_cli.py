@@ -1,0 +1,112 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from novelviews.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory):
+    from novelviews.model.configuration import model_config
+    from novelviews.model.ldm import ViewConditionedLDM
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("m") / "tiny"
+    ViewConditionedLDM(model_config("tiny")).save_pretrained(path)
+    return path
+
+
+@pytest.mark.parametrize("cmd", ["views", "eval", "synth", "train", "convert"])
+def test_help_has_examples(cmd, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([cmd, "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert "examples:" in out and f"nvs {cmd}" in out
+
+
+def test_top_level_help_lists_commands(capsys):
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    for cmd in ("views", "eval", "synth", "train", "convert"):
+        assert cmd in out
+
+
+def test_views_end_to_end_tiny(tmp_path, tiny_model_dir, capsys):
+    img = (np.random.default_rng(0).random((40, 60, 3)) * 255).astype(np.uint8)
+    Image.fromarray(img).save(tmp_path / "in.png")
+    out = tmp_path / "run"
+    args = ["views", str(tmp_path / "in.png"), "--out", str(out), "--model", str(tiny_model_dir), "--num-views", "3",
+            "--steps", "2", "--quiet", "--path", "spiral", "sampling.guidance_scale=2.0"]
+    assert main(args) == 0
+    for name in ("views/000.png", "views/002.png", "cameras.json", "video.mp4", "sheet.png", "config.yaml", "input.png"):
+        assert (out / name).exists(), name
+    cams = json.loads((out / "cameras.json").read_text())
+    assert len(cams["cameras"]) == 3 and cams["convention"] == "opengl"
+    assert np.allclose(cams["cameras"][0]["c2w"], cams["input"]["c2w"])  # view 0 is the input camera
+    assert Image.open(out / "views" / "001.png").size == (32, 32)
+    import yaml
+
+    assert yaml.safe_load((out / "config.yaml").read_text())["sampling"]["guidance_scale"] == 2.0
+    # same seed -> identical images; the run refuses to overwrite without --overwrite
+    first = np.asarray(Image.open(out / "views" / "001.png"))
+    assert main(args) == 2
+    assert "already holds a previous run" in capsys.readouterr().err
+    assert main(args + ["--overwrite"]) == 0
+    assert np.array_equal(first, np.asarray(Image.open(out / "views" / "001.png")))
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["views", "missing.png", "--out", "X"], "does not exist"),
+        (["views", "NOTIMG", "--out", "X"], "not an image"),
+        (["views", "IMG", "--out", "X", "sampling.stepz=3"], "unknown config key 'sampling.stepz'"),
+        (["views", "IMG", "--out", "X", "sampling.eta=5"], "out of range"),
+        (["views", "IMG", "--out", "X", "--path", "circle"], "path.kind"),
+        (["views", "IMG", "--out", "X", "--model", "nope.ckpt"], "nope.ckpt"),
+        (["synth", "X", "--size", "-3"], "size"),
+    ],
+)
+def test_bad_input_one_line_error(tmp_path, monkeypatch, capsys, args, message):
+    monkeypatch.chdir(tmp_path)
+    Path("NOTIMG").write_text("hello")
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save("IMG", format="PNG")
+    code = main([a.replace("X", str(tmp_path / "out")) for a in args])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("error: ") and message in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_synth_and_eval_cli(tmp_path, tiny_model_dir):
+    assert main(["synth", str(tmp_path / "s"), "--scenes", "1", "--views", "6", "--size", "32", "--quiet",
+                 "--device", "cpu", "spp=1"]) == 0
+    scene = tmp_path / "s" / "scene_0000"
+    assert (scene / "transforms.json").exists() and (tmp_path / "s" / "sheet.png").exists()
+    assert main(["eval", str(scene), "--out", str(tmp_path / "e"), "--model", str(tiny_model_dir), "--steps", "2",
+                 "--holdout", "every:3", "--quiet", "lpips=off"]) == 0
+    metrics = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    assert set(metrics["mean"]) >= {"nearest", "reproject", "model"}
+
+
+def test_demo_model_is_bundled_and_runs(tmp_path):
+    """The README's main command path: the shipped model loads from package data and samples."""
+    out = tmp_path / "demo"
+    code = main(["views", str(ROOT / "examples" / "scene.png"), "--out", str(out), "--num-views", "2",
+                 "--steps", "2", "--quiet"])
+    assert code == 0
+    assert Image.open(out / "views" / "001.png").size == (128, 128)
+
+
+def test_python_m_entry_point():
+    r = subprocess.run([sys.executable, "-m", "novelviews", "--version"], capture_output=True, text=True)
+    assert r.returncode == 0 and "novelviews" in r.stdout
