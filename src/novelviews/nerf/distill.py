@@ -1,0 +1,758 @@
+"""``nvs distill`` / ``nvs export``: SDS distillation (with anchoring) of the prior into a NeRF.
+
+A plain PyTorch training loop (not Lightning: exact resume of the loss curve, the Ctrl-C
+checkpoint and per-step RNG control are simpler to get right and to test in a loop we own).
+
+World and cameras (DESIGN.md section 3): z-up world, OpenGL cam2world (x right, y up,
+looking along -z); a camera at elevation e, azimuth a, distance d sits at
+``d (cos e cos a, cos e sin a, sin e)`` looking at the origin; fov is vertical. The input
+photo is seen from azimuth 0, ``camera.elevation_deg``, ``camera.distance``, with
+``camera.fov_deg``; its 6DoF+1 scene scale is ``camera.scale`` (or a depth map's 0.2-quantile).
+
+One training step (:func:`train_step`):
+
+* ``B`` random cameras (:func:`sample_views`): azimuth, elevation and distance uniform in
+  ranges that widen linearly from the input pose to the full ranges over the first
+  ``cameras.widen_fraction`` of the run (reference: 1000 of 4000 steps); fov = input fov;
+  distances are multiples of ``camera.distance``.
+* each is rendered at ``r x r`` pixels (stratified samples, a random background colour per
+  image), VAE-encoded and scored by SDS (:mod:`.guidance`) conditioned on the input or on its
+  nearest anchor (:mod:`.anchors`);
+* the input camera is rendered at ``r x r`` and compared with the input photo (MSE);
+* ``loss = loss.lambda_sds * sds + loss.lambda_rgb * rgb + loss.lambda_interlevel * interlevel``.
+
+Batch size and render resolution follow ``schedule`` (reference: batch 6 at half the model's
+size for the first half of the run, then batch 1 at full size). All step milestones are
+fractions of ``schedule.steps``, so short runs keep the reference's shape.
+
+Run folder: ``config.yaml``, ``input.png``, ``anchors/`` (PNGs + cameras.json),
+``checkpoints/last.pt`` (field + sampler + background + optimizer + step + RNG + loss
+history), ``metrics.csv``, ``previews/step_NNNNNN.png``, and at the end ``video.mp4``
+(orbit), ``depth.mp4``, ``views/`` (at ``output.cameras``) and ``info.json``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from dataclasses import field as _field
+from pathlib import Path
+from typing import Literal, Optional
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from .. import cameras as C
+from ..config import check_range, from_dict, read_yaml, save_config, to_dict
+from ..errors import ConfigError, NovelViewsError
+from ..views import ImageConfig, InputCameraConfig
+from .anchors import AnchoringConfig, anchor_probability, choose_conditions, load_anchors, sample_anchors, save_anchors
+from .field import Background, BackgroundConfig, NeRFField, NeRFFieldConfig
+from .guidance import GuidanceConfig, encode_renders, sds_gradient, sds_loss_from_grad, timestep_range
+from .render import get_rays, render_image, render_rays
+from .sampler import SamplerConfig, make_sampler
+
+CHECKPOINT = "checkpoints/last.pt"
+MESH_FORMATS = ("obj", "ply", "glb")
+
+# --------------------------------------------------------------------------- configs
+
+
+def _check_pair(key: str, pair, lo=None, hi=None) -> None:
+    check_range(f"{key}[0]", pair[0], lo, hi)
+    check_range(f"{key}[1]", pair[1], pair[0], hi)
+
+
+@dataclass
+class RandomCameraConfig:
+    """Random SDS cameras (reference: full azimuth, elevation 5..80 deg, distance 0.8..1.8)."""
+
+    azimuth_deg: tuple[float, float] = (-180.0, 180.0)
+    """azimuth range relative to the input view (degrees)"""
+    elevation_deg: tuple[float, float] = (5.0, 80.0)
+    distance: tuple[float, float] = (0.8, 1.8)
+    """distance range as multiples of camera.distance"""
+    widen_fraction: float = 0.25
+    """ranges widen linearly from the input pose to the full ranges over this fraction of the run"""
+
+    def validate(self) -> None:
+        _check_pair("cameras.azimuth_deg", self.azimuth_deg, -360.0, 360.0)
+        _check_pair("cameras.elevation_deg", self.elevation_deg, -89.0, 89.0)
+        _check_pair("cameras.distance", self.distance, 0.05, 100.0)
+        check_range("cameras.widen_fraction", self.widen_fraction, 0.0, 1.0)
+
+
+@dataclass
+class ScheduleConfig:
+    """Steps, and the batch / resolution phases (low resolution first)."""
+
+    steps: int = 4000
+    batch_sizes: tuple[int, ...] = (6, 1)
+    """SDS views per step in each phase"""
+    render_scales: tuple[float, ...] = (0.5, 1.0)
+    """render side as a fraction of the model's image size in each phase (demo model: 64 then 128 px)"""
+    milestones: tuple[float, ...] = (0.5,)
+    """fractions of the run where the next phase starts"""
+
+    def validate(self) -> None:
+        check_range("schedule.steps", self.steps, 1, 10_000_000)
+        n = len(self.batch_sizes)
+        if n == 0 or len(self.render_scales) != n or len(self.milestones) != n - 1:
+            raise ConfigError("config keys 'schedule.batch_sizes' and 'schedule.render_scales' need one entry per "
+                              "phase and 'schedule.milestones' one fewer (e.g. [6, 1], [0.5, 1.0], [0.5])")
+        for i, b in enumerate(self.batch_sizes):
+            check_range(f"schedule.batch_sizes[{i}]", b, 1, 256)
+        for i, s in enumerate(self.render_scales):
+            check_range(f"schedule.render_scales[{i}]", s, 0.0, 4.0, lo_open=True)
+        last = 0.0
+        for i, m in enumerate(self.milestones):
+            check_range(f"schedule.milestones[{i}]", m, last, 1.0)
+            last = m
+
+
+@dataclass
+class LossConfig:
+    """Loss weights (reference: SDS x 0.1, input-view RGB x 1500)."""
+
+    lambda_sds: float = 0.1
+    lambda_rgb: float = 1500.0
+    lambda_interlevel: float = 1.0
+    """proposal-sampler loss (trains only the proposal field)"""
+
+    def validate(self) -> None:
+        for k in ("lambda_sds", "lambda_rgb", "lambda_interlevel"):
+            check_range(f"loss.{k}", getattr(self, k), 0.0, None)
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 0.005
+    betas: tuple[float, float] = (0.9, 0.99)
+    eps: float = 1e-15
+
+    def validate(self) -> None:
+        check_range("optim.lr", self.lr, 0.0, 10.0, lo_open=True)
+
+
+@dataclass
+class RenderConfig:
+    near: float = 0.05
+    far: float = 1000.0
+    chunk: int = 16384
+    """rays per chunk (bounds memory of evaluation renders)"""
+    random_background: bool = True
+    """a random background colour per SDS image (reference)"""
+
+    def validate(self) -> None:
+        check_range("render.near", self.near, 0.0, None)
+        check_range("render.far", self.far, self.near, None, lo_open=True)
+        check_range("render.chunk", self.chunk, 1, None)
+
+
+@dataclass
+class OutputConfig:
+    checkpoint_every: int = 500
+    preview_every: int = 250
+    """0 = no previews"""
+    log_every: int = 10
+    """metrics.csv is rewritten every this many steps"""
+    video_frames: int = 60
+    fps: int = 24
+    size: int = 0
+    """side of videos, previews and views (pixels); 0 = the model's image size"""
+    cameras: Optional[str] = None
+    """JSON camera path (cameras.json / nerfstudio) of novel views to render at the end"""
+
+    def validate(self) -> None:
+        check_range("output.checkpoint_every", self.checkpoint_every, 1, None)
+        check_range("output.preview_every", self.preview_every, 0, None)
+        check_range("output.log_every", self.log_every, 1, None)
+        check_range("output.video_frames", self.video_frames, 0, 100000)
+        check_range("output.fps", self.fps, 1, 240)
+        check_range("output.size", self.size, 0, 8192)
+
+
+@dataclass
+class DistillConfig:
+    """``nvs distill``: one image -> a NeRF by SDS (with optional anchoring)."""
+
+    model: str = "demo"
+    device: str = "auto"
+    precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
+    """autocast of the diffusion model on GPU (auto: bf16 where supported); CPU always fp32"""
+    use_ema: bool = True
+    seed: int = 0
+    camera: InputCameraConfig = _field(default_factory=InputCameraConfig)
+    image: ImageConfig = _field(default_factory=ImageConfig)
+    cameras: RandomCameraConfig = _field(default_factory=RandomCameraConfig)
+    schedule: ScheduleConfig = _field(default_factory=ScheduleConfig)
+    guidance: GuidanceConfig = _field(default_factory=GuidanceConfig)
+    anchors: AnchoringConfig = _field(default_factory=AnchoringConfig)
+    loss: LossConfig = _field(default_factory=LossConfig)
+    optim: OptimConfig = _field(default_factory=OptimConfig)
+    field: NeRFFieldConfig = _field(default_factory=NeRFFieldConfig)
+    sampler: SamplerConfig = _field(default_factory=SamplerConfig)
+    background: BackgroundConfig = _field(default_factory=BackgroundConfig)
+    render: RenderConfig = _field(default_factory=RenderConfig)
+    output: OutputConfig = _field(default_factory=OutputConfig)
+
+    def validate(self) -> None:
+        for sub in (self.camera, self.image, self.cameras, self.schedule, self.guidance, self.anchors, self.loss,
+                    self.optim, self.field, self.sampler, self.background, self.render, self.output):
+            sub.validate()
+
+
+# --------------------------------------------------------------------------- schedules and cameras
+
+
+def phase(step: int, sched: ScheduleConfig, image_size: int) -> tuple[int, int]:
+    """``(batch size, render side in pixels)`` at ``step``."""
+    frac = step / sched.steps
+    i = sum(1 for m in sched.milestones if frac >= m)
+    return sched.batch_sizes[i], max(8, int(round(sched.render_scales[i] * image_size)))
+
+
+def camera_ranges(step: int, cfg: DistillConfig) -> dict[str, tuple[float, float]]:
+    """Ranges (radians / scene units) of the random cameras at ``step``, widened from the input pose."""
+    end = cfg.cameras.widen_fraction * cfg.schedule.steps
+    w = 1.0 if end <= 0 else min(step / end, 1.0)
+    inp = {"azimuth": 0.0, "elevation": math.radians(cfg.camera.elevation_deg), "distance": cfg.camera.distance}
+    full = {"azimuth": tuple(math.radians(a) for a in cfg.cameras.azimuth_deg),
+            "elevation": tuple(math.radians(e) for e in cfg.cameras.elevation_deg),
+            "distance": tuple(cfg.camera.distance * d for d in cfg.cameras.distance)}
+    return {k: (inp[k] + w * (full[k][0] - inp[k]), inp[k] + w * (full[k][1] - inp[k])) for k in inp}
+
+
+def sample_views(step: int, batch: int, cfg: DistillConfig, generator: torch.Generator) -> torch.Tensor:
+    """``batch`` random SDS cameras (OpenGL c2w ``[B, 4, 4]`` float64) at ``step``."""
+    r = camera_ranges(step, cfg)
+    u = torch.rand(3, batch, generator=generator, dtype=torch.float64)
+    az = r["azimuth"][0] + u[0] * (r["azimuth"][1] - r["azimuth"][0])
+    el = r["elevation"][0] + u[1] * (r["elevation"][1] - r["elevation"][0])
+    d = r["distance"][0] + u[2] * (r["distance"][1] - r["distance"][0])
+    return C.camera_on_sphere(el, az, d)
+
+
+def orbit_cameras(cfg: DistillConfig, n: int) -> torch.Tensor:
+    """``n`` cameras on a full circle at the input elevation and distance, starting at the input."""
+    az = torch.arange(n, dtype=torch.float64) * (2.0 * math.pi / max(n, 1))
+    el = torch.full_like(az, math.radians(cfg.camera.elevation_deg))
+    return C.camera_on_sphere(el, az, torch.full_like(az, cfg.camera.distance))
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
+    """Autocast dtype for the diffusion model, or None (fp32)."""
+    if device.type != "cuda" or precision == "fp32":
+        return None
+    if precision == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return {"fp16": torch.float16, "bf16": torch.bfloat16}[precision]
+
+
+# --------------------------------------------------------------------------- state
+
+
+@dataclass
+class Scene:
+    """What a run renders: the NeRF modules and the fixed input camera."""
+
+    field: NeRFField
+    sampler: torch.nn.Module
+    background: Background
+    fov: float  # vertical, radians
+    input_c2w: torch.Tensor  # 4x4 OpenGL, float64
+    image_size: int  # the model's image side (default render side)
+
+    def parameters(self):
+        return list(self.field.parameters()) + list(self.sampler.parameters()) + list(self.background.parameters())
+
+    def modules(self) -> dict[str, torch.nn.Module]:
+        return {"field": self.field, "sampler": self.sampler, "background": self.background}
+
+
+def build_scene(cfg: DistillConfig, image_size: int, device: torch.device) -> Scene:
+    """Fresh NeRF modules (initialised from ``torch``'s global RNG; seed it first)."""
+    f = NeRFField(cfg.field).to(device)
+    s = make_sampler(cfg.sampler, cfg.field.bound, cfg.field.unbounded).to(device)
+    b = Background(cfg.background).to(device)
+    return Scene(f, s, b, math.radians(cfg.camera.fov_deg), C.camera_on_sphere(
+        math.radians(cfg.camera.elevation_deg), 0.0, cfg.camera.distance), image_size)
+
+
+def render_view(scene: Scene, cfg: DistillConfig, c2w, size: int, fov: float | None = None) -> dict[str, torch.Tensor]:
+    """Evaluation render (no grad) of one camera at ``size x size``: rgb ``[H, W, 3]``, depth, opacity."""
+    K = C.intrinsics_from_fov(scene.fov if fov is None else fov, size, size)
+    return render_image(scene.field, c2w, K, size, size, scene.sampler, scene.background, cfg.render.near,
+                        cfg.render.far, chunk=cfg.render.chunk)
+
+
+@dataclass
+class Conditioning:
+    """The pool of conditioning views: index 0 the input, then the anchors."""
+
+    c2w: torch.Tensor  # [M, 4, 4] float64 OpenGL
+    image_emb: torch.Tensor  # [M, context_dim]
+    cond_latent: torch.Tensor  # [M, C, h, w] (posterior mode, unscaled)
+    scale: torch.Tensor  # [M] float64 6DoF+1 scene scale
+
+
+@torch.no_grad()
+def embed_pool(model, images: torch.Tensor, c2w: torch.Tensor, scale: float) -> Conditioning:
+    """Embed ``[M, 3, S, S]`` ``[-1, 1]`` views like the input (image embedding + VAE mode)."""
+    emb, lat = model.embed_image(images.to(model.device))
+    return Conditioning(c2w.to(torch.float64), emb, lat, torch.full((c2w.shape[0],), float(scale), dtype=torch.float64))
+
+
+# --------------------------------------------------------------------------- one step
+
+
+def _resize_image(img: torch.Tensor, size: int) -> torch.Tensor:
+    """``[1, 3, S, S]`` -> ``[1, 3, size, size]`` (bilinear, antialiased when shrinking)."""
+    if img.shape[-1] == size:
+        return img
+    return F.interpolate(img, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+
+
+def train_step(step: int, scene: Scene, model, pool: Conditioning, target: torch.Tensor, cfg: DistillConfig,
+               gen: torch.Generator, alphas: torch.Tensor, amp_dtype: torch.dtype | None) -> tuple[torch.Tensor, dict]:
+    """Losses of one step (not yet backpropagated). ``target``: input photo ``[1, 3, S, S]`` in [0, 1]."""
+    from ..sampling import guided_denoiser
+
+    dev = next(scene.field.parameters()).device
+    B, r = phase(step, cfg.schedule, scene.image_size)
+    c2w = sample_views(step, B, cfg, gen)
+    K = C.intrinsics_from_fov(scene.fov, r, r)
+    bg = torch.rand(B, 3, generator=gen) if cfg.render.random_background else None
+    rgbs, inter = [], []
+    for b in range(B):
+        o, d, _ = get_rays(c2w[b], K, r, r, device=dev)
+        out = render_rays(scene.field, o, d, scene.sampler, scene.background, cfg.render.near, cfg.render.far,
+                          stratified=True, chunk=o.shape[0], bg_color=None if bg is None else bg[b].to(dev))
+        rgbs.append(out["rgb"].reshape(r, r, 3).permute(2, 0, 1))
+        if "interlevel" in out:
+            inter.append(out["interlevel"])
+    rgb = torch.stack(rgbs)  # [B, 3, r, r] in [0, 1]
+
+    # SDS on the renders, each conditioned on the input or its nearest anchor
+    lat = encode_renders(model, rgb, cfg.guidance.sample_posterior, gen if dev.type == "cpu" else None, amp_dtype)
+    t_min, t_max = timestep_range(step, cfg.schedule.steps, cfg.guidance.t_keyframes, len(alphas))
+    t = torch.randint(t_min, t_max + 1, (B,), generator=gen).to(dev)
+    noise = torch.randn(lat.shape, generator=gen).to(dev)
+    p = anchor_probability(step, cfg.schedule.steps, cfg.anchors)
+    idx = choose_conditions(c2w, pool.c2w, p, torch.rand(B, generator=gen, dtype=torch.float64))
+    cam = C.camera_embedding(model.config.camera_mode, pool.c2w[idx], c2w, pool.scale[idx],
+                             torch.full((B,), scene.fov, dtype=torch.float64))
+    idx_d = idx.to(dev)
+    with torch.no_grad():
+        ctx = model.context(pool.image_emb[idx_d], cam.to(device=dev, dtype=pool.image_emb.dtype))
+    eps_fn = guided_denoiser(model, ctx, pool.cond_latent[idx_d], cfg.guidance.guidance_scale,
+                             amp_dtype or torch.float32)
+    grad, _ = sds_gradient(lat, t, noise, eps_fn, alphas, cfg.guidance.weighting, cfg.guidance.grad_clip)
+    loss_sds = sds_loss_from_grad(lat, grad)
+
+    # reconstruction of the input view
+    o, d, _ = get_rays(scene.input_c2w, K, r, r, device=dev)
+    out = render_rays(scene.field, o, d, scene.sampler, scene.background, cfg.render.near, cfg.render.far,
+                      stratified=True, chunk=o.shape[0])
+    if "interlevel" in out:
+        inter.append(out["interlevel"])
+    tgt = _resize_image(target, r)[0].permute(1, 2, 0).reshape(-1, 3).to(dev)
+    loss_rgb = F.mse_loss(out["rgb"], tgt)
+    loss_inter = torch.stack(inter).mean() if inter else torch.zeros((), device=dev)
+    total = cfg.loss.lambda_sds * loss_sds + cfg.loss.lambda_rgb * loss_rgb + cfg.loss.lambda_interlevel * loss_inter
+    info = {"loss": float(total.detach()), "sds": float(loss_sds.detach()), "rgb": float(loss_rgb.detach()),
+            "interlevel": float(loss_inter.detach()), "t_mean": float(t.float().mean()),
+            "anchor_frac": float((idx > 0).double().mean()), "batch": B, "res": r}
+    return total, info
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def _rng_state(gen: torch.Generator) -> dict:
+    st = {"gen": gen.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        st["cuda"] = torch.cuda.get_rng_state_all()
+    return st
+
+
+def _set_rng_state(st: dict, gen: torch.Generator) -> None:
+    gen.set_state(st["gen"])
+    torch.set_rng_state(st["torch"])
+    if "cuda" in st and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(st["cuda"])
+
+
+def save_checkpoint(path: Path, step: int, scene: Scene, opt, scaler, gen, history: list[dict],
+                    meta: dict) -> Path:
+    from ..io.runs import atomic_save
+
+    state = {"format": "novelviews-distill", "version": 1, "step": int(step), "meta": meta,
+             "modules": {k: m.state_dict() for k, m in scene.modules().items()},
+             "optimizer": opt.state_dict() if opt is not None else None,
+             "scaler": scaler.state_dict() if scaler is not None else None,
+             "rng": _rng_state(gen) if gen is not None else None, "history": history}
+    return atomic_save(Path(path), lambda p: torch.save(state, p))
+
+
+def load_checkpoint(path: Path, map_location="cpu") -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise NovelViewsError(f"no distillation checkpoint at '{path}': run `nvs distill` first "
+                              "(or drop --resume to start a new run)")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - corrupt or foreign file
+        raise NovelViewsError(f"cannot read the checkpoint '{path}' ({exc.__class__.__name__}): "
+                              "it is corrupt or not from `nvs distill`") from None
+    if not isinstance(state, dict) or state.get("format") != "novelviews-distill":
+        raise NovelViewsError(f"'{path}' is not an `nvs distill` checkpoint")
+    return state
+
+
+def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[DistillConfig, Scene, dict]:
+    """Rebuild a run's NeRF from ``config.yaml`` + ``checkpoints/last.pt`` (no diffusion model needed)."""
+    run_dir = Path(run_dir)
+    cfg_path = run_dir / "config.yaml"
+    if not cfg_path.is_file():
+        raise NovelViewsError(f"'{run_dir}' is not a distillation run (no config.yaml): pass the --out folder "
+                              "of `nvs distill`")
+    cfg = from_dict(DistillConfig, read_yaml(cfg_path))
+    dev = torch.device(device)
+    state = load_checkpoint(run_dir / CHECKPOINT, map_location=dev)
+    scene = build_scene(cfg, int(state["meta"]["image_size"]), dev)
+    for k, m in scene.modules().items():
+        m.load_state_dict(state["modules"][k])
+    scene.fov = float(state["meta"]["fov"])
+    for m in scene.modules().values():
+        m.eval()
+    return cfg, scene, state
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def _write_metrics(path: Path, history: list[dict]) -> None:
+    from ..io.runs import atomic_write_text
+
+    if not history:
+        return
+    keys = list(history[0].keys())
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=keys)
+    w.writeheader()
+    for row in history:
+        w.writerow({k: row.get(k) for k in keys})
+    atomic_write_text(path, buf.getvalue())
+
+
+def depth_frames(depths: list[torch.Tensor], opacities: list[torch.Tensor]) -> list[np.ndarray]:
+    """Grey-scale depth images (near = bright), one normalisation for all frames
+    (2nd-98th percentile of the surface depth ``depth / opacity`` where ``opacity > 0.5``)."""
+    surf = [(d / o.clamp_min(1e-6)).float() for d, o in zip(depths, opacities)]
+    valid = torch.cat([s[o > 0.5].flatten() for s, o in zip(surf, opacities)])
+    if valid.numel() > 0:
+        lo, hi = torch.quantile(valid, 0.02).item(), torch.quantile(valid, 0.98).item()
+    else:
+        lo, hi = 0.0, 1.0
+    hi = max(hi, lo + 1e-6)
+    out = []
+    for s, o in zip(surf, opacities):
+        g = (1.0 - (s - lo) / (hi - lo)).clamp(0, 1) * (o > 0.5).float()
+        out.append(np.repeat(g.cpu().numpy()[..., None], 3, axis=-1).astype(np.float32))
+    return out
+
+
+def render_orbit(scene: Scene, cfg: DistillConfig, n: int, size: int, progress: bool = False
+                 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """RGB and depth frames (float32 HxWx3 in [0, 1]) of an orbit at the input elevation/distance."""
+    from tqdm.auto import tqdm
+
+    rgb, depth, opac = [], [], []
+    for c in tqdm(orbit_cameras(cfg, n), desc="orbit", disable=not progress, leave=False):
+        out = render_view(scene, cfg, c, size)
+        rgb.append(out["rgb"].clamp(0, 1).cpu().numpy().astype(np.float32))
+        depth.append(out["depth"].cpu())
+        opac.append(out["opacity"].cpu())
+    return rgb, depth_frames(depth, opac)
+
+
+def write_views(scene: Scene, cfg: DistillConfig, cameras_json: str | Path, folder: Path, size: int) -> int:
+    """Render the cameras of a JSON camera path into ``folder/NNN.png`` + ``cameras.json``."""
+    from ..io.images import save_image
+    from ..io.runs import atomic_write_json
+
+    c2w, fov = C.load_path_json(cameras_json, default_fov=scene.fov)
+    for i in range(c2w.shape[0]):
+        out = render_view(scene, cfg, c2w[i], size, float(fov[i]))
+        save_image(folder / f"{i:03d}.png", out["rgb"].clamp(0, 1).cpu().numpy())
+    atomic_write_json(folder / "cameras.json", C.cameras_to_json(c2w, fov, size, size, extra=[
+        {"file": f"{i:03d}.png"} for i in range(c2w.shape[0])]))
+    return int(c2w.shape[0])
+
+
+def write_preview(path: Path, scene: Scene, cfg: DistillConfig, size: int) -> None:
+    """Input view and three more azimuths side by side."""
+    from ..io.images import save_image
+
+    cams = orbit_cameras(cfg, 4)
+    with torch.no_grad():
+        tiles = [render_view(scene, cfg, c, size)["rgb"].clamp(0, 1).cpu().numpy() for c in cams]
+    save_image(path, np.concatenate(tiles, axis=1))
+
+
+# --------------------------------------------------------------------------- run
+
+
+class _StopFlag:
+    """Ctrl-C handler: the first press finishes the current step, saves and stops; the second aborts."""
+
+    def __init__(self):
+        self.stop = False
+        self._old = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.getsignal(signal.SIGINT)
+
+            def handler(signum, frame):
+                if self.stop:
+                    raise KeyboardInterrupt
+                self.stop = True
+                print("\ninterrupt: saving a checkpoint after this step (press Ctrl-C again to abort)")
+
+            signal.signal(signal.SIGINT, handler)
+        return self
+
+    def __exit__(self, *exc):
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+        return False
+
+
+def _same_config(a: DistillConfig, b: DistillConfig) -> bool:
+    da, db = to_dict(a), to_dict(b)
+    for k in ("device", "output"):
+        da.pop(k, None)
+        db.pop(k, None)
+    return da == db
+
+
+def run_distill(image: str | Path, out: str | Path, cfg: DistillConfig, resume: bool = False,
+                overwrite: bool = False, progress: bool = True, model=None, stop_after: int | None = None,
+                max_seconds: float | None = None, write_outputs: bool = True) -> dict:
+    """``nvs distill``: distil the diffusion prior into a NeRF of the scene behind ``image``.
+
+    ``resume`` continues ``out/checkpoints/last.pt`` with the run's saved config (same step
+    count, same loss curve). ``model``: an already loaded ViewConditionedLDM (tests);
+    ``stop_after``: stop once this many steps are done (the run can be resumed);
+    ``max_seconds``: stop training after this much wall time (benchmarks). Ctrl-C saves a
+    checkpoint and raises KeyboardInterrupt. Returns a summary dict.
+    """
+    from tqdm.auto import tqdm
+
+    from ..io.images import image_to_tensor, load_image, save_image
+    from ..io.runs import atomic_write_json, prepare_run_dir
+    from ..io.video import write_video
+    from ..sampling import schedule_alphas
+    from ..views import input_scale, load_any_model, prepare_input_image, resolve_device
+
+    t_start = time.time()
+    out = Path(out)
+    if resume:
+        if not (out / CHECKPOINT).is_file():
+            raise NovelViewsError(f"cannot resume: '{out / CHECKPOINT}' does not exist (start without --resume)")
+        saved = from_dict(DistillConfig, read_yaml(out / "config.yaml"))
+        if not _same_config(saved, cfg):
+            print(f"note: resuming with the run's saved config ({out / 'config.yaml'}); other settings are ignored")
+        saved.device, saved.output = cfg.device, cfg.output
+        cfg = saved
+    cfg.validate()
+    device = resolve_device(cfg.device)
+    amp = resolve_precision(cfg.precision, device)
+    if model is None:
+        model = load_any_model(cfg.model, device, torch.float32, cfg.use_ema)
+    model = model.to(device).eval().requires_grad_(False)
+    S = model.config.image_size
+
+    if not resume:
+        img = prepare_input_image(image, S, cfg.image)  # validate the input before touching --out
+        scale, scale_source = input_scale(cfg.camera, S, cfg.image)
+        out = prepare_run_dir(out, overwrite=overwrite)
+        save_config(cfg, out / "config.yaml")
+        save_image(out / "input.png", img)
+    else:
+        scale, scale_source = None, None
+    input_img = image_to_tensor(load_image(out / "input.png"))  # [1, 3, S, S] in [-1, 1] (as saved)
+
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    scene = build_scene(cfg, S, device)
+    opt = torch.optim.Adam(scene.parameters(), lr=cfg.optim.lr, betas=cfg.optim.betas, eps=cfg.optim.eps)
+    scaler = torch.amp.GradScaler("cuda") if amp == torch.float16 else None
+    history: list[dict] = []
+    step = 0
+    meta = {"image_size": S, "fov": scene.fov, "scale": scale, "scale_source": scale_source,
+            "model": cfg.model}
+    if resume:
+        state = load_checkpoint(out / CHECKPOINT, map_location=device)
+        for k, m in scene.modules().items():
+            m.load_state_dict(state["modules"][k])
+        opt.load_state_dict(state["optimizer"])
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        _set_rng_state(state["rng"], gen)
+        step, history, meta = int(state["step"]), list(state["history"]), dict(state["meta"])
+        scale = float(meta["scale"])
+
+    # conditioning pool: input + anchors (sampled once, saved with the run, reloaded from PNGs)
+    anchors_dir = out / "anchors"
+    if not resume:
+        a_imgs, a_c2w = sample_anchors(model, input_img.to(device), scene.input_c2w, scene.fov, scale, cfg.anchors,
+                                       math.radians(cfg.camera.elevation_deg), cfg.camera.distance,
+                                       "fp32" if amp is None else ("bf16" if amp == torch.bfloat16 else "fp16"),
+                                       progress)
+        save_anchors(anchors_dir, a_imgs, a_c2w, scene.fov)
+    a_imgs, a_c2w = load_anchors(anchors_dir)
+    pool_imgs = torch.cat([input_img, a_imgs]) if a_c2w.shape[0] else input_img
+    pool = embed_pool(model, pool_imgs, torch.cat([scene.input_c2w[None], a_c2w]), scale)
+    target = (input_img + 1.0) / 2.0
+    alphas = schedule_alphas(model.config.schedule).to(device)
+
+    total = cfg.schedule.steps
+    end = total if stop_after is None else min(total, int(stop_after))
+    preview_size = cfg.output.size or S
+    for m in scene.modules().values():
+        m.train()
+    bar = tqdm(total=total, initial=step, desc="distill", unit="step", disable=not progress, dynamic_ncols=True)
+    t_train = time.time()
+    steps_done = 0
+    stopped = None
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    with _StopFlag() as flag:
+        while step < end:
+            loss, info = train_step(step, scene, model, pool, target, cfg, gen, alphas, amp)
+            opt.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+            else:
+                loss.backward()
+                opt.step()
+            step += 1
+            steps_done += 1
+            info = {"step": step, **info, "seconds": round(time.time() - t_train, 3)}
+            history.append(info)
+            bar.update(1)
+            bar.set_postfix(loss=f"{info['loss']:.4g}", rgb=f"{info['rgb']:.3g}", t=int(info["t_mean"]))
+            if step % cfg.output.log_every == 0:
+                _write_metrics(out / "metrics.csv", history)
+            if cfg.output.preview_every and step % cfg.output.preview_every == 0:
+                write_preview(out / "previews" / f"step_{step:06d}.png", scene, cfg, preview_size)
+            if step % cfg.output.checkpoint_every == 0:
+                save_checkpoint(out / CHECKPOINT, step, scene, opt, scaler, gen, history, meta)
+            if flag.stop:
+                stopped = "interrupt"
+                break
+            if max_seconds is not None and time.time() - t_train > max_seconds:
+                stopped = "time budget"
+                break
+    bar.close()
+    train_seconds = time.time() - t_train
+    save_checkpoint(out / CHECKPOINT, step, scene, opt, scaler, gen, history, meta)
+    _write_metrics(out / "metrics.csv", history)
+    if stopped == "interrupt":
+        print(f"saved {out / CHECKPOINT} at step {step}/{total}; continue with --resume")
+        raise KeyboardInterrupt
+
+    info = {"out": str(out), "step": step, "steps": total, "steps_this_call": steps_done,
+            "train_seconds": round(train_seconds, 3),
+            "steps_per_second": round(steps_done / max(train_seconds, 1e-9), 4),
+            "device": str(device), "precision": "fp32" if amp is None else str(amp).replace("torch.", ""),
+            "anchors": int(a_c2w.shape[0]), "scale": scale, "final_loss": history[-1]["loss"] if history else None,
+            "stopped": stopped}
+    if device.type == "cuda":
+        info["peak_memory_gb"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 3)
+    if write_outputs:
+        for m in scene.modules().values():
+            m.eval()
+        if cfg.output.video_frames > 0:
+            rgb, depth = render_orbit(scene, cfg, cfg.output.video_frames, preview_size, progress)
+            info["video"] = str(write_video(out / "video.mp4", rgb, fps=cfg.output.fps))
+            info["depth_video"] = str(write_video(out / "depth.mp4", depth, fps=cfg.output.fps))
+        if cfg.output.cameras:
+            info["views"] = write_views(scene, cfg, cfg.output.cameras, out / "views", preview_size)
+    info["seconds"] = round(time.time() - t_start, 3)
+    atomic_write_json(out / "info.json", info)
+    return info
+
+
+# --------------------------------------------------------------------------- export
+
+
+def run_export(run_dir: str | Path, out: str | Path | None = None, what: str = "mesh", format: str = "obj",
+               resolution: int = 256, threshold: float | None = None, device: str = "auto",
+               frames: int | None = None, size: int | None = None, cameras: str | Path | None = None,
+               overwrite: bool = False, progress: bool = True) -> dict:
+    """``nvs export``: mesh / orbit video / views from a distillation run, headless, CPU or GPU.
+
+    ``what``: ``mesh`` (marching cubes at ``resolution``^3 over the field's box; ``threshold``
+    = density iso-level or None for the automatic one; vertex colours from the albedo;
+    ``format`` obj | ply | glb), ``video`` (``video.mp4`` + ``depth.mp4``, ``frames`` frames at
+    ``size`` px) or ``views`` (the cameras of a JSON camera path). ``out`` defaults to
+    ``RUN/export``; existing files are kept unless ``overwrite``.
+    """
+    from ..io.video import write_video
+    from ..views import resolve_device
+
+    if what not in ("mesh", "video", "views"):
+        raise NovelViewsError(f"unknown export '{what}': use mesh, video or views")
+    cfg, scene, state = load_run(run_dir, resolve_device(device))
+    out = Path(run_dir) / "export" if out is None else Path(out)
+    if out.exists() and not out.is_dir():
+        raise NovelViewsError(f"output path '{out}' exists and is not a folder: choose another --out")
+
+    def fresh(path: Path) -> Path:
+        if path.exists() and not overwrite:
+            raise NovelViewsError(f"'{path}' already exists: pass --overwrite to replace it or choose another --out")
+        return path
+
+    size = int(size or cfg.output.size or scene.image_size)
+    info: dict = {"run": str(run_dir), "step": int(state["step"]), "out": str(out)}
+    if what == "mesh":
+        from .export import export_mesh
+
+        fmt = format.lower().lstrip(".")
+        if fmt not in MESH_FORMATS:
+            raise NovelViewsError(f"unknown mesh format '{format}': use one of {', '.join(MESH_FORMATS)}")
+        res = export_mesh(scene.field, fresh(out / f"mesh.{fmt}"), resolution=resolution, threshold=threshold)
+        info.update(res)
+    elif what == "video":
+        n = int(frames or cfg.output.video_frames or 60)
+        rgb, depth = render_orbit(scene, cfg, n, size, progress)
+        info["video"] = str(write_video(fresh(out / "video.mp4"), rgb, fps=cfg.output.fps))
+        info["depth_video"] = str(write_video(fresh(out / "depth.mp4"), depth, fps=cfg.output.fps))
+        info["frames"] = n
+    else:
+        cams = cameras or cfg.output.cameras
+        if not cams:
+            raise NovelViewsError("export of views needs a camera path: pass --cameras FILE.json")
+        fresh(out / "views" / "cameras.json")
+        info["views"] = write_views(scene, cfg, cams, out / "views", size)
+    return info
+
+
+__all__ = ["RandomCameraConfig", "ScheduleConfig", "LossConfig", "OptimConfig", "RenderConfig", "OutputConfig",
+           "DistillConfig", "phase", "camera_ranges", "sample_views", "orbit_cameras", "resolve_precision",
+           "Scene", "build_scene", "render_view", "Conditioning", "embed_pool", "train_step", "save_checkpoint",
+           "load_checkpoint", "load_run", "depth_frames", "render_orbit", "write_views", "run_distill",
+           "run_export", "CHECKPOINT"]

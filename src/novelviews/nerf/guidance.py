@@ -1,0 +1,155 @@
+"""Score distillation sampling (SDS) with the view-conditioned LDM.
+
+One SDS step on a batch of renders (DreamFusion; ZeroNVS's threestudio settings):
+
+1. renders ``[B, 3, r, r]`` in ``[0, 1]`` are resized (bilinear) to the model's image size,
+   mapped to ``[-1, 1]`` and VAE-encoded: ``latents = posterior sample * scaling_factor``,
+   with gradients flowing through the encoder into the renders;
+2. a timestep ``t ~ U{t_min, ..., t_max}`` per image, the range annealed over training
+   (:func:`timestep_range`: key frames in fractions of the run and of the model's
+   ``num_train_timesteps``; the reference's, for 4000 steps and T = 1000, are
+   ``[750, 980]`` at step 0, ``[20, 980]`` at 1000, ``[20, 343]`` at 2000, ``[20, 25]``
+   from 2500, linearly interpolated in between);
+3. ``x_t = sqrt(a_t) latents + sqrt(1 - a_t) eps`` with ``eps ~ N(0, I)`` and
+   ``a_t = alphas_cumprod[t]``; ``eps_hat`` = classifier-free-guided prediction (zero
+   context token and zero concat latent as the unconditional branch), without gradients;
+4. ``grad = w(t) (eps_hat - eps)``, ``w(t) = 1 - a_t`` (``weighting="sds"``) or 1
+   (``"uniform"``); NaN / inf -> 0; optional clipping of each element to
+   ``[-grad_clip, grad_clip]``;
+5. ``loss = 0.5 * sum((latents - (latents - grad).detach())^2) / B``, whose gradient with
+   respect to each image's ``latents`` is ``grad / B`` (exactly ``grad`` for one image).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Callable, Literal, Optional
+
+import torch
+from torch.nn import functional as F
+
+from ..config import check_range
+from ..errors import ConfigError
+
+# The reference's timestep annealing: (fraction of the run, t_min, t_max), t as a fraction
+# of num_train_timesteps. 4000 steps -> steps 0, 1000, 2000, 2500.
+REFERENCE_T_KEYFRAMES = ((0.0, 0.75, 0.98), (0.25, 0.02, 0.98), (0.5, 0.02, 0.343), (0.625, 0.02, 0.025))
+
+
+@dataclass
+class GuidanceConfig:
+    """SDS settings; defaults are the reference's (ZeroNVS threestudio config)."""
+
+    guidance_scale: float = 7.5
+    """classifier-free guidance scale (reference config 7.5, its launch scripts 9.5)"""
+    t_keyframes: tuple[tuple[float, float, float], ...] = REFERENCE_T_KEYFRAMES
+    """(fraction of the run in [0, 1], t_min, t_max) with t as a fraction of the training
+    timesteps; linear in between, constant after the last key frame"""
+    weighting: Literal["sds", "uniform"] = "sds"
+    """w(t) = 1 - alphas_cumprod[t] ("sds") or 1 ("uniform")"""
+    grad_clip: Optional[float] = None
+    """clip every element of the SDS gradient to [-grad_clip, grad_clip]; null = no clipping"""
+    sample_posterior: bool = True
+    """encode renders with a posterior sample (reference) instead of the mode"""
+
+    def validate(self) -> None:
+        check_range("guidance.guidance_scale", self.guidance_scale, 0.0, 100.0)
+        if self.grad_clip is not None:
+            check_range("guidance.grad_clip", self.grad_clip, 0.0, None, lo_open=True)
+        if not self.t_keyframes:
+            raise ConfigError("config key 'guidance.t_keyframes' needs at least one [fraction, t_min, t_max]")
+        last = -1.0
+        for i, (f, lo, hi) in enumerate(self.t_keyframes):
+            check_range(f"guidance.t_keyframes[{i}][0]", f, 0.0, 1.0)
+            check_range(f"guidance.t_keyframes[{i}][1]", lo, 0.0, 1.0)
+            check_range(f"guidance.t_keyframes[{i}][2]", hi, lo, 1.0)
+            if f < last:
+                raise ConfigError(f"config key 'guidance.t_keyframes': fractions must increase (entry {i})")
+            last = f
+
+
+def timestep_range(step: int, total_steps: int, keyframes, num_train_timesteps: int = 1000) -> tuple[int, int]:
+    """Integer ``(t_min, t_max)`` at ``step`` of a ``total_steps`` run (inclusive bounds).
+
+    Key frames ``(fraction, t_min, t_max)`` are linearly interpolated; before the first and
+    after the last they are held. ``t`` fractions are scaled by ``num_train_timesteps``
+    and rounded; ``t_max`` is kept ``< num_train_timesteps`` and ``>= t_min``.
+    """
+    frac = step / max(int(total_steps), 1)
+    kf = [tuple(map(float, k)) for k in keyframes]
+    if frac <= kf[0][0]:
+        lo, hi = kf[0][1], kf[0][2]
+    elif frac >= kf[-1][0]:
+        lo, hi = kf[-1][1], kf[-1][2]
+    else:
+        for (f0, l0, h0), (f1, l1, h1) in zip(kf[:-1], kf[1:]):
+            if f0 <= frac <= f1:
+                a = 0.0 if f1 == f0 else (frac - f0) / (f1 - f0)
+                lo, hi = l0 + a * (l1 - l0), h0 + a * (h1 - h0)
+                break
+    T = int(num_train_timesteps)
+    t_min = min(max(int(round(lo * T)), 0), T - 1)
+    t_max = min(max(int(round(hi * T)), t_min), T - 1)
+    return t_min, t_max
+
+
+def sds_weight(alphas_cumprod: torch.Tensor, t: torch.Tensor, weighting: str = "sds") -> torch.Tensor:
+    """``w(t)`` per batch element, ``[B]`` float32: ``1 - alphas_cumprod[t]`` or ones."""
+    if weighting == "uniform":
+        return torch.ones(t.shape, dtype=torch.float32, device=t.device)
+    if weighting != "sds":
+        raise ConfigError(f"unknown SDS weighting '{weighting}': use sds or uniform")
+    return (1.0 - alphas_cumprod.to(t.device)[t]).float()
+
+
+def sds_gradient(latents: torch.Tensor, t: torch.Tensor, noise: torch.Tensor,
+                 eps_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], alphas_cumprod: torch.Tensor,
+                 weighting: str = "sds", grad_clip: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The SDS gradient ``w(t) (eps_hat - eps)`` (detached, float32) and ``eps_hat``.
+
+    ``latents``: scaled diffusion latents ``[B, C, h, w]``; ``t``: long ``[B]``; ``noise``:
+    ``eps`` of the same shape as ``latents``; ``eps_fn(x_t, t) -> eps_hat`` (guidance closed
+    over, see :func:`novelviews.sampling.guided_denoiser`), called without autograd.
+    """
+    a = alphas_cumprod.to(device=latents.device, dtype=torch.float32)[t].view(-1, 1, 1, 1)
+    with torch.no_grad():
+        lat = latents.detach().float()
+        x_t = a.sqrt() * lat + (1.0 - a).sqrt() * noise.float()
+        eps_hat = eps_fn(x_t, t).float()
+        w = sds_weight(alphas_cumprod, t, weighting).view(-1, 1, 1, 1)
+        grad = torch.nan_to_num(w * (eps_hat - noise.float()), nan=0.0, posinf=0.0, neginf=0.0)
+        if grad_clip is not None:
+            grad = grad.clamp(-grad_clip, grad_clip)
+    return grad, eps_hat
+
+
+def sds_loss_from_grad(latents: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    """``0.5 * sum((latents - (latents - grad).detach())^2) / B``: a surrogate whose gradient
+    with respect to ``latents`` is ``grad / B`` (so exactly ``grad`` for one image)."""
+    target = (latents.float() - grad).detach()
+    return 0.5 * F.mse_loss(latents.float(), target, reduction="sum") / latents.shape[0]
+
+
+def encode_renders(model, rgb: torch.Tensor, sample: bool = True, generator: torch.Generator | None = None,
+                   autocast_dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Renders ``[B, 3, r, r]`` in ``[0, 1]`` -> diffusion latents (scaled), differentiable.
+
+    Bilinear resize to ``model.config.image_size``; ``[-1, 1]``; VAE posterior sample (or
+    mode) times the scaling factor. ``autocast_dtype`` (fp16 / bf16) on GPU.
+    """
+    size = model.config.image_size
+    x = rgb
+    if x.shape[-1] != size or x.shape[-2] != size:
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+    x = x * 2.0 - 1.0
+    ctx = (torch.autocast(x.device.type, dtype=autocast_dtype) if autocast_dtype is not None
+           else contextlib.nullcontext())
+    with ctx:
+        dist = model.vae.encode(x.to(model.dtype)).latent_dist
+        z = dist.sample(generator=generator) if sample else dist.mode()
+    return z.float() * model.scaling_factor
+
+
+__all__ = ["GuidanceConfig", "REFERENCE_T_KEYFRAMES", "timestep_range", "sds_weight", "sds_gradient",
+           "sds_loss_from_grad", "encode_renders"]
