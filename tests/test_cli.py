@@ -24,7 +24,7 @@ def tiny_model_dir(tmp_path_factory):
     return path
 
 
-@pytest.mark.parametrize("cmd", ["views", "eval", "synth", "train", "convert"])
+@pytest.mark.parametrize("cmd", ["views", "eval", "distill", "export", "synth", "train", "convert"])
 def test_help_has_examples(cmd, capsys):
     with pytest.raises(SystemExit) as e:
         main([cmd, "--help"])
@@ -110,3 +110,17 @@ def test_demo_model_is_bundled_and_runs(tmp_path):
 def test_python_m_entry_point():
     r = subprocess.run([sys.executable, "-m", "novelviews", "--version"], capture_output=True, text=True)
     assert r.returncode == 0 and "novelviews" in r.stdout
+
+
+def test_distill_and_export_cli(tmp_path, tiny_model_dir, capsys):
+    img = (np.random.default_rng(1).random((32, 32, 3)) * 255).astype(np.uint8)
+    Image.fromarray(img).save(tmp_path / "in.png")
+    run = tmp_path / "nerf"
+    assert main(["distill", str(tmp_path / "in.png"), "--out", str(run), "--model", str(tiny_model_dir),
+                 "--steps", "2", "--device", "cpu", "--quiet", "output.video_frames=4"]) == 0
+    assert (run / "checkpoints" / "last.pt").exists() and (run / "config.yaml").exists()
+    assert main(["export", str(run), "--what", "mesh", "--format", "ply", "--resolution", "24", "--quiet",
+                 "--threshold", "0.5"]) == 0
+    assert "vertices" in capsys.readouterr().out
+    assert main(["distill", str(tmp_path / "in.png"), "--out", str(run), "--fov", "500"]) == 2
+    assert "fov" in capsys.readouterr().err

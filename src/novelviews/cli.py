@@ -101,6 +101,37 @@ def cmd_eval(args) -> None:
           f"report: {info['out']}/report.html")
 
 
+def cmd_distill(args) -> None:
+    from .nerf.distill import DistillConfig, run_distill
+
+    cfg = _build(DistillConfig, args, {"model": args.model, "device": args.device, "schedule.steps": args.steps,
+                                       "anchors.num": args.anchors, "camera.fov_deg": args.fov,
+                                       "camera.elevation_deg": args.elevation, "camera.scale": args.scale,
+                                       "seed": args.seed})
+    if args.show_config and _show(cfg):
+        return
+    info = run_distill(args.image, args.out, cfg, resume=args.resume, overwrite=args.overwrite,
+                       progress=not args.quiet)
+    print(f"distilled {info['step']}/{info['steps']} steps ({info['steps_per_second']:.3g} steps/s on "
+          f"{info['device']}, {info['anchors']} anchors) in {info['seconds']} s; run in {info['out']}"
+          + (f", video {info['video']}" if "video" in info else ""))
+
+
+def cmd_export(args) -> None:
+    from .nerf.distill import run_export
+
+    info = run_export(args.run, args.out, what=args.what, format=args.format, resolution=args.resolution,
+                      threshold=args.threshold, device=args.device, frames=args.frames, size=args.size,
+                      cameras=args.cameras, overwrite=args.overwrite, progress=not args.quiet)
+    if args.what == "mesh":
+        print(f"wrote {info['path']}: {info['vertices']} vertices, {info['faces']} faces "
+              f"(density level {info['level']:.4g})")
+    elif args.what == "video":
+        print(f"wrote {info['video']} and {info['depth_video']} ({info['frames']} frames)")
+    else:
+        print(f"wrote {info['views']} views to {info['out']}/views")
+
+
 def cmd_convert(args) -> None:
     from .model.checkpoints import convert_checkpoint
 
@@ -145,6 +176,27 @@ COMMANDS: dict[str, dict] = {
             nvs eval my_capture/ --holdout loo --model zeronvs.ckpt --device cuda --out runs/loo sampling.dtype=fp16
             nvs eval colmap_scene/ --holdout list:0,12,24 --k 3 --methods nearest,model,model_k --out runs/e
             nvs eval scene/ --out runs/e lpips=vgg lpips_weights=/path/to/vgg16-397923af.pth
+        """,
+    ),
+    "distill": dict(
+        fn=cmd_distill,
+        help="one image -> a 3D NeRF by SDS distillation (with SDS anchoring); orbit + depth video",
+        examples="""
+            nvs distill examples/scene.png --out runs/nerf
+            nvs distill photo.jpg --out runs/nerf --anchors 4 --fov 60 --elevation 20 --scale 0.9
+            nvs distill photo.jpg --out runs/nerf --model zeronvs_converted --device cuda \\
+                schedule.render_scales=[0.5,1.0] guidance.guidance_scale=9.5
+            nvs distill photo.jpg --out runs/nerf --resume     # continue after Ctrl-C
+        """,
+    ),
+    "export": dict(
+        fn=cmd_export,
+        help="mesh (OBJ/PLY/GLB, vertex colours), orbit video or views from a distilled NeRF (headless)",
+        examples="""
+            nvs export runs/nerf --what mesh --format glb --resolution 256
+            nvs export runs/nerf --what mesh --threshold 10 --out meshes
+            nvs export runs/nerf --what video --frames 120 --size 256
+            nvs export runs/nerf --what views --cameras my_path.json
         """,
     ),
     "synth": dict(
@@ -227,6 +279,35 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
         _add_common(p)
 
+    def distill(p):
+        p.add_argument("image", help="input photo (any PIL format; RGBA is composited on image.background)")
+        p.add_argument("--out", required=True, help="run folder (config.yaml, anchors/, checkpoints/, video.mp4, ...)")
+        p.add_argument("--model", help="'demo' (bundled, default) or a checkpoint: .ckpt, .safetensors, folder")
+        p.add_argument("--steps", type=int, help="distillation steps (default 4000)")
+        p.add_argument("--anchors", type=int, help="SDS anchors K (default 0 = plain SDS; e.g. 4)")
+        p.add_argument("--fov", type=float, help="vertical fov of the photo in degrees (default 52.55)")
+        p.add_argument("--elevation", type=float, help="camera elevation of the photo in degrees (default 31)")
+        p.add_argument("--scale", type=float, help="6DoF+1 scene scale, smaller = closer content (default 0.7)")
+        p.add_argument("--seed", type=int, help="random seed (default 0)")
+        p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+        p.add_argument("--resume", action="store_true", help="continue OUT/checkpoints/last.pt with the run's config")
+        _add_common(p)
+
+
+    def export(p):
+        p.add_argument("run", help="run folder written by `nvs distill`")
+        p.add_argument("--out", help="output folder (default RUN/export)")
+        p.add_argument("--what", default="mesh", choices=["mesh", "video", "views"])
+        p.add_argument("--format", default="obj", choices=["obj", "ply", "glb"], help="mesh file format")
+        p.add_argument("--resolution", type=int, default=256, help="marching-cubes grid per axis")
+        p.add_argument("--threshold", type=float, help="density iso-level (default: automatic, reported)")
+        p.add_argument("--frames", type=int, help="video frames (default: the run's output.video_frames)")
+        p.add_argument("--size", type=int, help="video / view side in pixels (default: the model's)")
+        p.add_argument("--cameras", help="JSON camera path for --what views")
+        p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+        p.add_argument("--overwrite", action="store_true", help="replace existing files")
+        p.add_argument("--quiet", action="store_true", help="no progress bars")
+
     def synth(p):
         p.add_argument("out", help="output folder: one transforms.json scene per subfolder")
         p.add_argument("--scenes", type=int, help="number of scenes (default 4)")
@@ -263,6 +344,8 @@ def _parser() -> argparse.ArgumentParser:
 
     add("views", views)
     add("eval", eval_)
+    add("distill", distill)
+    add("export", export)
     add("train", train)
     add("synth", synth)
     add("convert", convert)
