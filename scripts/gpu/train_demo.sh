@@ -24,11 +24,12 @@ if [ "${RESUME:-0}" != 1 ]; then
   [ -f "$RUN/pool.pt" ] || python scripts/gpu/make_pool.py "$RUN/pool.pt" \
       --size "$IMG" --views "$VIEWS" --seconds "$POOL_SECONDS" --chunk "${CHUNK:-50}"
   [ -f "$RUN/vae/model/novelviews.json" ] || python -m novelviews train "$RUN/pool.pt" --model "$PRESET" --stage vae --out "$RUN/vae" --steps 1000000 \
-      --batch-size "$VAE_BATCH" --quiet --overwrite max_minutes="$VAE_MIN" precision="$PREC" lr=4e-4 \
+      --batch-size "$VAE_BATCH" --quiet --overwrite max_minutes="$VAE_MIN" precision="$PREC" lr="${VAE_LR:-1e-3}" \
       warmup_steps=200 num_workers="$WORKERS" val_every=500 ckpt_every=100000 ema_decay=0.999
   python -m novelviews train "$RUN/pool.pt" --init "$RUN/vae/model" --out "$RUN/ldm" --steps 1000000 \
       --batch-size "$LDM_BATCH" --quiet --overwrite max_minutes="$LDM_MIN" precision="$PREC" lr=3e-4 \
-      cc_lr_mult=1 warmup_steps=500 num_workers="$WORKERS" val_every=1000 ckpt_every=1000 ema_decay=0.9995
+      cc_lr_mult=1 warmup_steps=500 num_workers="$WORKERS" val_every=1000 ckpt_every=1000 ema_decay=0.9995 \
+      latent_scale=-1
 else
   python -m novelviews train "$RUN/pool.pt" --init "$RUN/vae/model" --out "$RUN/ldm" --steps 1000000 \
       --batch-size "$LDM_BATCH" --quiet --resume max_minutes="$LDM_MIN" precision="$PREC" lr=3e-4 \

@@ -1,0 +1,78 @@
+"""Smoke tests of benchmarks/sampling.py: it runs end to end at tiny size on the CPU."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_sampling", ROOT / "benchmarks" / "sampling.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses look their module up there
+    try:
+        spec.loader.exec_module(mod)
+        yield mod
+    finally:
+        sys.modules.pop(spec.name, None)
+
+
+TINY = ["--preset", "tiny", "--size", "32", "--steps", "2", "--device", "cpu", "--repeats", "2",
+        "--unet-iters", "2", "--warmup-steps", "1"]
+
+
+def test_main_runs_tiny_and_writes_json(bench, tmp_path):
+    torch.manual_seed(0)
+    out = tmp_path / "sampling.json"
+    rep = bench.main(TINY + ["--configs", "fp32:1,fp32:3", "--channels-last", "--out", str(out)])
+    data = json.loads(out.read_text())
+    assert data["results"] == json.loads(json.dumps(rep["results"]))
+    names = [r["config"] for r in data["results"]]
+    assert names == ["fp32:1", "fp32:3"]  # channels-last variants are added for fp16/bf16 only
+    for r in data["results"]:
+        assert r["status"] == "ok", r
+        assert len(r["latencies_s"]) == 2 and all(t > 0 for t in r["latencies_s"])
+        assert r["latency_s"] == pytest.approx(sorted(r["latencies_s"])[0] / 2 + sorted(r["latencies_s"])[1] / 2)
+        assert r["s_per_view"] == pytest.approx(r["latency_s"] / r["batch"])
+        assert r["unet_ms_per_step"] > 0 and r["output_finite"] is True
+        assert "achieved_tflops" not in r  # the DESIGN.md cost model is for the zeronvs preset only
+    assert data["parameters"]["unet"] > 0 and data["environment"]["torch"] == torch.__version__
+    assert data["environment"]["unet_attention_processor"]
+    assert data["markdown_rows"].count("\n") == 1 and data["markdown_rows"].startswith("| cpu | fp32 | 1 | eager |")
+    assert data["settings"]["steps"] == 2
+
+
+def test_budget_spent_skips_but_still_writes(bench, tmp_path):
+    out = tmp_path / "b.json"
+    bench.main(TINY + ["--configs", "fp32:1,bf16:2", "--compile", "--budget-seconds", "0", "--out", str(out)])
+    data = json.loads(out.read_text())
+    assert [r["config"] for r in data["results"]] == ["fp32:1", "bf16:2", "bf16:2+compile"]
+    assert all(r["status"] == "skipped" for r in data["results"])
+
+
+def test_parse_and_expand_configs(bench):
+    cs = bench.parse_configs("fp32:1, bf16:4, fp16:16+cl+compile")
+    assert [c.name for c in cs] == ["fp32:1", "bf16:4", "fp16:16+cl+compile"]
+    ex = bench.expand_configs(bench.parse_configs("fp32:1,bf16:1,bf16:16"), channels_last=True, compile_=True)
+    assert [c.name for c in ex] == ["fp32:1", "bf16:1", "bf16:16", "bf16:16+cl", "bf16:1+cl",
+                                    "bf16:16+cl+compile", "bf16:1+cl+compile"]
+    for bad in ("fp8:1", "bf16", "bf16:0", "bf16:2+fast", ""):
+        with pytest.raises(SystemExit):
+            bench.parse_configs(bad)
+
+
+def test_cost_model_matches_design(bench):
+    # DESIGN.md: one 256^2 view, 50 DDIM steps, CFG ~ 18.5 TFLOP (UNet 0.18 x 2 x 50 + decode 0.62)
+    f = bench.flops_per_batch("zeronvs", 256, 32, 16, 50, 3.0)
+    assert f["unet_step_tflop"] == pytest.approx(16 * 2 * 0.18)
+    assert f["view_tflop"] == pytest.approx(18.0 + 0.62 + 0.27 / 16)
+    assert bench.flops_per_batch("zeronvs", 256, 32, 1, 50, 1.0)["view_tflop"] == pytest.approx(9.0 + 0.62 + 0.27)
+    assert bench.flops_per_batch("zeronvs", 512, 64, 1, 1, 3.0)["unet_step_tflop"] == pytest.approx(4 * 0.36)
+    assert bench.flops_per_batch("tiny", 32, 16, 1, 2, 3.0) is None
+    assert bench.fmt(None, "9.1f") == "        -" and bench.fmt(1.25, "9.1f") == "      1.2"
