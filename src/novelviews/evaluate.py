@@ -143,7 +143,7 @@ def load_lpips(net: str = "vgg", weights: str | Path | None = None, device="cpu"
     if net not in LPIPS_NETS:
         raise ConfigError(f"config key 'lpips' = {net!r}: choose vgg, alex or off")
     try:
-        import lpips  # noqa: F401
+        import lpips
     except ImportError:
         return None, ("LPIPS skipped (reported as null): the 'lpips' package (and torchvision) is not installed; "
                       "run `pip install lpips` and give lpips_weights=PATH to the torchvision backbone weights")
@@ -157,8 +157,6 @@ def load_lpips(net: str = "vgg", weights: str | Path | None = None, device="cpu"
     if not weights.is_file():
         return None, f"LPIPS skipped (reported as null): lpips_weights '{weights}' does not exist"
     import warnings
-
-    import lpips
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -36,7 +36,7 @@ import torch
 from . import cameras as C
 from .config import check_range
 from .errors import ConfigError, DatasetError, ImageError, NovelViewsError
-from .sampling import DTYPES, EpsFn, SamplingConfig, sample
+from .sampling import EpsFn, SamplingConfig, sample
 
 ScaleMode = Literal["auto", "depth", "dataset", "cameras", "config"]
 SCALE_MODES = ("auto", "depth", "dataset", "cameras", "config")
@@ -297,16 +297,11 @@ def generate_multi_anchor(model, cond_images: torch.Tensor, cond_c2w, target_c2w
     conditional rows. Returns ``[N, 3, S, S]`` in ``[-1, 1]``, float32 on the CPU. With
     ``k = 1`` the result equals :func:`views.generate` bit for bit.
     """
-    from .views import _progress
+    from .views import _progress, check_generation_inputs
 
     cfg = cfg or SamplingConfig()
-    device = next(model.parameters()).device
-    dtype = DTYPES[cfg.dtype]
-    cond_c2w = C.validate_poses(cond_c2w, "input camera")
-    target_c2w = C.validate_poses(target_c2w, "target camera")
+    device, dtype, cond_c2w, target_c2w = check_generation_inputs(model, cfg, cond_images, cond_c2w, target_c2w)
     M, N = cond_c2w.shape[0], target_c2w.shape[0]
-    if cond_images.ndim != 4 or cond_images.shape[0] != M:
-        raise NovelViewsError(f"expected {M} conditioning images [M, 3, H, W], got {tuple(cond_images.shape)}")
     anchors = torch.as_tensor(anchors, dtype=torch.long)
     if anchors.ndim == 1:
         anchors = anchors[:, None]

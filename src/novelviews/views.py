@@ -29,6 +29,7 @@ import torch
 from . import cameras as C
 from .config import check_range, save_config
 from .errors import ConfigError, NovelViewsError
+from .runtime import resolve_device  # noqa: F401 - re-exported for the commands
 from .sampling import DTYPES, SamplingConfig, guided_denoiser, sample
 
 DEMO_MODEL = "demo"
@@ -103,18 +104,6 @@ class ViewsConfig:
 # --------------------------------------------------------------------------- helpers
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"config key 'device' = {name!r} is not a device (auto, cpu, cuda, cuda:0...)") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' was asked for but no CUDA GPU is available: use device=cpu")
-    return dev
-
-
 def demo_model_path() -> Path:
     return Path(__file__).resolve().parent / "data" / "demo_model"
 
@@ -146,6 +135,16 @@ def _progress(total: int, desc: str, enabled: bool = True):
 # --------------------------------------------------------------------------- core
 
 
+def check_generation_inputs(model, cfg: SamplingConfig, cond_images: torch.Tensor, cond_c2w, target_c2w):
+    """Shared checks of the generators: ``(device, dtype, cond_c2w [M,4,4], target_c2w [N,4,4])``."""
+    cond_c2w = C.validate_poses(cond_c2w, "input camera")
+    target_c2w = C.validate_poses(target_c2w, "target camera")
+    M = cond_c2w.shape[0]
+    if cond_images.ndim != 4 or cond_images.shape[0] != M:
+        raise NovelViewsError(f"expected {M} conditioning images [M, 3, H, W], got {tuple(cond_images.shape)}")
+    return next(model.parameters()).device, DTYPES[cfg.dtype], cond_c2w, target_c2w
+
+
 @torch.no_grad()
 def generate(
     model,
@@ -169,13 +168,8 @@ def generate(
     on the CPU (float32).
     """
     cfg = cfg or SamplingConfig()
-    device = next(model.parameters()).device
-    dtype = DTYPES[cfg.dtype]
-    cond_c2w = C.validate_poses(cond_c2w, "input camera")
-    target_c2w = C.validate_poses(target_c2w, "target camera")
+    device, dtype, cond_c2w, target_c2w = check_generation_inputs(model, cfg, cond_images, cond_c2w, target_c2w)
     M, N = cond_c2w.shape[0], target_c2w.shape[0]
-    if cond_images.ndim != 4 or cond_images.shape[0] != M:
-        raise NovelViewsError(f"expected {M} conditioning images [M, 3, H, W], got {tuple(cond_images.shape)}")
     anchors = torch.zeros(N, dtype=torch.long) if anchors is None else torch.as_tensor(anchors, dtype=torch.long)
     if anchors.shape != (N,) or (anchors < 0).any() or (anchors >= M).any():
         raise NovelViewsError(f"anchors must be {N} indices into the {M} conditioning views")

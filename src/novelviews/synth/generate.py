@@ -36,7 +36,6 @@ import numpy as np
 import torch
 
 from ..config import check_range
-from ..errors import ConfigError
 
 DEPTH_UNIT = 0.001  # metres (scene units) per step of the 16-bit depth PNGs
 
@@ -283,15 +282,9 @@ def rerender_scene(transforms_path: str | Path, c2w=None, K=None, height: int | 
 
 
 def _auto_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise ConfigError(f"unknown device '{device}': use auto, cpu or cuda[:N]") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device '{device}' asked for but no CUDA GPU is available: use --device cpu")
-    return dev
+    from ..runtime import resolve_device
+
+    return resolve_device(device)
 
 
 def command_synth(cfg: SynthConfig, out: str | Path, overwrite: bool = False,
