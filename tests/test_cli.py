@@ -24,7 +24,7 @@ def tiny_model_dir(tmp_path_factory):
     return path
 
 
-@pytest.mark.parametrize("cmd", ["views", "eval", "distill", "export", "synth", "train", "convert"])
+@pytest.mark.parametrize("cmd", ["views", "eval", "distill", "export", "synth", "train", "convert", "ui"])
 def test_help_has_examples(cmd, capsys):
     with pytest.raises(SystemExit) as e:
         main([cmd, "--help"])

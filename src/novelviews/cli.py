@@ -132,6 +132,13 @@ def cmd_export(args) -> None:
         print(f"wrote {info['views']} views to {info['out']}/views")
 
 
+def cmd_ui(args) -> None:
+    from .ui import launch
+
+    launch(model=args.model, host=args.host, port=args.port, output_root=args.out, device=args.device,
+           open_browser=args.open)
+
+
 def cmd_convert(args) -> None:
     from .model.checkpoints import convert_checkpoint
 
@@ -218,6 +225,15 @@ COMMANDS: dict[str, dict] = {
             nvs train --resume --out runs/demo ...   # continue from runs/demo/checkpoints/last.ckpt
         """,
     ),
+    "ui": dict(
+        fn=cmd_ui,
+        help="local web app (gradio): upload a photo, generate views + video, see cameras, distil, download",
+        examples="""
+            nvs ui                                            # http://127.0.0.1:7860, bundled demo model
+            nvs ui --model converted/zeronvs --device cuda --port 8080
+            nvs ui --out runs/ui --open                       # keep outputs under runs/ui, open a browser
+        """,
+    ),
     "convert": dict(
         fn=cmd_convert,
         help="official ZeroNVS / Zero-1-to-3 .ckpt -> a diffusers-style folder",
@@ -248,7 +264,7 @@ def _parser() -> argparse.ArgumentParser:
         spec = COMMANDS[name]
         p = sub.add_parser(name, help=spec["help"], description=spec["help"], formatter_class=_formatter,
                            epilog="examples:\n" + textwrap.dedent(spec["examples"]).strip("\n").replace("\n", "\n  ")
-                           .join(["  ", ""]) + "\n\n" + EPILOG_OVERRIDES)
+                           .join(["  ", ""]) + ("\n\n" + EPILOG_OVERRIDES if name not in ("ui", "convert", "export") else ""))
         setup(p)
         p.set_defaults(fn=spec["fn"])
 
@@ -342,11 +358,20 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
         p.add_argument("--quiet", action="store_true", help="no progress bars")
 
+    def ui(p):
+        p.add_argument("--model", default="demo", help="'demo' (bundled, default) or a checkpoint: .ckpt, .safetensors, folder")
+        p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)")
+        p.add_argument("--port", type=int, default=7860, help="TCP port (default 7860)")
+        p.add_argument("--out", help="parent folder of the per-request run folders (default a new temp folder)")
+        p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+        p.add_argument("--open", action="store_true", help="open the page in the default browser")
+
     add("views", views)
     add("eval", eval_)
     add("distill", distill)
     add("export", export)
     add("train", train)
+    add("ui", ui)
     add("synth", synth)
     add("convert", convert)
     return parser

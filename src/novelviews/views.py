@@ -10,8 +10,12 @@ Single image camera (documented defaults, all in :class:`InputCameraConfig`): th
 taken by a camera at ``elevation_deg``, azimuth 0 and ``distance`` from the origin of a
 z-up world, looking at the origin, with vertical fov ``fov_deg`` (the reference's
 distillation setup). The 6DoF+1 scene scale is, in order of preference: the 0.2-quantile
-of a given depth map (``camera.depth``), else ``camera.scale`` (the reference's
-``precomputed_scale``, 0.7: "how close the content is; smaller is closer"). The path is
+of a given depth map (``camera.depth``), else the 0.2-quantile of the depth predicted by a
+local transformers depth model (``camera.depth_estimator``, a folder; metric models give
+metres x ``camera.depth_estimator_units``, relative ones are refused unless
+``camera.depth_estimator_allow_relative``; see :mod:`novelviews.depth`), else
+``camera.scale`` (the reference's ``precomputed_scale``, 0.7: "how close the content is;
+smaller is closer"). The path is
 built around the input camera, orbiting / looking at the origin, so view 0 is the input.
 """
 
@@ -48,12 +52,16 @@ class InputCameraConfig:
     scale: float = 0.7  # 6DoF+1 scene scale when no depth is given (reference precomputed_scale)
     depth: Optional[str] = None  # optional depth map (.npy / 16-bit PNG in mm) -> 0.2-quantile scale
     depth_unit: float = 0.001  # metres per unit of an integer depth PNG
+    depth_estimator: Optional[str] = None  # local transformers depth-model folder -> estimated 0.2-quantile scale
+    depth_estimator_units: float = 1.0  # scene units per estimator depth unit (metres for metric models)
+    depth_estimator_allow_relative: bool = False  # accept relative (disparity) models: scale in arbitrary units
 
     def validate(self) -> None:
         check_range("camera.fov_deg", self.fov_deg, 5.0, 170.0)
         check_range("camera.elevation_deg", self.elevation_deg, -89.0, 89.0)
         check_range("camera.distance", self.distance, 0.0, None, lo_open=True)
         check_range("camera.scale", self.scale, 0.0, None, lo_open=True)
+        check_range("camera.depth_estimator_units", self.depth_estimator_units, 0.0, None, lo_open=True)
 
 
 @dataclass
@@ -208,13 +216,27 @@ def prepare_input_image(path: str | Path, size: int, cfg: ImageConfig) -> np.nda
     return out
 
 
-def input_scale(cfg: InputCameraConfig, size: int, image_cfg: ImageConfig) -> tuple[float, str]:
-    """The 6DoF+1 scene scale of the input view, and where it came from."""
+def input_scale(cfg: InputCameraConfig, size: int, image_cfg: ImageConfig, image: Optional[np.ndarray] = None,
+                device: str | torch.device = "cpu") -> tuple[float, str]:
+    """The 6DoF+1 scene scale of the input view, and where it came from.
+
+    Precedence: depth map (``cfg.depth``) > depth estimator (``cfg.depth_estimator``, run on
+    ``image``, the model-size square input, float HxWx3 in [0, 1]) > ``cfg.scale``.
+    """
+    if cfg.depth is None and cfg.depth_estimator is not None:
+        if image is None:
+            raise NovelViewsError("camera.depth_estimator needs the input image: pass image= to input_scale")
+        from .depth import estimated_scale
+
+        return estimated_scale(image, cfg.depth_estimator, device=str(device),
+                               allow_relative=cfg.depth_estimator_allow_relative, units=cfg.depth_estimator_units)
     if cfg.depth is None:
         return cfg.scale, "config (camera.scale)"
     from .io.images import center_crop_resize, load_depth_map
 
-    depth = load_depth_map(cfg.depth, scale=cfg.depth_unit)
+    # depth_unit converts integer PNGs (e.g. millimetres); float maps (.npy, .tif) are in scene units
+    unit = 1.0 if Path(cfg.depth).suffix.lower() in (".npy", ".npz", ".tif", ".tiff", ".exr") else cfg.depth_unit
+    depth = load_depth_map(cfg.depth, scale=unit)
     depth, _ = center_crop_resize(depth, None, size, mode=image_cfg.mode, pad_value=0.0, nearest=True)
     return float(C.depth_quantile_scale(torch.as_tensor(depth))), f"depth map {cfg.depth} (0.2-quantile)"
 
@@ -243,7 +265,7 @@ def run_views(image: str | Path, out: str | Path, cfg: ViewsConfig, overwrite: b
                            cfg.use_ema)
     size = model.config.image_size
     img = prepare_input_image(image, size, cfg.image)  # validate the input before touching --out
-    scale, scale_source = input_scale(cfg.camera, size, cfg.image)
+    scale, scale_source = input_scale(cfg.camera, size, cfg.image, image=img, device=device)
     c2w_in = input_camera(cfg.camera)
     fov_in = math.radians(cfg.camera.fov_deg)
     targets, fovs = target_path(cfg.path, c2w_in, fov_in, cfg.camera.distance)

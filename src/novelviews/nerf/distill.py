@@ -583,7 +583,7 @@ def run_distill(image: str | Path, out: str | Path, cfg: DistillConfig, resume: 
 
     if not resume:
         img = prepare_input_image(image, S, cfg.image)  # validate the input before touching --out
-        scale, scale_source = input_scale(cfg.camera, S, cfg.image)
+        scale, scale_source = input_scale(cfg.camera, S, cfg.image, image=img, device=device)
         out = prepare_run_dir(out, overwrite=overwrite)
         save_config(cfg, out / "config.yaml")
         save_image(out / "input.png", img)
