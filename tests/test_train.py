@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -108,9 +110,12 @@ def test_run_train_saves_resumes_and_exports(tmp_path):
     pool.save(tmp_path / "pool.pt")
     base = {"model": "tiny", "batch_size": 2, "num_workers": 0, "val_every": 2, "ckpt_every": 2,
             "val_batch": 2, "val_steps": 2, "log_every": 1, "data": [{"path": str(tmp_path / "pool.pt")}]}
-    cfg = from_dict(TrainConfig, base | {"max_steps": 2})
+    cfg = from_dict(TrainConfig, base | {"max_steps": 2, "latent_scale": -1.0})
     info = run_train(cfg, tmp_path / "run", progress=False)
     assert info["steps"] == 2
+    saved = json.loads((tmp_path / "run" / "model" / "novelviews.json").read_text())
+    factor = saved["config"]["vae"]["scaling_factor"]
+    assert factor != 0.18215 and factor > 0  # estimated from the data's latents
     assert (tmp_path / "run" / "checkpoints" / "last.ckpt").exists()
     assert (tmp_path / "run" / "model" / "novelviews.json").exists()
     assert list((tmp_path / "run" / "previews").glob("*.png"))
@@ -125,3 +130,4 @@ def test_run_train_saves_resumes_and_exports(tmp_path):
 
     with pytest.raises(NovelViewsError, match="already holds a previous run"):
         run_train(cfg, tmp_path / "run", progress=False)
+

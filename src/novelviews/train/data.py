@@ -169,6 +169,19 @@ def pool_from_synth(num_scenes: int, views: int, size: int, seed: int = 0, famil
                     torch.tensor(gaps, dtype=torch.long))
 
 
+def _to_unit_range(images: torch.Tensor) -> torch.Tensor:
+    return images.float() / 127.5 - 1.0
+
+
+def images_to_float(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``cond`` / ``target`` of a batch as float ``[-1, 1]`` (uint8 ones converted, on their device)."""
+    out = dict(batch)
+    for key in ("cond", "target"):
+        if key in out and out[key].dtype == torch.uint8:
+            out[key] = _to_unit_range(out[key])
+    return out
+
+
 class PairDataset(Dataset):
     """Random (condition, target) pairs of views of one scene from a :class:`ViewPool`.
 
@@ -212,12 +225,17 @@ class PairDataset(Dataset):
         batch = self.gather(torch.tensor([a]), torch.tensor([b]))
         return {k: v[0] for k, v in batch.items()}
 
-    def gather(self, a: torch.Tensor, b: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Batch of pairs (pool indices ``a`` -> ``b``): images in [-1, 1] and camera embeddings."""
+    def gather(self, a: torch.Tensor, b: torch.Tensor, uint8: bool = False) -> dict[str, torch.Tensor]:
+        """Batch of pairs (pool indices ``a`` -> ``b``): images in [-1, 1] and camera embeddings.
+
+        ``uint8=True`` leaves the images as the pool's uint8 ``[0, 255]`` (a quarter of the
+        bytes to pin and copy to the GPU); :func:`images_to_float` converts them later.
+        """
         p = self.pool
         cam = C.camera_embedding(self.mode, p.c2w[a], p.c2w[b], p.scale[a], p.fov[b])
-        return {"cond": p.images[a].float() / 127.5 - 1.0, "target": p.images[b].float() / 127.5 - 1.0,
-                "cam": cam.float()}
+        if uint8:
+            return {"cond": p.images[a], "target": p.images[b], "cam": cam.float()}
+        return {"cond": _to_unit_range(p.images[a]), "target": _to_unit_range(p.images[b]), "cam": cam.float()}
 
     def prepare_vectorized(self) -> None:
         """Per-scene offsets into a scene-sorted index, for :class:`PairBatches`."""
@@ -253,12 +271,15 @@ class PairBatches(Dataset):
     Equivalent in distribution to batching :class:`MixedPairDataset` items (each sample
     picks its source by weight, then a random pair), but one gather per batch instead of
     one Python call per sample - the data loader stops being the bottleneck on a GPU.
+    ``uint8=True``: images stay uint8 (``nvs train`` sets it; the LightningModules convert
+    them on the device in ``on_after_batch_transfer``, bit-identical to the float path).
     """
 
     def __init__(self, datasets: Sequence[PairDataset], weights: Sequence[float], batch_size: int,
-                 num_batches: int, seed: int = 0):
+                 num_batches: int, seed: int = 0, uint8: bool = False):
         self.mixed = MixedPairDataset(datasets, weights, length=num_batches, seed=seed)
         self.batch_size, self.num_batches, self.seed = int(batch_size), int(num_batches), int(seed)
+        self.uint8 = bool(uint8)  # images as uint8 [0, 255]: see PairDataset.gather
         for ds in datasets:
             ds.prepare_vectorized()
 
@@ -274,7 +295,7 @@ class PairBatches(Dataset):
             n = int((which == k).sum())
             if n:
                 a, b = _pairs_vectorized(ds, rng, n)
-                parts.append(ds.gather(torch.from_numpy(a), torch.from_numpy(b)))
+                parts.append(ds.gather(torch.from_numpy(a), torch.from_numpy(b), uint8=self.uint8))
         return {key: torch.cat([p[key] for p in parts]) for key in parts[0]}
 
 

@@ -21,29 +21,98 @@ import torch
 import torch.nn.functional as F
 
 from ..sampling import schedule_alphas
+from .data import images_to_float
 
 
 class EMA(torch.nn.Module):
-    """Exponential moving average of a module's floating-point parameters (a frozen copy)."""
+    """Exponential moving average of a module's floating-point parameters (a frozen copy).
+
+    ``update`` lerps every trainable parameter's shadow with one ``torch._foreach_lerp_``
+    per dtype group (one fused kernel launch per group instead of one per parameter) and
+    copies frozen parameters and buffers as they are. The update count lives in the
+    ``num_updates`` buffer (checkpointed) and is mirrored in a Python int, so the decay is
+    computed without reading the buffer back from the GPU (no device sync per step).
+    """
 
     def __init__(self, model: torch.nn.Module, decay: float = 0.999):
         super().__init__()
         self.decay = decay
         self.shadow = copy.deepcopy(model).eval().requires_grad_(False)
         self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
+        self._count: int | None = None  # Python mirror of num_updates; None = read it once
+
+    def _load_from_state_dict(self, *args, **kwargs):  # resume: the mirror must be re-read
+        self._count = None
+        super()._load_from_state_dict(*args, **kwargs)
+
+    def current_decay(self) -> float:
+        """The decay the next update uses: ``min(decay, (1 + n) / (10 + n))``, n = updates so far + 1."""
+        if self._count is None:
+            self._count = int(self.num_updates)
+        n = self._count + 1
+        return min(self.decay, (1 + n) / (10 + n))
 
     @torch.no_grad()
     def update(self, model: torch.nn.Module) -> None:
-        self.num_updates += 1
         # warm-up of the decay (as ldm's LitEma): early averages are not dominated by init
-        d = min(self.decay, (1 + float(self.num_updates)) / (10 + float(self.num_updates)))
-        for (_, s), (_, p) in zip(self.shadow.named_parameters(), model.named_parameters()):
+        d = self.current_decay()
+        self._count += 1
+        self.num_updates += 1
+        lerp: dict[tuple, tuple[list, list]] = {}
+        copy_s, copy_p = [], []
+        for s, p in zip(self.shadow.parameters(), model.parameters()):
+            if p.requires_grad:
+                group = lerp.setdefault((s.dtype, s.device), ([], []))
+                group[0].append(s)
+                group[1].append(p.detach() if p.dtype == s.dtype else p.detach().to(s.dtype))
+            else:
+                copy_s.append(s)
+                copy_p.append(p.detach())
+        for shadows, params in lerp.values():
+            torch._foreach_lerp_(shadows, params, 1 - d)
+        copy_s += list(self.shadow.buffers())
+        copy_p += list(model.buffers())
+        if copy_s:
+            torch._foreach_copy_(copy_s, copy_p)
+
+    @torch.no_grad()
+    def update_reference(self, model: torch.nn.Module) -> None:
+        """The per-parameter loop ``update`` replaces (kept as the test's reference)."""
+        d = self.current_decay()
+        self._count += 1
+        self.num_updates += 1
+        for s, p in zip(self.shadow.parameters(), model.parameters()):
             if p.requires_grad:
                 s.lerp_(p.detach().to(s.dtype), 1 - d)
             else:
                 s.copy_(p.detach())
         for s, b in zip(self.shadow.buffers(), model.buffers()):
             s.copy_(b)
+
+
+class Exporter(L.Callback):
+    """Preview grid (cond / prediction / target rows) of each validation, rank 0 only.
+
+    At module level (not built inside a function) so ``ddp_spawn`` can pickle the trainer.
+    """
+
+    def __init__(self, out):
+        self.out = out
+
+    def on_validation_epoch_end(self, trainer, pl_module):
+        imgs = getattr(pl_module, "val_images", None)
+        if imgs is None or trainer.global_rank != 0:
+            return
+        from ..io.images import save_image
+        from ..io.video import contact_sheet
+
+        rows = [((x + 1) / 2).clamp(0, 1).permute(0, 2, 3, 1).float().numpy() for x in imgs]
+        tiles = [r[i] for i in range(rows[0].shape[0]) for r in rows]
+        save_image(self.out / "previews" / f"step{trainer.global_step:07d}.png", contact_sheet(tiles, cols=3))
+
+    def on_train_end(self, trainer, pl_module):
+        # callback_metrics travel back to the main process under ddp_spawn; global_step does not
+        trainer.callback_metrics["global_step"] = torch.tensor(float(trainer.global_step))
 
 
 def _warmup(step: int, warmup: int) -> float:
@@ -61,6 +130,10 @@ class LDMModule(L.LightningModule):
             self.model.image_encoder.requires_grad_(False)
         self.ema = EMA(self.model, cfg.ema_decay) if cfg.ema_decay > 0 else None
         self.register_buffer("alphas_cumprod", schedule_alphas(model.config.schedule).float(), persistent=False)
+
+    def on_after_batch_transfer(self, batch, dataloader_idx):
+        # uint8 images (PairBatches(uint8=True)) -> [-1, 1] float, on the device
+        return images_to_float(batch)
 
     # -------------------------------------------------------------- loss
     def diffusion_loss(self, batch: dict, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -110,7 +183,7 @@ class LDMModule(L.LightningModule):
         pred = m.decode(z).clamp(-1, 1)
         val = psnr((pred + 1) / 2, (batch["target"] + 1) / 2).mean()
         base = psnr((batch["cond"] + 1) / 2, (batch["target"] + 1) / 2).mean()
-        self.log_dict({"val/psnr": val, "val/psnr_copy_input": base}, prog_bar=True, batch_size=shape[0])
+        self.log_dict({"val/psnr": val, "val/psnr_copy_input": base}, prog_bar=True, batch_size=shape[0], sync_dist=True)
         self.val_images = (batch["cond"][:8].cpu(), pred[:8].cpu(), batch["target"][:8].cpu())
         return val
 
@@ -143,6 +216,10 @@ class VAEModule(L.LightningModule):
             p.requires_grad_(name.startswith(prefixes))
         self.ema = EMA(self.model, cfg.ema_decay) if cfg.ema_decay > 0 else None
 
+    def on_after_batch_transfer(self, batch, dataloader_idx):
+        # uint8 images (PairBatches(uint8=True)) -> [-1, 1] float, on the device
+        return images_to_float(batch)
+
     def vae_loss(self, images: torch.Tensor) -> tuple[torch.Tensor, dict]:
         with torch.enable_grad() if self.cfg.vae_train == "all" else torch.no_grad():
             post = self.model.vae.encode(images).latent_dist
@@ -173,7 +250,7 @@ class VAEModule(L.LightningModule):
         x = batch["target"]
         rec = m.decode(m.encode(x)).clamp(-1, 1)
         val = psnr((rec + 1) / 2, (x + 1) / 2).mean()
-        self.log("val/psnr", val, prog_bar=True, batch_size=x.shape[0])
+        self.log("val/psnr", val, prog_bar=True, batch_size=x.shape[0], sync_dist=True)
         self.val_images = (x[:8].cpu(), rec[:8].cpu(), x[:8].cpu())
         return val
 

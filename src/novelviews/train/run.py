@@ -11,6 +11,7 @@ exported as a model folder (``model/``) loadable by every command (``--model RUN
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,6 +78,7 @@ class TrainConfig:
     seed: int = 0
     compile: bool = False
     max_minutes: float = 0.0  # stop (and export) after this much training time; 0 = no limit
+    latent_scale: float = 0.0  # LDM stage: 0 keeps the model's scaling factor; -1 sets 1/std of the data's latents
 
     def validate(self) -> None:
         check_range("batch_size", self.batch_size, 1)
@@ -124,30 +126,6 @@ def build_pairs(cfg: TrainConfig, model, device: str, progress: bool = True):
     return train, val
 
 
-class _Exporter:
-    """Lightning callback: periodic preview grid + final export of the EMA weights."""
-
-    def __new__(cls, *a, **k):  # built lazily so importing this module does not import lightning
-        import lightning as L
-
-        class Exporter(L.Callback):
-            def __init__(self, out: Path):
-                self.out = out
-
-            def on_validation_epoch_end(self, trainer, pl_module):
-                imgs = getattr(pl_module, "val_images", None)
-                if imgs is None or trainer.global_rank != 0:
-                    return
-                from ..io.images import save_image
-                from ..io.video import contact_sheet
-
-                rows = [((x + 1) / 2).clamp(0, 1).permute(0, 2, 3, 1).float().numpy() for x in imgs]
-                tiles = [r[i] for i in range(rows[0].shape[0]) for r in rows]
-                save_image(self.out / "previews" / f"step{trainer.global_step:07d}.png", contact_sheet(tiles, cols=3))
-
-        return Exporter(*a, **k)
-
-
 def run_train(cfg: TrainConfig, out: str | Path, resume: bool = False, overwrite: bool = False,
               progress: bool = True) -> dict:
     import lightning as L
@@ -156,28 +134,32 @@ def run_train(cfg: TrainConfig, out: str | Path, resume: bool = False, overwrite
     from torch.utils.data import DataLoader
 
     from ..io.runs import atomic_write_json, prepare_run_dir
-    from .module import LDMModule, VAEModule
+    from .module import Exporter, LDMModule, VAEModule
 
     out = Path(out)
     last = out / "checkpoints" / "last.ckpt"
     if resume and not last.exists():
         raise NovelViewsError(f"--resume: no checkpoint at {last}; start without --resume")
-    out = prepare_run_dir(out, overwrite=overwrite, resume=resume)
-    save_config(cfg, out / "config.yaml")
+    launched_rank = _launched_rank()
+    if launched_rank == 0:
+        out = prepare_run_dir(out, overwrite=overwrite, resume=resume)
+        save_config(cfg, out / "config.yaml")
+    # else: a DDP process that Lightning's launcher started by re-running the command; rank 0
+    # already made the folder (with --overwrite, a second prepare_run_dir would delete its files)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     t0 = time.time()
     model = build_model(cfg)
-    render_device = "cuda" if torch.cuda.is_available() and cfg.accelerator in ("auto", "gpu", "cuda") else "cpu"
+    local_rank = int(os.environ.get("LOCAL_RANK", "0") or 0)
+    use_cuda = torch.cuda.is_available() and cfg.accelerator in ("auto", "gpu", "cuda")
+    render_device = f"cuda:{local_rank % torch.cuda.device_count()}" if use_cuda else "cpu"
     train_ds, val_ds = build_pairs(cfg, model, render_device, progress)
     data_seconds = time.time() - t0
+    if cfg.stage == "ldm" and cfg.latent_scale != 0:
+        set_latent_scale(model, train_ds, cfg.latent_scale, render_device)
+    train_ds.uint8 = True  # a quarter of the bytes through workers / pinning / H2D; made float on the device
     module = (LDMModule if cfg.stage == "ldm" else VAEModule)(model, cfg)
     if cfg.compile:
         module.model.unet = torch.compile(module.model.unet)
-    workers = cfg.num_workers
-    # items are whole batches (built vectorised), so batch_size=None
-    train_dl = DataLoader(train_ds, batch_size=None, shuffle=False, num_workers=workers,
-                          pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0)
-    val_dl = DataLoader(val_ds, batch_size=cfg.val_batch, num_workers=0)
     devices: str | int | list[int] = cfg.devices
     if isinstance(devices, str) and devices.isdigit():
         devices = int(devices)
@@ -188,13 +170,23 @@ def run_train(cfg: TrainConfig, out: str | Path, resume: bool = False, overwrite
         strategy=cfg.strategy, precision=cfg.precision, gradient_clip_val=cfg.grad_clip or None,
         accumulate_grad_batches=cfg.accumulate, val_check_interval=min(cfg.val_every, cfg.max_steps * cfg.accumulate), check_val_every_n_epoch=None,
         limit_val_batches=1, num_sanity_val_steps=0, log_every_n_steps=cfg.log_every,
-        logger=CSVLogger(out, name="logs", version=""), callbacks=[ckpt, LearningRateMonitor("step"), _Exporter(out)],
+        logger=CSVLogger(out, name="logs", version=""), callbacks=[ckpt, LearningRateMonitor("step"), Exporter(out)],
         enable_progress_bar=progress, enable_model_summary=False,
         max_time={"minutes": cfg.max_minutes} if cfg.max_minutes > 0 else None,
     )
+    # Under DDP Lightning replaces the loader's sampler by a DistributedSampler (shuffled, same
+    # seed on every rank): the W ranks take disjoint batch indices, each step uses W x batch_size
+    # pairs (the effective batch), and W x max_steps batches keep every batch of the run distinct.
+    train_ds.num_batches = cfg.max_steps * cfg.accumulate * max(1, trainer.world_size)
+    workers = cfg.num_workers
+    # items are whole batches (built vectorised), so batch_size=None
+    train_dl = DataLoader(train_ds, batch_size=None, shuffle=False, num_workers=workers,
+                          pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0)
+    val_dl = DataLoader(val_ds, batch_size=cfg.val_batch, num_workers=0)
     trainer.fit(module, train_dl, val_dl, ckpt_path=str(last) if resume else None)
     train_seconds = time.time() - t0 - data_seconds
-    info = {"steps": int(trainer.global_step), "data_seconds": round(data_seconds, 1),
+    steps = max(int(trainer.global_step), int(trainer.callback_metrics.get("global_step", 0)))
+    info = {"steps": steps, "data_seconds": round(data_seconds, 1),
             "train_seconds": round(train_seconds, 1), "out": str(out)}
     if trainer.global_rank == 0:
         final = module.eval_model()
@@ -203,6 +195,41 @@ def run_train(cfg: TrainConfig, out: str | Path, resume: bool = False, overwrite
         info["metrics"] = metrics
         atomic_write_json(out / "train_summary.json", info)
     return info
+
+
+def _launched_rank() -> int:
+    """Non-zero in a process a distributed launcher started for rank > 0 (Lightning's DDP
+    subprocess launcher, torchrun, multi-node): read from RANK / LOCAL_RANK / NODE_RANK."""
+    for key in ("RANK", "LOCAL_RANK", "NODE_RANK"):
+        value = os.environ.get(key, "0") or "0"
+        if value.isdigit() and int(value) != 0:
+            return int(value)
+    return 0
+
+
+@torch.no_grad()
+def set_latent_scale(model, batches, value: float, device: str, num_batches: int = 4) -> float:
+    """Set the VAE scaling factor: ``value > 0`` as given, ``-1`` as 1 / RMS of the data's latents.
+
+    SD's 0.18215 gives SD-VAE latents (near zero mean) unit variance; a VAE of our own needs its
+    own factor (latent-diffusion estimates it from the first batch), else the noise schedule's
+    signal-to-noise ratios are off. The RMS (not the std) is used so that latents with a large
+    mean are not blown up: the scaled latents have unit second moment.
+    """
+    if value > 0:
+        factor = float(value)
+    else:
+        vae = model.vae.to(device)
+        # a fixed generator: every DDP rank (each runs this) gets the same factor
+        g = torch.Generator(device).manual_seed(0)
+        zs = [vae.encode(batches[i]["target"].to(device)).latent_dist.sample(generator=g)
+              for i in range(min(num_batches, len(batches)))]
+        factor = float(torch.cat(zs).float().square().mean().rsqrt())
+        model.vae.to("cpu")
+    model.config.vae.scaling_factor = factor
+    model.vae.register_to_config(scaling_factor=factor)
+    print(f"latent scaling factor set to {factor:.5f}")
+    return factor
 
 
 def parse_data_args(items: list[str]) -> tuple[list[dict], list[str]]:
