@@ -56,6 +56,14 @@ def test_views_end_to_end_tiny(tmp_path, tiny_model_dir, capsys):
     import yaml
 
     assert yaml.safe_load((out / "config.yaml").read_text())["sampling"]["guidance_scale"] == 2.0
+    from novelviews.model.checkpoints import load_model
+    from novelviews.sampling import SamplingConfig
+    from novelviews.views import generate
+
+    model, _ = load_model(tiny_model_dir)
+    x = torch.zeros(1, 3, 32, 32)
+    generate(model, x, torch.eye(4), torch.eye(4)[None], [0.8], cfg=SamplingConfig(steps=1, vae_tiling=True), progress=False)
+    assert model.vae.use_tiling  # the knob reaches the VAE
     # same seed -> identical images; the run refuses to overwrite without --overwrite
     first = np.asarray(Image.open(out / "views" / "001.png"))
     assert main(args) == 2

@@ -39,6 +39,7 @@ class SamplingConfig:
     dtype: Literal["fp32", "fp16", "bf16"] = "fp32"  # fp16/bf16 on GPU
     seed: int = 0  # view i uses seed + i
     vae_chunk: int = 8  # decode this many latents at a time (VAE slicing)
+    vae_tiling: bool = False  # decode large images tile by tile (diffusers VAE tiling) to save memory
 
     def validate(self) -> None:
         check_range("sampling.steps", self.steps, 1, 1000)

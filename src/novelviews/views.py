@@ -186,6 +186,8 @@ def generate(
     seeds = list(range(cfg.seed, cfg.seed + N)) if seeds is None else list(seeds)
 
     cam = C.camera_embedding(model.config.camera_mode, cond_c2w[anchors], target_c2w, scale_t[anchors], fov)
+    if hasattr(model.vae, "enable_tiling"):
+        model.vae.enable_tiling() if cfg.vae_tiling else model.vae.disable_tiling()
     image_emb, cond_latent = model.embed_image(cond_images.to(device))
     latent_shape = (model.config.vae.latent_channels, model.config.latent_size, model.config.latent_size)
 
