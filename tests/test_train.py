@@ -131,3 +131,58 @@ def test_run_train_saves_resumes_and_exports(tmp_path):
     with pytest.raises(NovelViewsError, match="already holds a previous run"):
         run_train(cfg, tmp_path / "run", progress=False)
 
+
+
+def test_tiny_model_overfits_one_pair_and_samples_it():
+    """The whole conditioning path end to end: after overfitting one (cond, target, camera) pair,
+    DDIM samples from those conditions land close to the target latent: much closer than noise,
+    than the best constant, and than the same sampler with the untrained model (same seeds)."""
+    import copy
+
+    from novelviews.sampling import SamplingConfig, guided_denoiser, sample
+
+    torch.manual_seed(0)
+    model = ViewConditionedLDM(model_config("tiny"))
+    with torch.no_grad():
+        # a trained VAE has a near-deterministic posterior (the demo VAE: log-variance ~ -5.5);
+        # a random one has std ~1, which would make the target latent change every step
+        lc = model.config.vae.latent_channels
+        model.vae.quant_conv.weight[lc:] = 0.0
+        model.vae.quant_conv.bias[lc:] = -20.0
+    pool = make_pool(scenes=1, views=2)
+    pair = PairDataset(pool, "6dof+1")[0]
+    with torch.no_grad():  # unit-RMS latents, as train.run.set_latent_scale does
+        z = model.vae.encode(pair["target"][None]).latent_dist.mean
+        model.config.vae.scaling_factor = float(z.square().mean().rsqrt())
+    untrained = copy.deepcopy(model).eval()
+    cfg = from_dict(TrainConfig, {"model": "tiny", "synth": {"scenes": 1}, "lr": 1e-3, "warmup_steps": 1,
+                                  "drop_context": 0.0, "drop_both": 0.0, "drop_latent": 0.0, "weight_decay": 0.0})
+    module = LDMModule(model, cfg)
+    batch = {k: v[None].expand(8, *v.shape).contiguous() for k, v in pair.items()}
+    opt = module.configure_optimizers()["optimizer"]
+    g = torch.Generator().manual_seed(0)
+    for _ in range(250):
+        opt.zero_grad()
+        module.diffusion_loss(batch, generator=g).backward()
+        opt.step()
+
+    def sample_error(m):
+        with torch.no_grad():
+            target = m.encode(pair["target"][None])
+            emb, lat = m.embed_image(pair["cond"][None])
+            ctx = m.context(emb, pair["cam"][None])
+            scfg = SamplingConfig(steps=20, guidance_scale=1.0, eta=0.0)
+            out = sample(guided_denoiser(m, ctx, lat, 1.0), (4, *target.shape[1:]), m.config.schedule, scfg,
+                         seeds=range(4))
+            return ((out - target) ** 2).mean().item(), target
+
+    err_trained, target = sample_error(module.model.eval())
+    err_untrained, _ = sample_error(untrained)
+    err_noise = ((torch.randn(4, *target.shape[1:], generator=torch.Generator().manual_seed(5)) - target) ** 2).mean().item()
+    err_const = ((target.mean() - target) ** 2).mean().item()
+    print(f"sample error: trained {err_trained:.3f}, untrained {err_untrained:.3f}, noise {err_noise:.3f}, "
+          f"constant {err_const:.3f}")
+    # measured (CPU, seed 0): trained 0.59, untrained 134, noise 1.96, best constant 0.97
+    assert err_trained < 0.4 * err_noise, (err_trained, err_noise)
+    assert err_trained < 0.8 * err_const, (err_trained, err_const)
+    assert err_trained < 0.05 * err_untrained, (err_trained, err_untrained)
