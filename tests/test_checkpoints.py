@@ -9,6 +9,7 @@ import pickle
 
 import pytest
 import torch
+from conftest import perturb
 
 from novelviews.errors import CheckpointError
 from novelviews.model import (
@@ -29,19 +30,11 @@ class NotAllowed:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models run fastest single-threaded; on a shared 2-core machine extra threads thrash."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_thread):
     yield
-    torch.set_num_threads(n)
 
 
-def _perturb(module: torch.nn.Module, seed: int, scale: float = 0.02) -> None:
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.add_(torch.randn(p.shape, generator=g) * scale)
+_perturb = perturb
 
 
 @pytest.fixture(scope="module")

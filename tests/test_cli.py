@@ -13,17 +13,6 @@ from novelviews.cli import main
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory):
-    from novelviews.model.configuration import model_config
-    from novelviews.model.ldm import ViewConditionedLDM
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("m") / "tiny"
-    ViewConditionedLDM(model_config("tiny")).save_pretrained(path)
-    return path
-
-
 @pytest.mark.parametrize("cmd", ["views", "eval", "distill", "export", "synth", "train", "convert", "ui"])
 def test_help_has_examples(cmd, capsys):
     with pytest.raises(SystemExit) as e:

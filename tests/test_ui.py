@@ -39,17 +39,6 @@ TINY_DISTILL = {"schedule.batch_sizes": "[2,1]", "field.grid.n_levels": 4, "fiel
                 "sampler.kind": "uniform", "sampler.num_samples": 12, "output.video_frames": 2}
 
 
-@pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory):
-    from novelviews.model.configuration import model_config
-    from novelviews.model.ldm import ViewConditionedLDM
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("m") / "tiny"
-    ViewConditionedLDM(model_config("tiny")).save_pretrained(path)
-    return path
-
-
 @pytest.fixture()
 def handlers(tiny_model_dir, tmp_path):
     return UIHandlers(model=str(tiny_model_dir), output_root=tmp_path / "ui", device="cpu",
