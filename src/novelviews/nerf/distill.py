@@ -19,7 +19,9 @@ One training step (:func:`train_step`):
   image), VAE-encoded and scored by SDS (:mod:`.guidance`) conditioned on the input or on its
   nearest anchor (:mod:`.anchors`);
 * the input camera is rendered at ``r x r`` and compared with the input photo (MSE);
-* ``loss = loss.lambda_sds * sds + loss.lambda_rgb * rgb + loss.lambda_interlevel * interlevel``.
+* ``loss = loss.lambda_sds * sds + loss.lambda_rgb * rgb + loss.lambda_interlevel * interlevel
+  + loss.normal_smooth * smooth + loss.orientation * orient`` (the last two on the SDS renders,
+  :mod:`.losses`; a weight of 0 skips the normal computation).
 
 Batch size and render resolution follow ``schedule`` (reference: batch 6 at half the model's
 size for the first half of the run, then batch 1 at full size). All step milestones are
@@ -55,6 +57,7 @@ from ..views import ImageConfig, InputCameraConfig
 from .anchors import AnchoringConfig, anchor_probability, choose_conditions, load_anchors, sample_anchors, save_anchors
 from .field import Background, BackgroundConfig, NeRFField, NeRFFieldConfig
 from .guidance import GuidanceConfig, encode_renders, sds_gradient, sds_loss_from_grad, timestep_range
+from .losses import normal_smoothness_2d, orientation_loss, render_rays_with_normals  # issue 5
 from .render import get_rays, render_image, render_rays
 from .sampler import SamplerConfig, make_sampler
 
@@ -118,15 +121,20 @@ class ScheduleConfig:
 
 @dataclass
 class LossConfig:
-    """Loss weights (reference: SDS x 0.1, input-view RGB x 1500)."""
+    """Loss weights (reference: SDS x 0.1, input-view RGB x 1500, normal smoothness x 8, orientation x 5)."""
 
     lambda_sds: float = 0.1
     lambda_rgb: float = 1500.0
     lambda_interlevel: float = 1.0
     """proposal-sampler loss (trains only the proposal field)"""
+    # issue 5: geometry regularisers on the SDS renders (nerf/losses.py); 0 disables
+    normal_smooth: float = 8.0
+    """2D smoothness of the rendered camera-space normal map (mean |n(x) - n(x + 1px)|)"""
+    orientation: float = 5.0
+    """Ref-NeRF orientation penalty: normals facing away from the camera"""
 
     def validate(self) -> None:
-        for k in ("lambda_sds", "lambda_rgb", "lambda_interlevel"):
+        for k in ("lambda_sds", "lambda_rgb", "lambda_interlevel", "normal_smooth", "orientation"):
             check_range(f"loss.{k}", getattr(self, k), 0.0, None)
 
 
@@ -330,14 +338,27 @@ def train_step(step: int, scene: Scene, model, pool: Conditioning, target: torch
     K = C.intrinsics_from_fov(scene.fov, r, r)
     bg = torch.rand(B, 3, generator=gen) if cfg.render.random_background else None
     rgbs, inter = [], []
+    # issue 5: normals only when a geometry regulariser is on
+    geo = cfg.loss.normal_smooth > 0 or cfg.loss.orientation > 0
+    smooth, orient = [], []
     for b in range(B):
         o, d, _ = get_rays(c2w[b], K, r, r, device=dev)
-        out = render_rays(scene.field, o, d, scene.sampler, scene.background, cfg.render.near, cfg.render.far,
-                          stratified=True, chunk=o.shape[0], bg_color=None if bg is None else bg[b].to(dev))
+        bgc = None if bg is None else bg[b].to(dev)
+        if geo:
+            out = render_rays_with_normals(scene.field, o, d, scene.sampler, scene.background, cfg.render.near,
+                                           cfg.render.far, stratified=True, bg_color=bgc, c2w=c2w[b])
+            smooth.append(normal_smoothness_2d(out["normal"].reshape(r, r, 3)))
+            orient.append(orientation_loss(out["weights"], out["normals"], d))
+        else:
+            out = render_rays(scene.field, o, d, scene.sampler, scene.background, cfg.render.near, cfg.render.far,
+                              stratified=True, chunk=o.shape[0], bg_color=bgc)
         rgbs.append(out["rgb"].reshape(r, r, 3).permute(2, 0, 1))
         if "interlevel" in out:
             inter.append(out["interlevel"])
     rgb = torch.stack(rgbs)  # [B, 3, r, r] in [0, 1]
+    zero = torch.zeros((), device=dev)
+    loss_smooth = torch.stack(smooth).mean() if smooth else zero  # issue 5
+    loss_orient = torch.stack(orient).mean() if orient else zero  # issue 5
 
     # SDS on the renders, each conditioned on the input or its nearest anchor
     lat = encode_renders(model, rgb, cfg.guidance.sample_posterior, gen if dev.type == "cpu" else None, amp_dtype)
@@ -366,8 +387,10 @@ def train_step(step: int, scene: Scene, model, pool: Conditioning, target: torch
     loss_rgb = F.mse_loss(out["rgb"], tgt)
     loss_inter = torch.stack(inter).mean() if inter else torch.zeros((), device=dev)
     total = cfg.loss.lambda_sds * loss_sds + cfg.loss.lambda_rgb * loss_rgb + cfg.loss.lambda_interlevel * loss_inter
+    total = total + cfg.loss.normal_smooth * loss_smooth + cfg.loss.orientation * loss_orient  # issue 5
     info = {"loss": float(total.detach()), "sds": float(loss_sds.detach()), "rgb": float(loss_rgb.detach()),
-            "interlevel": float(loss_inter.detach()), "t_mean": float(t.float().mean()),
+            "interlevel": float(loss_inter.detach()), "normal_smooth": float(loss_smooth.detach()),
+            "orientation": float(loss_orient.detach()), "t_mean": float(t.float().mean()),
             "anchor_frac": float((idx > 0).double().mean()), "batch": B, "res": r}
     return total, info
 
