@@ -39,6 +39,10 @@ class ViewPool:
     scale_source: str = "depth"
     names: list[str] = field(default_factory=list)  # scene names
     scene_gap: torch.Tensor | None = None  # long [num_scenes]: max frame gap of pairs (0 = any pair)
+    # VAE posterior of every view (see :func:`cache_pool_latents`): float [V, C, h, w], unscaled
+    # (NOT multiplied by the scaling factor); model-specific, so never saved nor carried by ``cat``
+    latent_mean: torch.Tensor | None = None
+    latent_std: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -169,6 +173,39 @@ def pool_from_synth(num_scenes: int, views: int, size: int, seed: int = 0, famil
                     torch.tensor(gaps, dtype=torch.long))
 
 
+@torch.no_grad()
+def cache_pool_latents(pool: ViewPool, vae: torch.nn.Module, device: str | torch.device = "cpu",
+                       chunk: int = 64, dtype: torch.dtype = torch.float32, progress: bool = False) -> ViewPool:
+    """Encode every view of ``pool`` once with a (frozen) VAE; store its posterior on the pool.
+
+    Sets ``pool.latent_mean`` / ``pool.latent_std`` (``dtype``, ``[V, C, h, w]``, on the CPU):
+    the mean (= the posterior mode, the unscaled conditioning latent ``embed_image`` gives) and
+    ``std = exp(0.5 * clamp(logvar, -30, 20))`` of the VAE's diagonal Gaussian posterior, for
+    images mapped ``uint8 -> [-1, 1]`` exactly as :meth:`PairDataset.gather` does. Runs on
+    ``device`` in chunks of ``chunk`` views without gradients; the VAE is moved there for the
+    duration and back to where it was. :meth:`PairDataset.gather` then adds ``cond_latent``,
+    ``target_mean`` and ``target_std`` to every batch. Returns the pool.
+    """
+    from tqdm.auto import tqdm
+
+    if len(pool) == 0:
+        raise DatasetError("cannot cache the latents of an empty view pool")
+    param = next(vae.parameters())
+    home, vae_dtype = param.device, param.dtype
+    vae.to(device)
+    means, stds = [], []
+    try:
+        for start in tqdm(range(0, len(pool), max(1, int(chunk))), desc="caching latents", disable=not progress):
+            imgs = pool.images[start:start + max(1, int(chunk))].to(device)
+            dist = vae.encode(_to_unit_range(imgs).to(vae_dtype)).latent_dist
+            means.append(dist.mean.to("cpu", dtype))
+            stds.append(dist.std.to("cpu", dtype))
+    finally:
+        vae.to(home)
+    pool.latent_mean, pool.latent_std = torch.cat(means), torch.cat(stds)
+    return pool
+
+
 def _to_unit_range(images: torch.Tensor) -> torch.Tensor:
     return images.float() / 127.5 - 1.0
 
@@ -234,8 +271,12 @@ class PairDataset(Dataset):
         p = self.pool
         cam = C.camera_embedding(self.mode, p.c2w[a], p.c2w[b], p.scale[a], p.fov[b])
         if uint8:
-            return {"cond": p.images[a], "target": p.images[b], "cam": cam.float()}
-        return {"cond": _to_unit_range(p.images[a]), "target": _to_unit_range(p.images[b]), "cam": cam.float()}
+            out = {"cond": p.images[a], "target": p.images[b], "cam": cam.float()}
+        else:
+            out = {"cond": _to_unit_range(p.images[a]), "target": _to_unit_range(p.images[b]), "cam": cam.float()}
+        if p.latent_mean is not None and p.latent_std is not None:
+            out.update(cond_latent=p.latent_mean[a], target_mean=p.latent_mean[b], target_std=p.latent_std[b])
+        return out
 
     def prepare_vectorized(self) -> None:
         """Per-scene offsets into a scene-sorted index, for :class:`PairBatches`."""

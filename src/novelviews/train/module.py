@@ -6,6 +6,8 @@ Conditioning dropout for classifier-free guidance, per sample (the reference's 5
 the context token zeroed (after cc_projection), the conditioning latent zeroed, or both -
 exactly the unconditional branch used at sampling time. EMA of all trainable weights;
 AdamW with ``cc_projection`` at ``cc_lr_mult`` x the learning rate; linear warm-up.
+With a frozen VAE, batches may carry the pool's cached VAE posterior (``cache_latents``):
+the loss then draws the target latent from it instead of running the encoder.
 
 ``VAEModule`` (stage ``vae``): L1 + MSE reconstruction + a small KL term, for training a
 VAE of our own (the demo model) before the diffusion stage.
@@ -136,15 +138,38 @@ class LDMModule(L.LightningModule):
         return images_to_float(batch)
 
     # -------------------------------------------------------------- loss
+    def uses_cached_latents(self, batch: dict) -> bool:
+        """True when ``batch`` carries the cached VAE posterior and the VAE is frozen."""
+        return bool(self.cfg.freeze_vae) and all(k in batch for k in ("cond_latent", "target_mean", "target_std"))
+
     def diffusion_loss(self, batch: dict, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Epsilon-prediction MSE of one batch (random draws from ``generator`` when given).
+
+        Uncached: ``z0`` = VAE posterior sample of ``target`` x scaling factor, the conditioning
+        latent = posterior mode of ``cond``. Cached (frozen VAE and the batch has ``cond_latent``,
+        ``target_mean``, ``target_std`` from :func:`~novelviews.train.data.cache_pool_latents`):
+        ``z0 = (mean + std * noise) * scaling_factor`` without the encoder - the noise is drawn
+        first, with the same shape / device / dtype, so both paths consume ``generator`` alike
+        and give the same loss. The image encoder sees ``cond`` either way.
+        """
         m, cfg = self.model, self.cfg
         cond, target, cam = batch["cond"], batch["target"], batch["cam"]
         b = target.shape[0]
-        with torch.no_grad() if cfg.freeze_vae else torch.enable_grad():
-            z0 = m.encode(target, sample=True, generator=generator)
-        image_emb, cond_latent = m.embed_image(cond)
-        if cfg.freeze_vae:
-            cond_latent = cond_latent.detach()
+        if self.uses_cached_latents(batch):
+            from diffusers.utils.torch_utils import randn_tensor  # as the posterior's own sample()
+
+            mean = batch["target_mean"].to(device=m.device, dtype=m.dtype)
+            std = batch["target_std"].to(device=m.device, dtype=m.dtype)
+            noise = randn_tensor(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+            z0 = (mean + std * noise) * m.scaling_factor
+            image_emb = m.image_embedding(cond)
+            cond_latent = batch["cond_latent"].to(device=m.device, dtype=m.dtype)
+        else:
+            with torch.no_grad() if cfg.freeze_vae else torch.enable_grad():
+                z0 = m.encode(target, sample=True, generator=generator)
+            image_emb, cond_latent = m.embed_image(cond)
+            if cfg.freeze_vae:
+                cond_latent = cond_latent.detach()
         ctx = m.context(image_emb, cam)
         # conditioning dropout: 0 keep, 1 drop context, 2 drop both, 3 drop latent
         u = torch.rand(b, device=z0.device, generator=generator)
