@@ -297,7 +297,7 @@ def generate_multi_anchor(model, cond_images: torch.Tensor, cond_c2w, target_c2w
     conditional rows. Returns ``[N, 3, S, S]`` in ``[-1, 1]``, float32 on the CPU. With
     ``k = 1`` the result equals :func:`views.generate` bit for bit.
     """
-    from .views import _progress, check_generation_inputs
+    from .views import _progress, check_generation_inputs, decode_chunked
 
     cfg = cfg or SamplingConfig()
     device, dtype, cond_c2w, target_c2w = check_generation_inputs(model, cfg, cond_images, cond_c2w, target_c2w)
@@ -338,8 +338,7 @@ def generate_multi_anchor(model, cond_images: torch.Tensor, cond_c2w, target_c2w
                                        dtype)
         z = sample(eps_fn, (b, *latent_shape), model.config.schedule, cfg, seeds[start:start + b], device,
                    progress=bar.update)
-        for c0 in range(0, b, cfg.vae_chunk):
-            out.append(model.decode(z[c0:c0 + cfg.vae_chunk].to(image_emb.dtype)).float().clamp(-1, 1).cpu())
+        out.append(decode_chunked(model, z, cfg.vae_chunk, image_emb.dtype))
     bar.close()
     return torch.cat(out)
 

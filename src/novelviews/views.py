@@ -153,6 +153,11 @@ def check_generation_inputs(model, cfg: SamplingConfig, cond_images: torch.Tenso
     return next(model.parameters()).device, DTYPES[cfg.dtype], cond_c2w, target_c2w
 
 
+def decode_chunked(model, latents: torch.Tensor, chunk: int, dtype: torch.dtype) -> torch.Tensor:
+    """Decode ``chunk`` latents at a time (VAE slicing) -> float32 images in [-1, 1] on the CPU."""
+    return torch.cat([model.decode(z.to(dtype)).float().clamp(-1, 1).cpu() for z in latents.split(chunk)])
+
+
 @torch.no_grad()
 def generate(
     model,
@@ -200,8 +205,7 @@ def generate(
         eps_fn = guided_denoiser(model, ctx, cond_latent[idx], cfg.guidance_scale, dtype)
         lat = sample(eps_fn, (b, *latent_shape), model.config.schedule, cfg, seeds[start : start + b], device,
                      progress=bar.update)
-        for c0 in range(0, b, cfg.vae_chunk):
-            out.append(model.decode(lat[c0 : c0 + cfg.vae_chunk].to(image_emb.dtype)).float().clamp(-1, 1).cpu())
+        out.append(decode_chunked(model, lat, cfg.vae_chunk, image_emb.dtype))
     bar.close()
     return torch.cat(out)
 

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from .render import near_far_box, volume_render
+from .render import render_chunk
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
@@ -92,22 +92,8 @@ def render_rays_with_normals(field: "nn.Module", rays_o: torch.Tensor, rays_d: t
     """
     from .sampler import interlevel_loss
 
-    cfg = getattr(field, "cfg", None)
-    if cfg is not None and not getattr(cfg, "unbounded", True):
-        nr, fr = near_far_box(rays_o, rays_d, cfg.bound, near, far)
-    else:
-        nr = torch.full(rays_o.shape[:1], float(near), dtype=rays_o.dtype, device=rays_o.device)
-        fr = torch.full(rays_o.shape[:1], float(far), dtype=rays_o.dtype, device=rays_o.device)
-    samples = sampler(rays_o, rays_d, nr, fr, stratified=stratified)
-    pts = samples.points(rays_o, rays_d)
-    sigma, rgb = field(pts)
-    if background is None:
-        bg = None
-    elif isinstance(background, torch.Tensor):
-        bg = background.to(rays_o)
-    else:
-        bg = background(rays_d, bg_color)
-    res = volume_render(sigma, rgb, samples.t_edges, bg, z_scale)
+    samples, pts, res = render_chunk(field, rays_o, rays_d, sampler, background, near, far, stratified, z_scale,
+                                     bg_color)
     normals = field.normals(pts)
     normal = (res.weights[..., None] * normals).sum(-2)
     if c2w is not None:

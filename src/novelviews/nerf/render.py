@@ -110,6 +110,32 @@ def near_far_box(rays_o: torch.Tensor, rays_d: torch.Tensor, bound: float, near:
     return tmin, tmax
 
 
+def render_chunk(field: "nn.Module", o: torch.Tensor, d: torch.Tensor, sampler: "nn.Module",
+                 background: "nn.Module | torch.Tensor | None", near: float, far: float, stratified: bool,
+                 z_scale: torch.Tensor | None, bg_color: torch.Tensor | None):
+    """One chunk of rays: ``(samples, points [R, S, 3], VolumeRender result)``.
+
+    ``[near, far]`` is clipped to the field's box for a bounded field; ``background`` is a
+    :class:`~novelviews.nerf.field.Background`, a colour tensor, or None (premultiplied).
+    """
+    cfg = getattr(field, "cfg", None)
+    if cfg is not None and not getattr(cfg, "unbounded", True):
+        nr, fr = near_far_box(o, d, cfg.bound, near, far)
+    else:
+        nr = torch.full(o.shape[:1], float(near), dtype=o.dtype, device=o.device)
+        fr = torch.full(o.shape[:1], float(far), dtype=o.dtype, device=o.device)
+    samples = sampler(o, d, nr, fr, stratified=stratified)
+    pts = samples.points(o, d)
+    sigma, rgb = field(pts)
+    if background is None:
+        bg = None
+    elif isinstance(background, torch.Tensor):
+        bg = background.to(o)
+    else:
+        bg = background(d, bg_color)
+    return samples, pts, volume_render(sigma, rgb, samples.t_edges, bg, z_scale)
+
+
 def render_rays(field: "nn.Module", rays_o: torch.Tensor, rays_d: torch.Tensor, sampler: "nn.Module",
                 background: "nn.Module | torch.Tensor | None" = None, near: float = 0.05, far: float = 1000.0,
                 stratified: bool = False, chunk: int = 8192, z_scale: torch.Tensor | None = None,
@@ -128,28 +154,13 @@ def render_rays(field: "nn.Module", rays_o: torch.Tensor, rays_d: torch.Tensor, 
     """
     from .sampler import interlevel_loss
 
-    cfg = getattr(field, "cfg", None)
-    bounded = cfg is not None and not getattr(cfg, "unbounded", True)
     outs: dict[str, list[torch.Tensor]] = {"rgb": [], "depth": [], "opacity": []}
     inter: list[torch.Tensor] = []
     n = rays_o.shape[0]
     for a in range(0, n, max(int(chunk), 1)):
         o, d = rays_o[a:a + chunk], rays_d[a:a + chunk]
-        if bounded:
-            nr, fr = near_far_box(o, d, cfg.bound, near, far)
-        else:
-            nr = torch.full(o.shape[:1], float(near), dtype=o.dtype, device=o.device)
-            fr = torch.full(o.shape[:1], float(far), dtype=o.dtype, device=o.device)
-        samples = sampler(o, d, nr, fr, stratified=stratified)
-        sigma, rgb = field(samples.points(o, d))
-        if background is None:
-            bg = None
-        elif isinstance(background, torch.Tensor):
-            bg = background.to(o)
-        else:
-            bg = background(d, bg_color)
         zs = None if z_scale is None else z_scale[a:a + chunk]
-        res = volume_render(sigma, rgb, samples.t_edges, bg, zs)
+        samples, _, res = render_chunk(field, o, d, sampler, background, near, far, stratified, zs, bg_color)
         outs["rgb"].append(res.rgb)
         outs["depth"].append(res.depth)
         outs["opacity"].append(res.opacity)
