@@ -309,9 +309,7 @@ class UIHandlers:
     def _generate(self, image, settings: UISettings, progress) -> Iterator[ViewsResult]:
         from .config import save_config
         from .io.images import image_to_tensor, save_image, tensor_to_image
-        from .io.runs import atomic_write_json
-        from .io.video import save_contact_sheet, write_video
-        from .views import generate, prepare_input_image
+        from .views import generate, prepare_input_image, write_view_outputs
 
         if not image:
             raise NovelViewsError("no input image: upload one or click 'Use the example' first")
@@ -348,18 +346,8 @@ class UIHandlers:
                 paths.append(str(p))
             yield ViewsResult(f"Generated {len(paths)} / {n} views...", list(paths), plot=plot, run_dir=str(out))
         progress(1.0, "writing video and files")
-        video_frames = list(frames)
-        if cfg.include_input and torch.allclose(targets[0], c2w_in) and abs(float(fovs[0]) - fov_in) < 1e-9:
-            video_frames[0] = img
-        K = C.intrinsics_from_fov(fovs, size, size)
-        cams = C.cameras_to_json(targets, fovs, size, size, extra=[
-            {"file": f"views/{i:03d}.png", "fx": float(K[i, 0, 0]), "fy": float(K[i, 1, 1]),
-             "cx": size / 2, "cy": size / 2} for i in range(n)])
-        cams["input"] = {"c2w": c2w_in.tolist(), "fov_deg": cfg.camera.fov_deg, "file": "input.png"}
-        cams["scene_scale"] = {"value": scale, "source": "config (camera.scale)"}
-        cam_file = atomic_write_json(out / "cameras.json", cams)
-        video = write_video(out / "video.mp4", video_frames, fps=cfg.fps)
-        sheet = save_contact_sheet(out / "sheet.png", frames)
+        cam_file, video, sheet = write_view_outputs(out, img, frames, c2w_in, fov_in, targets, fovs, scale,
+                                                    "config (camera.scale)", cfg)
         zipped = _zip_folder(out / "views", out / "views.zip")
         files = [str(p) for p in (zipped, video, cam_file, sheet)]
         yield ViewsResult(f"Done: {n} views in {time.time() - t0:.1f} s ({out.name})", paths,

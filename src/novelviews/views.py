@@ -258,12 +258,35 @@ def target_path(cfg: PathConfig, c2w: torch.Tensor, fov: float, focus: float) ->
     return C.make_path(cfg.kind, c2w, fov, cfg.num_views, focus_distance=focus, up=up, amount=cfg.amount, loop=cfg.loop)
 
 
+def write_view_outputs(out: Path, img: np.ndarray, frames: list[np.ndarray], c2w_in: torch.Tensor, fov_in: float,
+                       targets: torch.Tensor, fovs: torch.Tensor, scale: float, scale_source: str,
+                       cfg: ViewsConfig) -> tuple[Path, Path, Path]:
+    """``cameras.json``, ``video.mp4`` (frame 0 = the photo when view 0 is the input camera) and
+    ``sheet.png`` of a finished run whose ``views/NNN.png`` are written. Returns their paths."""
+    from .io.runs import atomic_write_json
+    from .io.video import save_contact_sheet, write_video
+
+    size = img.shape[0]
+    video_frames = list(frames)
+    if cfg.include_input and torch.allclose(targets[0], c2w_in) and abs(float(fovs[0]) - fov_in) < 1e-9:
+        video_frames[0] = img  # the input camera itself: the video starts on the real photo
+    K = C.intrinsics_from_fov(fovs, size, size)
+    cams = C.cameras_to_json(targets, fovs, size, size, extra=[{"file": f"views/{i:03d}.png", "fx": float(K[i, 0, 0]),
+                                                                 "fy": float(K[i, 1, 1]), "cx": size / 2, "cy": size / 2}
+                                                                for i in range(len(frames))])
+    cams["input"] = {"c2w": c2w_in.tolist(), "fov_deg": cfg.camera.fov_deg, "file": "input.png"}
+    cams["scene_scale"] = {"value": scale, "source": scale_source}
+    cam_file = atomic_write_json(out / "cameras.json", cams)
+    video = write_video(out / "video.mp4", video_frames, fps=cfg.fps)
+    sheet = save_contact_sheet(out / "sheet.png", frames)
+    return cam_file, video, sheet
+
+
 def run_views(image: str | Path, out: str | Path, cfg: ViewsConfig, overwrite: bool = False,
               progress: bool = True) -> dict:
     """``nvs views``: write ``views/NNN.png``, ``cameras.json``, ``video.mp4``, ``sheet.png``."""
     from .io.images import image_to_tensor, save_image, tensor_to_image
-    from .io.runs import atomic_write_json, prepare_run_dir
-    from .io.video import save_contact_sheet, write_video
+    from .io.runs import prepare_run_dir
 
     t0 = time.time()
     device = resolve_device(cfg.device)
@@ -286,18 +309,7 @@ def run_views(image: str | Path, out: str | Path, cfg: ViewsConfig, overwrite: b
         frame = tensor_to_image(views[i])
         save_image(out / "views" / f"{i:03d}.png", frame)
         frames.append(frame)
-    video_frames = list(frames)
-    if cfg.include_input and torch.allclose(targets[0], c2w_in) and abs(float(fovs[0]) - fov_in) < 1e-9:
-        video_frames[0] = img  # the input camera itself: the video starts on the real photo
-    K = C.intrinsics_from_fov(fovs, size, size)
-    cams = C.cameras_to_json(targets, fovs, size, size, extra=[{"file": f"views/{i:03d}.png", "fx": float(K[i, 0, 0]),
-                                                                 "fy": float(K[i, 1, 1]), "cx": size / 2, "cy": size / 2}
-                                                                for i in range(len(frames))])
-    cams["input"] = {"c2w": c2w_in.tolist(), "fov_deg": cfg.camera.fov_deg, "file": "input.png"}
-    cams["scene_scale"] = {"value": scale, "source": scale_source}
-    atomic_write_json(out / "cameras.json", cams)
-    video = write_video(out / "video.mp4", video_frames, fps=cfg.fps)
-    save_contact_sheet(out / "sheet.png", frames)
+    video = write_view_outputs(out, img, frames, c2w_in, fov_in, targets, fovs, scale, scale_source, cfg)[1]
     info = {"out": str(out), "views": len(frames), "video": str(video), "seconds": round(time.time() - t0, 2),
             "device": str(device), "scale": scale, "scale_source": scale_source}
     return info
