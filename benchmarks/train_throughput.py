@@ -16,7 +16,10 @@ each for ``--iters`` iterations after ``--warmup`` (CUDA-synchronised, median ms
   batch of latents; ``loss_fwd_bwd``: the whole ``LDMModule.diffusion_loss`` + backward.
 * ``optimizer``: ``AdamW.step`` + ``zero_grad`` as configured (foreach), and ``optimizer_fused``.
 * ``ema_foreach`` / ``ema_loop``: ``EMA.update`` vs the per-parameter reference loop.
-* ``manual_step``: loss + backward + grad clip + optimizer + EMA in a plain loop (no Lightning).
+* ``manual_step``: loss + backward + grad clip + optimizer + EMA in a plain loop (no Lightning),
+  on a batch with the cached VAE posterior (as ``nvs train`` by default); ``manual_step_uncached``
+  encodes the images every step. ``--compile``: ``manual_step_compiled`` with ``torch.compile``
+  of the UNet (and its first step, the compilation); ``--profile N``: the top ops of N steps.
 * ``lightning``: ``run_train`` itself (pool saved to a temp folder, ``--lightning-steps``
   steps, ``--workers`` workers, no progress bar): steps/s between step ``--warmup`` and the
   last step (timestamps from ``on_train_batch_end``, synchronised), plus the whole call.
@@ -130,6 +133,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--workers", type=int, default=6)
     ap.add_argument("--scenes", type=int, default=64)
     ap.add_argument("--views", type=int, default=16)
+    ap.add_argument("--compile", action="store_true", help="also time manual_step with torch.compile'd UNet")
+    ap.add_argument("--profile", type=int, default=0, help="profile N manual steps: top CUDA/CPU ops in the JSON")
     ap.add_argument("--out", default=None, help="JSON file (default: print only)")
     args = ap.parse_args(argv)
 
@@ -214,9 +219,14 @@ def main(argv: list[str] | None = None) -> dict:
     rows["ema_foreach"] = timed(lambda: module.ema.update(model), device, args.iters, args.warmup)
     rows["ema_loop"] = timed(lambda: ema_ref.update_reference(model), device, args.iters, args.warmup)
 
+    with torch.no_grad():  # the pool's cached VAE posterior, as nvs train uses by default (cache_latents)
+        post_t, post_c = model.vae.encode(batch["target"]).latent_dist, model.vae.encode(batch["cond"]).latent_dist
+    cached = batch | {"cond_latent": post_c.mean, "target_mean": post_t.mean, "target_std": post_t.std}
+    step_batch = [cached]
+
     def manual_step():
         with autocast():
-            loss = module.diffusion_loss(batch)
+            loss = module.diffusion_loss(step_batch[0])
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         opt.step()
@@ -224,6 +234,30 @@ def main(argv: list[str] | None = None) -> dict:
         module.ema.update(model)
 
     rows["manual_step"] = timed(manual_step, device, args.iters, args.warmup)
+    step_batch[0] = batch
+    rows["manual_step_uncached"] = timed(manual_step, device, args.iters, args.warmup)
+    step_batch[0] = cached
+    profile = None
+    if args.profile > 0:
+        from torch.profiler import ProfilerActivity, profile as torch_profile
+
+        acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+        with torch_profile(activities=acts) as prof:
+            for _ in range(args.profile):
+                manual_step()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+        key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+        profile = prof.key_averages().table(sort_by=key, row_limit=25)
+        print(profile)
+    if args.compile:
+        model.unet = torch.compile(model.unet)
+        t0 = time.perf_counter()
+        manual_step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        rows["compile_first_step"] = {"ms": round((time.perf_counter() - t0) * 1000, 1), "mean_ms": None, "it_s": None}
+        rows["manual_step_compiled"] = timed(manual_step, device, args.iters, args.warmup)
     del module, model, opt, batch  # noqa: F821 - frees the cells the closures share (GPU memory)
     if device.type == "cuda":
         torch.cuda.empty_cache()
@@ -237,7 +271,7 @@ def main(argv: list[str] | None = None) -> dict:
         "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
         "torch": torch.__version__, "workers": args.workers,
         "unet_params_m": round(unet_params / 1e6, 2),
-        "rows": rows,
+        "rows": rows, "profile": profile,
     }
     print(f"{args.preset} batch {b} at {size}px, {args.precision} on {result['gpu'] or device}")
     print(f"{'component':<16}{'ms':>10}{'it/s':>10}")

@@ -113,6 +113,9 @@ def test_run_train_saves_resumes_and_exports(tmp_path):
     cfg = from_dict(TrainConfig, base | {"max_steps": 2, "latent_scale": -1.0})
     info = run_train(cfg, tmp_path / "run", progress=False)
     assert info["steps"] == 2
+    # throughput of the run (SpeedMonitor): samples/s = steps/s x batch x world size
+    assert info["world_size"] == 1 and info["timed_steps"] == 1 and info["steps_per_s"] > 0
+    assert info["samples_per_s"] == pytest.approx(2 * info["steps_per_s"], rel=1e-3)
     saved = json.loads((tmp_path / "run" / "model" / "novelviews.json").read_text())
     factor = saved["config"]["vae"]["scaling_factor"]
     assert factor != 0.18215 and factor > 0  # estimated from the data's latents

@@ -96,6 +96,7 @@ def test_ddp_two_cpu_processes(tmp_path):
     info0 = json.loads((tmp_path / "info_0.json").read_text())
     info1 = json.loads((tmp_path / "info_1.json").read_text())
     assert info0["steps"] == 3 and info1["steps"] == 3
+    assert info0["world_size"] == 2  # samples/s counts the effective batch of both ranks
     assert "metrics" in info0 and "metrics" not in info1  # summary by rank 0 only
     # the model is exported once, by rank 0
     assert (tmp_path / "exports_0.txt").read_text().count("export") == 1

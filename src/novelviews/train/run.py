@@ -84,6 +84,7 @@ class TrainConfig:
     # LDM stage with a frozen VAE: encode every pool view once before training (posterior mean + std)
     # instead of 2 x batch VAE encodes per step; ignored (the encoder runs per step) when the VAE trains
     cache_latents: bool = True
+    export_model: bool = True  # write the final (EMA) weights to OUT/model (off: benchmarks of big models)
 
     def validate(self) -> None:
         check_range("batch_size", self.batch_size, 1)
@@ -139,7 +140,7 @@ def run_train(cfg: TrainConfig, out: str | Path, resume: bool = False, overwrite
     from torch.utils.data import DataLoader
 
     from ..io.runs import atomic_write_json, prepare_run_dir
-    from .module import Exporter, LDMModule, VAEModule
+    from .module import Exporter, LDMModule, SpeedMonitor, VAEModule
 
     out = Path(out)
     last = out / "checkpoints" / "last.ckpt"
@@ -173,6 +174,8 @@ def run_train(cfg: TrainConfig, out: str | Path, resume: bool = False, overwrite
     devices: str | int | list[int] = cfg.devices
     if isinstance(devices, str) and devices.isdigit():
         devices = int(devices)
+    speed = SpeedMonitor(cfg.batch_size, cfg.accumulate, skip=min(20, max(0, cfg.max_steps // 4)),
+                         every=max(cfg.log_every, 50))
     ckpt = ModelCheckpoint(dirpath=out / "checkpoints", save_last=True, every_n_train_steps=cfg.ckpt_every,
                            save_top_k=0)
     trainer = L.Trainer(
@@ -180,7 +183,7 @@ def run_train(cfg: TrainConfig, out: str | Path, resume: bool = False, overwrite
         strategy=cfg.strategy, precision=cfg.precision, gradient_clip_val=cfg.grad_clip or None,
         accumulate_grad_batches=cfg.accumulate, val_check_interval=min(cfg.val_every, cfg.max_steps * cfg.accumulate), check_val_every_n_epoch=None,
         limit_val_batches=1, num_sanity_val_steps=0, log_every_n_steps=cfg.log_every,
-        logger=CSVLogger(out, name="logs", version=""), callbacks=[ckpt, LearningRateMonitor("step"), Exporter(out)],
+        logger=CSVLogger(out, name="logs", version=""), callbacks=[ckpt, LearningRateMonitor("step"), Exporter(out), speed],
         enable_progress_bar=progress, enable_model_summary=False,
         max_time={"minutes": cfg.max_minutes} if cfg.max_minutes > 0 else None,
     )
@@ -198,9 +201,11 @@ def run_train(cfg: TrainConfig, out: str | Path, resume: bool = False, overwrite
     steps = max(int(trainer.global_step), int(trainer.callback_metrics.get("global_step", 0)))
     info = {"steps": steps, "data_seconds": round(data_seconds, 1), "cache_seconds": round(cache_seconds, 1),
             "train_seconds": round(train_seconds, 1), "out": str(out)}
+    perf = speed.result or {k[5:]: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("perf/")}
+    info.update({k: round(float(v), 4) for k, v in perf.items()})
     if trainer.global_rank == 0:
-        final = module.eval_model()
-        final.save_pretrained(out / "model", overwrite=True)
+        if cfg.export_model:
+            module.eval_model().save_pretrained(out / "model", overwrite=True)
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
         info["metrics"] = metrics
         atomic_write_json(out / "train_summary.json", info)

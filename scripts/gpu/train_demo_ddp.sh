@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Round 3 of the demo model (docs/DEMO_MODEL.md): continue the shipped weights on all GPUs of the
+# host with Lightning DDP - the N-GPU half of the demo DDP scaling comparison (scripts/gpu/
+# ddp_scaling.sh: same hyperparameters, pool, init and effective batch as its 1-GPU half), run
+# for MIN minutes with checkpoints and validation; then export fp16 and the loss curves.
+#   bash scripts/gpu/train_demo_ddp.sh                 (after scripts/gpu/x2_session.sh made runs/pool128.pt)
+#   RESUME=1 MIN=8 bash scripts/gpu/train_demo_ddp.sh  (continue the same run from its last checkpoint)
+set -euo pipefail
+R=${R:-runs}
+DEST=${OUT:-$R/export}
+MIN=${MIN:-7.5}
+NGPU=${NGPU:-$(nvidia-smi -L | wc -l)}
+INIT=${INIT:-src/novelviews/data/demo_model}
+EB=${EB:-256}
+mkdir -p "$R" "$DEST"
+export PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+if [ ! -f "$R/pool128.pt" ]; then   # the machine was fresh: render the pool again (same seeds)
+  CUDA_VISIBLE_DEVICES=0 python scripts/gpu/make_pool.py "$R/pool128a.pt" --size 128 --seconds 60 --seed 10000 &
+  CUDA_VISIBLE_DEVICES=1 python scripts/gpu/make_pool.py "$R/pool128b.pt" --size 128 --seconds 60 --seed 13000 &
+  wait
+  python -c "
+from novelviews.train.data import ViewPool
+ViewPool.cat([ViewPool.load('$R/pool128a.pt'), ViewPool.load('$R/pool128b.pt')]).save('$R/pool128.pt')"
+fi
+out="$R/ddp/demo_${NGPU}gpu"
+if [ "${RESUME:-0}" = 1 ]; then resume=(--resume); else resume=(--overwrite); fi
+python -m novelviews train "$R/pool128.pt" --init "$INIT" --out "$out" "${resume[@]}" --quiet --steps 1000000 \
+    --batch-size $((EB / NGPU)) --devices "$NGPU" --strategy ddp accelerator=gpu precision=bf16-mixed \
+    max_minutes="$MIN" lr="${LR:-2e-4}" cc_lr_mult=1 warmup_steps=50 num_workers=4 log_every=10 \
+    ema_decay=0.9995 val_every=1000 ckpt_every=1000 2>&1 | tail -n 4
+python - "$out" "$DEST" <<'PY'
+import sys, torch
+from pathlib import Path
+from novelviews.model.checkpoints import load_model
+run, dest = Path(sys.argv[1]), Path(sys.argv[2])
+model, _ = load_model(run / "model")
+model.save_pretrained(dest / "demo_model", overwrite=True, dtype=torch.float16)
+PY
+python scripts/gpu/scaling_summary.py "$R/ddp" demo "$DEST/scaling_demo.json" || true
+cp "$out/train_summary.json" "$DEST/demo_${NGPU}gpu_summary.json"
+cp "$out/logs/metrics.csv" "$DEST/demo_${NGPU}gpu_metrics.csv"
+last=$(ls "$out/previews" | tail -1) && cp "$out/previews/$last" "$DEST/ldm_preview.png"
+(cd "$DEST" && tar cf - demo_model | split -b 15m - demo_model.tar.part- && rm -rf demo_model)
+ls -la "$DEST"

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# One 2-GPU lease (device kind nvidia-h100-x2), both GPUs kept busy (session 2, 2026-11-25):
+#   GPU 0: training pools (128 px, 256 px), then the 1-GPU halves of the DDP scaling runs
+#          (demo from the shipped weights, ZeroNVS size from random init);
+#   GPU 1: a second 128 px pool, the training-step breakdown (benchmarks/train_throughput.py),
+#          then the distillation pipeline with and without anchoring (benchmarks/distill.py)
+#          and a mesh export of the anchored run;
+#   both:  the 2-GPU half of the ZeroNVS-size scaling run. (The demo's 2-GPU half is the long
+#          training run of scripts/gpu/train_demo_ddp.sh, same hyperparameters and pool.)
+# Small results go to $OUT/x2_results.tar; runs/ keeps the pools for the next call.
+#   bash scripts/gpu/x2_session.sh      (env: POOL_S, DEMO_S, ZNVS_S, DISTILL_S seconds)
+set -uo pipefail
+R=${R:-runs}
+DEST=${OUT:-$R/export}
+mkdir -p "$R" "$DEST" "$R/res"
+export PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+POOL_S=${POOL_S:-70}
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$R/res/gpus.txt"
+t0=$(date +%s)
+stamp() { echo "[$(( $(date +%s) - t0 )) s] $*"; }
+
+# pools: seeds 10000+ on GPU 0, 13000+ on GPU 1 (evaluation uses seeds below 10000)
+[ -f "$R/pool128a.pt" ] || CUDA_VISIBLE_DEVICES=0 python scripts/gpu/make_pool.py "$R/pool128a.pt" --size 128 \
+    --seconds "$POOL_S" --seed 10000 > "$R/res/pool_a.log" 2>&1 &
+[ -f "$R/pool128b.pt" ] || CUDA_VISIBLE_DEVICES=1 python scripts/gpu/make_pool.py "$R/pool128b.pt" --size 128 \
+    --seconds "$POOL_S" --seed 13000 > "$R/res/pool_b.log" 2>&1 &
+wait
+tail -n 1 "$R"/res/pool_*.log
+python - "$R" <<'PY'
+import sys
+from pathlib import Path
+from novelviews.train.data import ViewPool
+r = Path(sys.argv[1])
+if not (r / "pool128.pt").exists():
+    pool = ViewPool.cat([ViewPool.load(r / "pool128a.pt"), ViewPool.load(r / "pool128b.pt")])
+    pool.save(r / "pool128.pt")
+    print(f"merged pool: {pool.num_scenes} scenes, {len(pool)} views")
+PY
+stamp "pools ready"
+
+(   # GPU 1 track
+  export CUDA_VISIBLE_DEVICES=1
+  timeout 200 python benchmarks/train_throughput.py --batch 128 --workers 6 --profile 3 --compile --lightning-steps 150 \
+      --out "$R/res/train_throughput.json" > "$R/res/train_throughput.log" 2>&1
+  stamp "throughput breakdown done"
+  python benchmarks/distill.py --device cuda --budget-seconds "${DISTILL_S:-170}" --anchors 4 --out "$R/distill" \
+      > "$R/res/distill.log" 2>&1
+  stamp "distillation done"
+  python -m novelviews export "$R/distill/anchors_4" --what mesh --format glb --resolution 128 --quiet \
+      --out "$R/res/mesh" > "$R/res/export.log" 2>&1
+  stamp "mesh exported"
+) &
+(   # GPU 0 track
+  export CUDA_VISIBLE_DEVICES=0
+  [ -f "$R/pool256.pt" ] || python scripts/gpu/make_pool.py "$R/pool256.pt" --size 256 --seconds 35 \
+      --seed 10000 --chunk 20 > "$R/res/pool256.log" 2>&1
+  stamp "256 px pool ready"
+  RUN=$R/ddp OUT=$R/res ONLY=1 NGPU=2 PRESET=demo INIT=src/novelviews/data/demo_model POOL=$R/pool128.pt EB=256 \
+      SECONDS="${DEMO_S:-75}" bash scripts/gpu/ddp_scaling.sh > "$R/res/scale_demo_1.log" 2>&1
+  stamp "demo 1 GPU done"
+  RUN=$R/ddp OUT=$R/res ONLY=1 NGPU=2 PRESET=zeronvs POOL=$R/pool256.pt EB=32 SECONDS="${ZNVS_S:-75}" \
+      EXTRA="freeze_image_encoder=true export_model=false" bash scripts/gpu/ddp_scaling.sh \
+      > "$R/res/scale_zeronvs_1.log" 2>&1
+  stamp "zeronvs 1 GPU done"
+) &
+wait
+RUN=$R/ddp OUT=$R/res ONLY=N NGPU=2 PRESET=zeronvs POOL=$R/pool256.pt EB=32 SECONDS="${ZNVS_S:-75}" \
+    EXTRA="freeze_image_encoder=true export_model=false" bash scripts/gpu/ddp_scaling.sh \
+    > "$R/res/scale_zeronvs_2.log" 2>&1
+stamp "zeronvs 2 GPUs done"
+cp "$R/distill/distill.json" "$R/res/" 2>/dev/null
+for k in 0 4; do
+  d="$R/distill/anchors_$k"
+  for f in video.mp4 video.gif depth.mp4 depth.gif heldout_pred.png metrics.csv; do
+    [ -f "$d/$f" ] && cp "$d/$f" "$R/res/a${k}_$f"
+  done
+done
+cp "$R/distill/heldout_gt.png" "$R/distill/input.png" "$R/res/" 2>/dev/null
+for f in "$R"/ddp/*gpu/train_summary.json; do cp "$f" "$R/res/$(basename "$(dirname "$f")")_summary.json"; done
+for f in "$R"/ddp/*gpu/logs/metrics.csv; do cp "$f" "$R/res/$(basename "$(dirname "$(dirname "$f")")")_metrics.csv"; done
+tar cf "$DEST/x2_results.tar" -C "$R" res
+ls -la "$R/res" "$DEST"
+tail -n 30 "$R"/res/*.log | cut -c1-300
