@@ -202,3 +202,63 @@ def test_train_step_adds_the_geometry_losses():
         assert on[k] == pytest.approx(off[k], rel=1e-5, abs=1e-7), k
     assert loss_on.item() == pytest.approx(loss_off.item() + 8.0 * on["normal_smooth"] + 5.0 * on["orientation"],
                                            rel=1e-5)
+
+
+def test_pruned_normals_equal_exact_normals_where_kept_and_bound_the_rest():
+    torch.manual_seed(0)
+    field = tiny_field()
+    sampler = UniformSampler(16, "linear")
+    c2w = C.camera_on_sphere(math.radians(20.0), math.radians(30.0), 1.5)
+    o, d, _ = get_rays(c2w, C.intrinsics_from_fov(math.radians(50.0), 6, 6), 6, 6)
+    exact = render_rays_with_normals(field, o, d, sampler, None, 0.05, 3.0, stratified=False)
+    w = exact["weights"].detach()
+    thr = float(w.quantile(0.6))  # drop ~60 % of the samples
+    pruned = render_rays_with_normals(field, o, d, sampler, None, 0.05, 3.0, stratified=False, min_weight=thr)
+    keep = w > thr
+    assert 0.2 < keep.float().mean() < 0.6
+    torch.testing.assert_close(pruned["normals"][keep], exact["normals"][keep])
+    assert torch.all(pruned["normals"][~keep] == 0)
+    # rendered normal: off by at most the dropped weight mass of each ray (unit normals)
+    dropped = (w * (~keep)).sum(-1)
+    err = (pruned["normal"] - exact["normal"]).norm(dim=-1)
+    assert torch.all(err <= dropped + 1e-6) and err.max() > 0
+    # and it still trains the field through the kept samples
+    normal_smoothness_2d(pruned["normal"].reshape(6, 6, 3)).backward()
+    assert sum(p.grad.abs().sum() for p in field.parameters() if p.grad is not None) > 0
+
+
+@pytest.mark.parametrize("views,expected", [(1, 1), (2, 2), (0, 3), (9, 3)])
+def test_geometry_losses_on_the_configured_number_of_views(monkeypatch, views, expected):
+    from novelviews.model import ViewConditionedLDM
+    from novelviews.model.configuration import model_config
+    from novelviews.sampling import schedule_alphas
+
+    calls = []
+    real = D.render_rays_with_normals
+
+    def counting(*a, **k):
+        calls.append(k.get("min_weight"))
+        return real(*a, **k)
+
+    monkeypatch.setattr(D, "render_rays_with_normals", counting)
+    torch.manual_seed(0)
+    model = ViewConditionedLDM(model_config("tiny")).eval().requires_grad_(False)
+    S = model.config.image_size
+    img = torch.rand(1, 3, S, S) * 2 - 1
+    cfg = _cfg(**{"schedule.batch_sizes": "[3]", "loss.geometry_views": views, "loss.normal_min_weight": 0.01})
+    scene = D.build_scene(cfg, S, torch.device("cpu"))
+    pool = D.embed_pool(model, img, scene.input_c2w[None], 0.7)
+    _, info = D.train_step(0, scene, model, pool, (img + 1) / 2, cfg, torch.Generator().manual_seed(0),
+                           schedule_alphas(model.config.schedule), None)
+    assert len(calls) == expected and set(calls) == {0.01}
+    assert info["batch"] == 3 and info["normal_smooth"] > 0
+
+
+def test_geometry_config_validation():
+    from novelviews.errors import ConfigError
+
+    assert (D.LossConfig().geometry_views, D.LossConfig().normal_min_weight) == (1, 1e-3)
+    with pytest.raises(ConfigError, match="geometry_views"):
+        _cfg(**{"loss.geometry_views": -1}).validate()
+    with pytest.raises(ConfigError, match="normal_min_weight"):
+        _cfg(**{"loss.normal_min_weight": 2}).validate()

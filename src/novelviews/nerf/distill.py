@@ -132,10 +132,18 @@ class LossConfig:
     """2D smoothness of the rendered camera-space normal map (mean |n(x) - n(x + 1px)|)"""
     orientation: float = 5.0
     """Ref-NeRF orientation penalty: normals facing away from the camera"""
+    geometry_views: int = 1
+    """how many of the step's SDS views carry the two regularisers (0 = all, the reference);
+    normals are the most expensive part of a step (6 density queries per sample)"""
+    normal_min_weight: float = 1e-3
+    """normals only at samples of rendering weight above this (0 = every sample; each normal
+    costs 6 density queries); the regularisers change by at most the dropped weight mass"""
 
     def validate(self) -> None:
         for k in ("lambda_sds", "lambda_rgb", "lambda_interlevel", "normal_smooth", "orientation"):
             check_range(f"loss.{k}", getattr(self, k), 0.0, None)
+        check_range("loss.normal_min_weight", self.normal_min_weight, 0.0, 1.0)
+        check_range("loss.geometry_views", self.geometry_views, 0, None)
 
 
 @dataclass
@@ -341,12 +349,14 @@ def train_step(step: int, scene: Scene, model, pool: Conditioning, target: torch
     # issue 5: normals only when a geometry regulariser is on
     geo = cfg.loss.normal_smooth > 0 or cfg.loss.orientation > 0
     smooth, orient = [], []
+    n_geo = B if cfg.loss.geometry_views == 0 else min(B, cfg.loss.geometry_views)
     for b in range(B):
         o, d, _ = get_rays(c2w[b], K, r, r, device=dev)
         bgc = None if bg is None else bg[b].to(dev)
-        if geo:
+        if geo and b < n_geo:  # the views are i.i.d., so the first n_geo are a random subset
             out = render_rays_with_normals(scene.field, o, d, scene.sampler, scene.background, cfg.render.near,
-                                           cfg.render.far, stratified=True, bg_color=bgc, c2w=c2w[b])
+                                           cfg.render.far, stratified=True, bg_color=bgc, c2w=c2w[b],
+                                           min_weight=cfg.loss.normal_min_weight)
             smooth.append(normal_smoothness_2d(out["normal"].reshape(r, r, 3)))
             orient.append(orientation_loss(out["weights"], out["normals"], d))
         else:
