@@ -9,7 +9,8 @@ encoding (CLIP + VAE encode of the one conditioning image) once per batch, VAE d
 included (``SamplingConfig.vae_chunk`` latents at a time, as users get).
 
 Each config is ``DTYPE:BATCH`` with optional modifiers ``+cl`` (channels-last UNet and VAE)
-and ``+compile`` (``torch.compile`` of the UNet, ``--compile-mode``, static shapes). For
+and ``+compile`` (``torch.compile`` of the UNet, ``--compile-mode``, static shapes) and
+``+graph`` (``SamplingConfig.cuda_graph``: the guided UNet call replayed from a CUDA graph). For
 each: a short warm-up (``--warmup-steps`` DDIM steps; includes compilation), then
 ``--repeats`` full runs timed with CUDA events (median reported), peak memory
 (``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats``, weights included),
@@ -73,10 +74,12 @@ class BenchConfig:
     batch: int
     channels_last: bool = False
     compile: bool = False
+    graph: bool = False
 
     @property
     def name(self) -> str:
-        return f"{self.dtype}:{self.batch}" + ("+cl" if self.channels_last else "") + ("+compile" if self.compile else "")
+        return (f"{self.dtype}:{self.batch}" + ("+cl" if self.channels_last else "")
+                + ("+compile" if self.compile else "") + ("+graph" if self.graph else ""))
 
 
 def parse_configs(text: str) -> list[BenchConfig]:
@@ -90,13 +93,13 @@ def parse_configs(text: str) -> list[BenchConfig]:
             dtype, batch_s = head.split(":")
             batch = int(batch_s)
         except ValueError:
-            raise SystemExit(f"--configs entry {item!r}: write DTYPE:BATCH[+cl][+compile], e.g. bf16:16+compile")
+            raise SystemExit(f"--configs entry {item!r}: write DTYPE:BATCH[+cl][+compile][+graph], e.g. bf16:16+graph")
         if dtype not in DTYPES or batch < 1:
             raise SystemExit(f"--configs entry {item!r}: dtype must be one of {', '.join(DTYPES)} and batch >= 1")
-        bad = [m for m in mods if m not in ("cl", "compile")]
+        bad = [m for m in mods if m not in ("cl", "compile", "graph")]
         if bad:
-            raise SystemExit(f"--configs entry {item!r}: unknown modifier(s) {bad}; use +cl and/or +compile")
-        out.append(BenchConfig(dtype, batch, "cl" in mods, "compile" in mods))
+            raise SystemExit(f"--configs entry {item!r}: unknown modifier(s) {bad}; use +cl, +compile, +graph")
+        out.append(BenchConfig(dtype, batch, "cl" in mods, "compile" in mods, "graph" in mods))
     if not out:
         raise SystemExit("--configs is empty: give at least one DTYPE:BATCH")
     return out
@@ -271,7 +274,8 @@ def run_config(model: ViewConditionedLDM, bc: BenchConfig, args, device: torch.d
 
         image, cond, targets, fov = make_inputs(model, bc.batch, args.seed)
         scfg = SamplingConfig(steps=args.steps, guidance_scale=args.guidance, eta=args.eta, batch_size=bc.batch,
-                              dtype=bc.dtype, seed=args.seed, vae_chunk=args.vae_chunk or SamplingConfig.vae_chunk)
+                              dtype=bc.dtype, seed=args.seed, vae_chunk=args.vae_chunk or SamplingConfig.vae_chunk,
+                              cuda_graph=bc.graph)
         warm = SamplingConfig(**{**asdict(scfg), "steps": max(1, min(args.warmup_steps, args.steps))})
 
         def once(c: SamplingConfig) -> torch.Tensor:

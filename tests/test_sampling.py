@@ -100,3 +100,54 @@ def test_config_validation():
     with pytest.raises(ConfigError, match="sampling.eta"):
         from_dict(S.SamplingConfig, {"eta": 2.0})
     assert from_dict(S.SamplingConfig, {"steps": 10}).steps == 10
+
+
+def test_predrawn_noise_gives_the_same_samples_bit_for_bit():
+    ac = S.make_alphas_cumprod()
+    w = torch.randn(4, 4, generator=torch.Generator().manual_seed(3))
+
+    def eps_fn(x, t):
+        return torch.tanh(torch.einsum("ij,bjhw->bihw", w, x)) * (t.float().view(-1, 1, 1, 1) / 1000 + 0.5)
+
+    x_T = torch.randn(3, 4, 5, 5, generator=torch.Generator().manual_seed(4))
+    runs = [S.sample_ddim(eps_fn, x_T.clone(), ac, steps=12, eta=1.0, generators=S.make_generators([7, 8, 9]),
+                          predraw=flag) for flag in (False, True)]
+    assert torch.equal(runs[0], runs[1])
+    # the block holds each generator's draws in step order, i.e. per-step randn_per_sample calls
+    gens_a, gens_b = S.make_generators([1, 2]), S.make_generators([1, 2])
+    block = S.predraw_noise((2, 3), gens_a, 4, "cpu")
+    steps = torch.stack([S.randn_per_sample((2, 3), gens_b, "cpu") for _ in range(4)])
+    assert block.shape == (4, 2, 3) and torch.equal(block, steps)
+    # eta = 0 draws nothing: the generators are untouched
+    g = S.make_generators([5])
+    S.sample_ddim(eps_fn, x_T[:1].clone(), ac, steps=3, eta=0.0, generators=g, predraw=True)
+    assert torch.equal(torch.randn(2, generator=g[0]), torch.randn(2, generator=torch.Generator().manual_seed(5)))
+
+
+def test_cuda_graph_option_is_ignored_on_cpu_and_refused_by_the_wrapper():
+    cfg = S.SamplingConfig(steps=3, cuda_graph=True)
+    out = S.sample(lambda x, t: 0.1 * x, (2, 4, 4, 4), SCHED, cfg, seeds=[0, 1], device="cpu")
+    ref = S.sample(lambda x, t: 0.1 * x, (2, 4, 4, 4), SCHED, S.SamplingConfig(steps=3), seeds=[0, 1], device="cpu")
+    assert torch.equal(out, ref)
+    with pytest.raises(ValueError, match="CUDA"):
+        S.graphed_denoiser(lambda x, t: x, (1, 4, 4, 4), "cpu")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU (run on the device machine)")
+def test_cuda_graph_denoiser_equals_eager_on_gpu():
+    from novelviews.model import ViewConditionedLDM
+    from novelviews.model.configuration import model_config
+
+    torch.manual_seed(0)
+    model = ViewConditionedLDM(model_config("tiny")).cuda().eval()
+    S_ = model.config.latent_size
+    ctx = torch.randn(2, 1, model.config.context_dim, device="cuda")
+    lat = torch.randn(2, model.config.vae.latent_channels, S_, S_, device="cuda")
+    eps_fn = S.guided_denoiser(model, ctx, lat, 3.0)
+    shape = (2, model.config.vae.latent_channels, S_, S_)
+    cfg = S.SamplingConfig(steps=6)
+    with torch.no_grad():
+        eager = S.sample(eps_fn, shape, model.config.schedule, cfg, seeds=[0, 1], device="cuda")
+        graphed = S.sample(eps_fn, shape, model.config.schedule, S.SamplingConfig(steps=6, cuda_graph=True),
+                           seeds=[0, 1], device="cuda")
+    torch.testing.assert_close(graphed, eager, atol=1e-5, rtol=1e-5)

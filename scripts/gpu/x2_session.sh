@@ -5,7 +5,7 @@
 #   GPU 1: a second 128 px pool, the training-step breakdown (benchmarks/train_throughput.py),
 #          then the distillation pipeline with and without anchoring (benchmarks/distill.py)
 #          and a mesh export of the anchored run;
-#   both:  the 2-GPU half of the ZeroNVS-size scaling run. (The demo's 2-GPU half is the long
+#   both (ZNVS2=1): the 2-GPU half of the ZeroNVS-size scaling run. (The demo's 2-GPU half is the long
 #          training run of scripts/gpu/train_demo_ddp.sh, same hyperparameters and pool.)
 # Small results are appended to $OUT/x2_results.tar as they finish; runs/ keeps the pools for
 # the next call while the machine stays warm (30 s). Measured wall time (session 2): pools 89 s,

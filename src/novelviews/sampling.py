@@ -40,6 +40,9 @@ class SamplingConfig:
     seed: int = 0  # view i uses seed + i
     vae_chunk: int = 8  # decode this many latents at a time (VAE slicing)
     vae_tiling: bool = False  # decode large images tile by tile (diffusers VAE tiling) to save memory
+    # CUDA only (ignored on CPU): capture the guided UNet call once per batch in a CUDA graph and
+    # replay it every step (no per-op Python / launch cost); same maths, see graphed_denoiser
+    cuda_graph: bool = False
 
     def validate(self) -> None:
         check_range("sampling.steps", self.steps, 1, 1000)
@@ -111,22 +114,51 @@ def ddim_step(x: torch.Tensor, eps: torch.Tensor, a_t: float, a_prev: float, eta
     return x_prev, pred_x0
 
 
+PREDRAW_BYTES = 256 * 2**20  # pre-draw a run's DDIM noise when it is at most this big
+
+
+def predraw_noise(shape: Sequence[int], generators: list[torch.Generator], steps: int, device) -> torch.Tensor:
+    """``[steps, B, ...]``: the noise of ``steps`` calls of :func:`randn_per_sample`, drawn now.
+
+    Each generator yields exactly the numbers it would give one step at a time (the views'
+    generators are independent, so only each one's own order matters), and the whole block
+    crosses to the device in one pinned, non-blocking copy instead of a synchronising copy
+    of pageable memory per step, so the host can queue the next steps while the GPU works.
+    """
+    rows = torch.stack([torch.stack([torch.randn(tuple(shape[1:]), generator=g, dtype=torch.float32)
+                                     for g in generators]) for _ in range(steps)])
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return rows.pin_memory().to(dev, non_blocking=True)
+    return rows.to(dev)
+
+
 def sample_ddim(eps_fn: EpsFn, x_T: torch.Tensor, alphas_cumprod: torch.Tensor, steps: int,
                 eta: float = 1.0, generators: list[torch.Generator] | None = None,
-                progress: Callable[[int], None] | None = None) -> torch.Tensor:
-    """DDIM from ``x_T`` (pure noise) to ``x_0``; the reference sampler, written out."""
+                progress: Callable[[int], None] | None = None, predraw: bool | None = None) -> torch.Tensor:
+    """DDIM from ``x_T`` (pure noise) to ``x_0``; the reference sampler, written out.
+
+    ``predraw`` (default: on for a non-CPU device when the noise is at most ``PREDRAW_BYTES``)
+    draws every step's noise up front (:func:`predraw_noise`); the result is bit-identical.
+    """
     ac = alphas_cumprod.double().cpu()
     ts = ddim_timesteps(len(ac), steps)
     x = x_T.float()
     if generators is None:
         generators = make_generators(range(x.shape[0]))
+    if predraw is None:
+        predraw = x.device.type != "cpu" and len(ts) * x.numel() * 4 <= PREDRAW_BYTES
+    noises = predraw_noise(x.shape, generators, len(ts), x.device) if predraw and eta > 0 else None
     for i, t in enumerate(ts):
         t_prev = ts[i + 1] if i + 1 < len(ts) else None
         a_t = float(ac[t])
         a_prev = float(ac[t_prev]) if t_prev is not None else float(ac[0])
         tt = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
         eps = eps_fn(x, tt).float()
-        noise = randn_per_sample(x.shape, generators, x.device) if eta > 0 else None
+        if eta > 0:
+            noise = noises[i] if noises is not None else randn_per_sample(x.shape, generators, x.device)
+        else:
+            noise = None
         x, _ = ddim_step(x, eps, a_t, a_prev, eta, noise)
         if progress is not None:
             progress(1)
@@ -184,10 +216,47 @@ def sample(eps_fn: EpsFn, shape: Sequence[int], schedule, cfg: SamplingConfig, s
     """Sample latents ``[B, ...]``: initial noise from per-sample seeds, then the chosen sampler."""
     gens = make_generators(seeds)
     x_T = randn_per_sample(shape, gens, device)
+    if cfg.cuda_graph and torch.device(device).type == "cuda":
+        eps_fn = graphed_denoiser(eps_fn, tuple(shape), device)
     if cfg.scheduler == "ddim":
         return sample_ddim(eps_fn, x_T, schedule_alphas(schedule).to(device), cfg.steps, cfg.eta, gens, progress)
     sched = make_diffusers_scheduler(cfg.scheduler, schedule, cfg.eta)
     return sample_diffusers(eps_fn, x_T, sched, cfg.steps, cfg.eta, gens, progress)
+
+
+def graphed_denoiser(eps_fn: EpsFn, shape: Sequence[int], device, warmup: int = 2) -> EpsFn:
+    """``eps_fn`` captured once in a CUDA graph for inputs ``x [shape]`` (float32) and ``t [B]``
+    (long), replayed on every call.
+
+    A UNet call is hundreds of small kernels; replaying a graph launches them all at once, so
+    a step stops costing the host's per-op time (the batch-1 latency is launch-bound;
+    docs/BENCHMARKS.md). The conditioning that ``eps_fn`` closes over (context, conditioning
+    latent) must stay alive and unchanged while the returned function is used, which holds
+    for :func:`guided_denoiser` within one :func:`sample` call. Inputs are copied into static
+    buffers; the output is a fresh tensor. CUDA only.
+    """
+    dev = torch.device(device)
+    if dev.type != "cuda":
+        raise ValueError("graphed_denoiser needs a CUDA device (sampling.cuda_graph is ignored on CPU)")
+    static_x = torch.randn(tuple(shape), device=dev, dtype=torch.float32)
+    static_t = torch.full((shape[0],), 500, device=dev, dtype=torch.long)
+    side = torch.cuda.Stream(dev)
+    side.wait_stream(torch.cuda.current_stream(dev))
+    with torch.cuda.stream(side):  # warm-up off the capture (cuDNN / cuBLAS workspaces, lazy init)
+        for _ in range(max(1, warmup)):
+            eps_fn(static_x, static_t)
+    torch.cuda.current_stream(dev).wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        static_out = eps_fn(static_x, static_t)
+
+    def replay(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        static_x.copy_(x_t)
+        static_t.copy_(t)
+        graph.replay()
+        return static_out.clone()
+
+    return replay
 
 
 def guided_denoiser(model, context: torch.Tensor, cond_latent: torch.Tensor, guidance_scale: float,
