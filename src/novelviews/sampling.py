@@ -269,7 +269,10 @@ def guided_denoiser(model, context: torch.Tensor, cond_latent: torch.Tensor, gui
 
     def eps_fn(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         # fp32: no autocast context of our own, so an enclosing one (Lightning's) still applies
-        ctx = torch.autocast(x_t.device.type, dtype=dtype) if dtype != torch.float32 else contextlib.nullcontext()
+        # cache_enabled=False: cached weight casts must not outlive a CUDA-graph capture (PyTorch's
+        # CUDA-graph notes); each weight is used once per UNet call, so the cache saves nothing here
+        ctx = (torch.autocast(x_t.device.type, dtype=dtype, cache_enabled=False) if dtype != torch.float32
+               else contextlib.nullcontext())
         with ctx:
             return model.predict_noise_cfg(x_t.to(param_dtype), t, context.to(param_dtype),
                                            cond_latent.to(param_dtype), guidance_scale)
