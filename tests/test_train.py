@@ -189,3 +189,14 @@ def test_tiny_model_overfits_one_pair_and_samples_it():
     assert err_trained < 0.4 * err_noise, (err_trained, err_noise)
     assert err_trained < 0.8 * err_const, (err_trained, err_const)
     assert err_trained < 0.05 * err_untrained, (err_trained, err_untrained)
+
+
+def test_run_train_without_export_writes_summary_only(tmp_path):
+    make_pool(scenes=2, views=4).save(tmp_path / "pool.pt")
+    cfg = from_dict(TrainConfig, {"model": "tiny", "batch_size": 2, "num_workers": 0, "val_every": 100,
+                                  "ckpt_every": 100, "val_batch": 2, "val_steps": 1, "log_every": 1, "max_steps": 2,
+                                  "export_model": False, "data": [{"path": str(tmp_path / "pool.pt")}]})
+    info = run_train(cfg, tmp_path / "run", progress=False)
+    assert info["steps"] == 2 and not (tmp_path / "run" / "model").exists()
+    summary = json.loads((tmp_path / "run" / "train_summary.json").read_text())
+    assert summary["steps"] == 2 and summary["world_size"] == 1

@@ -161,7 +161,8 @@ def cmd_train(args) -> None:
     if args.show_config and _show(cfg):
         return
     info = run_train(cfg, args.out, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
-    print(f"trained {info['steps']} steps in {info['train_seconds']} s; model written to {info['out']}/model")
+    where = f"model written to {info['out']}/model" if cfg.export_model else "no model exported (export_model=false)"
+    print(f"trained {info['steps']} steps in {info['train_seconds']} s; {where}")
 
 
 COMMANDS: dict[str, dict] = {
