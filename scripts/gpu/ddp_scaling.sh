@@ -5,7 +5,8 @@
 #   PRESET=demo    POOL=runs/pool128.pt EB=256 SECONDS=75 bash scripts/gpu/ddp_scaling.sh
 #   PRESET=zeronvs POOL=runs/pool256.pt EB=32  SECONDS=90 EXTRA="freeze_image_encoder=true" \
 #       bash scripts/gpu/ddp_scaling.sh
-#   ONLY=1 ... runs the 1-GPU half only, ONLY=N the N-GPU half only (e.g. to overlap other work)
+#   ONLY=1 ... runs the 1-GPU half only, ONLY=N the N-GPU half only (e.g. to overlap other work);
+#   RESUME=1 continues each run from its last checkpoint instead of starting it again
 #   CPU smoke test (gloo, 2 processes):
 #   PRESET=tiny POOL=/tmp/pool.pt EB=4 SECONDS=0.2 STEPS=6 ACCEL=cpu NGPU=2 bash scripts/gpu/ddp_scaling.sh
 #
@@ -33,13 +34,14 @@ export PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 
 if [ "$NGPU" -lt 2 ]; then echo "need 2 or more devices for the N-device half (NGPU=$NGPU)" >&2; fi
 if [ -n "${INIT:-}" ]; then model=(--init "$INIT"); else model=(--model "$PRESET"); fi
 minutes=$(python -c "print($SECONDS_PER_RUN / 60)")
+if [ "${RESUME:-0}" = 1 ]; then fresh=(--resume); else fresh=(--overwrite); fi
 for n in 1 "$NGPU"; do
   case "$ONLY" in 1) [ "$n" = 1 ] || continue ;; N) [ "$n" != 1 ] || continue ;; esac
   if [ "$n" -gt 1 ]; then strategy=ddp; else strategy=auto; fi
   out="$RUN/${PRESET}_${n}gpu"
   echo "== $PRESET on $n device(s): per-device batch $((EB / n)), effective $EB"
   # shellcheck disable=SC2086
-  python -m novelviews train "$POOL" "${model[@]}" --out "$out" --overwrite --quiet --steps "$STEPS" \
+  python -m novelviews train "$POOL" "${model[@]}" --out "$out" "${fresh[@]}" --quiet --steps "$STEPS" \
       --batch-size $((EB / n)) --devices "$n" --strategy "$strategy" accelerator="$ACCEL" precision="$PREC" \
       max_minutes="$minutes" lr="${LR:-2e-4}" cc_lr_mult=1 warmup_steps="${WARMUP:-50}" num_workers="$WORKERS" \
       log_every=10 val_every=100000 ckpt_every=100000 ema_decay=0.9995 $EXTRA 2>&1 | tail -n 3

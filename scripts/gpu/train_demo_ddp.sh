@@ -23,11 +23,10 @@ from novelviews.train.data import ViewPool
 ViewPool.cat([ViewPool.load('$R/pool128a.pt'), ViewPool.load('$R/pool128b.pt')]).save('$R/pool128.pt')"
 fi
 out="$R/ddp/demo_${NGPU}gpu"
-if [ "${RESUME:-0}" = 1 ]; then resume=(--resume); else resume=(--overwrite); fi
-python -m novelviews train "$R/pool128.pt" --init "$INIT" --out "$out" "${resume[@]}" --quiet --steps 1000000 \
-    --batch-size $((EB / NGPU)) --devices "$NGPU" --strategy ddp accelerator=gpu precision=bf16-mixed \
-    max_minutes="$MIN" lr="${LR:-2e-4}" cc_lr_mult=1 warmup_steps=50 num_workers=4 log_every=10 \
-    ema_decay=0.9995 val_every=1000 ckpt_every=1000 2>&1 | tail -n 4
+# the N-GPU half of scripts/gpu/ddp_scaling.sh (its hyperparameters), with validation and checkpoints
+RUN=$R/ddp OUT=$DEST ONLY=N NGPU="$NGPU" PRESET=demo INIT="$INIT" POOL="$R/pool128.pt" EB="$EB" \
+    SECONDS="$(python -c "print($MIN * 60)")" EXTRA="val_every=1000 ckpt_every=1000" \
+    bash scripts/gpu/ddp_scaling.sh
 python - "$out" "$DEST" <<'PY'
 import sys, torch
 from pathlib import Path
@@ -36,7 +35,6 @@ run, dest = Path(sys.argv[1]), Path(sys.argv[2])
 model, _ = load_model(run / "model")
 model.save_pretrained(dest / "demo_model", overwrite=True, dtype=torch.float16)
 PY
-python scripts/gpu/scaling_summary.py "$R/ddp" demo "$DEST/scaling_demo.json" || true
 cp "$out/train_summary.json" "$DEST/demo_${NGPU}gpu_summary.json"
 cp "$out/logs/metrics.csv" "$DEST/demo_${NGPU}gpu_metrics.csv"
 last=$(ls "$out/previews" | tail -1) && cp "$out/previews/$last" "$DEST/ldm_preview.png"
