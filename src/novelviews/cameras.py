@@ -539,3 +539,27 @@ def cameras_to_json(c2w, fov, width: int | None = None, height: int | None = Non
     if width is not None and height is not None:
         out["width"], out["height"] = int(width), int(height)
     return out
+
+
+def ray_directions(K, c2w, height: int, width: int, offset: tuple[float, float] = (0.5, 0.5)
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """World-space rays of every pixel: ``(origins [N, H, W, 3], directions [N, H, W, 3])``.
+
+    Reference implementation, float64. ``K [N, 3, 3]`` (pixels, OpenCV pixel grid), ``c2w
+    [N, 4, 4]`` OpenGL. Pixel ``(row v, column u)`` is sampled at ``(u + offset[0], v +
+    offset[1])``; its camera-space direction in OpenGL axes is ``((x - cx) / fx,
+    -(y - cy) / fy, -1)`` (y flips because image rows go down, z because the camera looks
+    along -z), rotated to the world by ``c2w[:3, :3]`` and normalised to unit length.
+    """
+    K = torch.as_tensor(K, dtype=torch.float64).reshape(-1, 3, 3)
+    c2w = torch.as_tensor(c2w, dtype=torch.float64).reshape(-1, 4, 4)
+    v, u = torch.meshgrid(torch.arange(height, dtype=torch.float64),
+                          torch.arange(width, dtype=torch.float64), indexing="ij")
+    x = (u + offset[0])[None] - K[:, 0, 2, None, None]
+    y = (v + offset[1])[None] - K[:, 1, 2, None, None]
+    cam = torch.stack([x / K[:, 0, 0, None, None], -y / K[:, 1, 1, None, None],
+                       -torch.ones_like(x)], dim=-1)  # [N, H, W, 3]
+    dirs = torch.einsum("nij,nhwj->nhwi", c2w[:, :3, :3], cam)
+    dirs = dirs / dirs.norm(dim=-1, keepdim=True)
+    origins = c2w[:, None, None, :3, 3].expand_as(dirs)
+    return origins, dirs

@@ -79,20 +79,15 @@ def get_rays(c2w: torch.Tensor, K: torch.Tensor, H: int, W: int, dtype=torch.flo
     ``c2w``: 4x4 OpenGL camera-to-world; ``K``: 3x3 pixels. Returns ``rays_o [H*W, 3]``,
     unit ``rays_d [H*W, 3]`` (world) and ``z_scale [H*W]`` = cosine to the optical axis.
     """
+    from ..cameras import ray_directions
+
     c2w = torch.as_tensor(c2w, dtype=torch.float64)
-    K = torch.as_tensor(K, dtype=torch.float64)
     if c2w.shape[-2:] == (3, 4):
         c2w = torch.cat([c2w, torch.tensor([[0.0, 0.0, 0.0, 1.0]], dtype=torch.float64)], 0)
-    v, u = torch.meshgrid(torch.arange(H, dtype=torch.float64) + 0.5, torch.arange(W, dtype=torch.float64) + 0.5,
-                          indexing="ij")
-    x = (u - K[0, 2]) / K[0, 0]
-    y = -(v - K[1, 2]) / K[1, 1]  # OpenGL: y up, image v down
-    d_cam = torch.stack([x, y, -torch.ones_like(x)], -1).reshape(-1, 3)  # looks along -z
-    norm = d_cam.norm(dim=-1, keepdim=True)
-    d_world = (d_cam / norm) @ c2w[:3, :3].T
-    o = c2w[:3, 3].expand_as(d_world)
-    return (o.to(device=device, dtype=dtype).contiguous(), d_world.to(device=device, dtype=dtype).contiguous(),
-            (1.0 / norm[:, 0]).to(device=device, dtype=dtype))
+    o, d = (t.reshape(-1, 3) for t in ray_directions(K, c2w, H, W))
+    z_scale = -(d @ c2w[:3, 2])  # cosine to the optical axis (the camera looks along -z)
+    return (o.to(device=device, dtype=dtype).contiguous(), d.to(device=device, dtype=dtype).contiguous(),
+            z_scale.to(device=device, dtype=dtype))
 
 
 def near_far_box(rays_o: torch.Tensor, rays_d: torch.Tensor, bound: float, near: float = 0.0,

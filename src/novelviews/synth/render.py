@@ -33,6 +33,7 @@ import math
 
 import torch
 
+from ..cameras import ray_directions  # noqa: F401 - re-exported (synth.ray_directions)
 from .scenes import BOX, CHECKER, CYLINDER, NOISE, SPHERE, STRIPES, TORUS, Scene
 
 _INF = float("inf")
@@ -43,30 +44,6 @@ _INF = float("inf")
 
 def _as_tensor(x, device=None) -> torch.Tensor:
     return torch.as_tensor(x, dtype=torch.float64).to(device)
-
-
-def ray_directions(K, c2w, height: int, width: int, offset: tuple[float, float] = (0.5, 0.5)
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
-    """World-space rays of every pixel: ``(origins [N, H, W, 3], directions [N, H, W, 3])``.
-
-    Reference implementation, float64. ``K [N, 3, 3]`` (pixels, OpenCV pixel grid), ``c2w
-    [N, 4, 4]`` OpenGL. Pixel ``(row v, column u)`` is sampled at ``(u + offset[0], v +
-    offset[1])``; its camera-space direction in OpenGL axes is ``((x - cx) / fx,
-    -(y - cy) / fy, -1)`` (y flips because image rows go down, z because the camera looks
-    along -z), rotated to the world by ``c2w[:3, :3]`` and normalised to unit length.
-    """
-    K = _as_tensor(K).reshape(-1, 3, 3)
-    c2w = _as_tensor(c2w).reshape(-1, 4, 4)
-    v, u = torch.meshgrid(torch.arange(height, dtype=torch.float64),
-                          torch.arange(width, dtype=torch.float64), indexing="ij")
-    x = (u + offset[0])[None] - K[:, 0, 2, None, None]
-    y = (v + offset[1])[None] - K[:, 1, 2, None, None]
-    cam = torch.stack([x / K[:, 0, 0, None, None], -y / K[:, 1, 1, None, None],
-                       -torch.ones_like(x)], dim=-1)  # [N, H, W, 3]
-    dirs = torch.einsum("nij,nhwj->nhwi", c2w[:, :3, :3], cam)
-    dirs = dirs / dirs.norm(dim=-1, keepdim=True)
-    origins = c2w[:, None, None, :3, 3].expand_as(dirs)
-    return origins, dirs
 
 
 def _chunk_rays(flat: torch.Tensor, cams: torch.Tensor, height: int, width: int,
