@@ -36,7 +36,7 @@ import torch
 from . import cameras as C
 from .config import check_range
 from .errors import ConfigError, DatasetError, ImageError, NovelViewsError
-from .sampling import EpsFn, SamplingConfig, sample
+from .sampling import EpsFn, SamplingConfig, denoiser_autocast, sample
 
 ScaleMode = Literal["auto", "depth", "dataset", "cameras", "config"]
 SCALE_MODES = ("auto", "depth", "dataset", "cameras", "config")
@@ -251,35 +251,32 @@ def multi_anchor_denoiser(model, contexts: torch.Tensor, cond_latents: torch.Ten
     layout ``[B*k conditional, B unconditional]`` makes ``k = 1`` the same computation as
     :func:`sampling.guided_denoiser`.
     """
-    import contextlib
 
     B, k = weights.shape
     param_dtype = next(model.parameters()).dtype
     ctx = contexts.reshape(B * k, *contexts.shape[2:]).to(param_dtype)
     lat = cond_latents.reshape(B * k, *cond_latents.shape[2:]).to(param_dtype)
 
+    def blend(eps_c: torch.Tensor) -> torch.Tensor:  # weighted sum over each view's k anchors
+        w = weights.to(device=eps_c.device, dtype=eps_c.dtype)
+        return (eps_c.reshape(B, k, *eps_c.shape[1:]) * w.reshape(B, k, 1, 1, 1)).sum(1)
+
     def eps_fn(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        # as sampling.guided_denoiser: fp32 opens no autocast of its own (an enclosing one still applies)
-        amp = torch.autocast(x_t.device.type, dtype=dtype) if dtype != torch.float32 else contextlib.nullcontext()
-        with amp:
+        with denoiser_autocast(x_t.device.type, dtype):
             x = x_t.to(param_dtype)
             xr = x.repeat_interleave(k, dim=0)
             t = torch.as_tensor(t, device=x.device)
             t = t.reshape(()).expand(B) if t.numel() == 1 else t
             tr = t.repeat_interleave(k, dim=0)
             if guidance_scale == 1.0:
-                eps_c = model.predict_noise(xr, tr, ctx, lat)
-                w = weights.to(device=eps_c.device, dtype=eps_c.dtype)
-                return (eps_c.reshape(B, k, *eps_c.shape[1:]) * w.reshape(B, k, 1, 1, 1)).sum(1)
+                return blend(model.predict_noise(xr, tr, ctx, lat))
             eps = model.predict_noise(
                 torch.cat([xr, x]),
                 torch.cat([tr, t]),
                 torch.cat([ctx, torch.zeros_like(ctx[:B])]),
                 torch.cat([lat, torch.zeros_like(lat[:B])]),
             )
-            eps_c, eps_u = eps[: B * k], eps[B * k:]
-            w = weights.to(device=eps_c.device, dtype=eps_c.dtype)
-            eps_c = (eps_c.reshape(B, k, *eps_c.shape[1:]) * w.reshape(B, k, 1, 1, 1)).sum(1)
+            eps_c, eps_u = blend(eps[: B * k]), eps[B * k:]
             return eps_u + guidance_scale * (eps_c - eps_u)
 
     return eps_fn
@@ -338,7 +335,7 @@ def generate_multi_anchor(model, cond_images: torch.Tensor, cond_c2w, target_c2w
                                        dtype)
         z = sample(eps_fn, (b, *latent_shape), model.config.schedule, cfg, seeds[start:start + b], device,
                    progress=bar.update)
-        out.append(decode_chunked(model, z, cfg.vae_chunk, image_emb.dtype))
+        out.append(decode_chunked(model, z, cfg.vae_chunk, image_emb.dtype, cfg.vae_tiling))
     bar.close()
     return torch.cat(out)
 

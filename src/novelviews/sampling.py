@@ -259,21 +259,28 @@ def graphed_denoiser(eps_fn: EpsFn, shape: Sequence[int], device, warmup: int = 
     return replay
 
 
+def denoiser_autocast(device_type: str, dtype: torch.dtype):
+    """The autocast context of one denoiser call (every denoiser uses this one).
+
+    fp32 opens none of its own, so an enclosing one (Lightning's) still applies.
+    ``cache_enabled=False``: cached weight casts must not outlive a CUDA-graph capture (PyTorch's
+    CUDA-graph notes); each weight is used once per UNet call, so the cache saves nothing here.
+    """
+    import contextlib
+
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type, dtype=dtype, cache_enabled=False)
+
+
 def guided_denoiser(model, context: torch.Tensor, cond_latent: torch.Tensor, guidance_scale: float,
                     dtype: torch.dtype = torch.float32) -> EpsFn:
     """Close a ViewConditionedLDM over its conditioning: ``eps_fn(x_t, t)`` with batched CFG."""
 
-    import contextlib
-
     param_dtype = next(model.parameters()).dtype
 
     def eps_fn(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        # fp32: no autocast context of our own, so an enclosing one (Lightning's) still applies
-        # cache_enabled=False: cached weight casts must not outlive a CUDA-graph capture (PyTorch's
-        # CUDA-graph notes); each weight is used once per UNet call, so the cache saves nothing here
-        ctx = (torch.autocast(x_t.device.type, dtype=dtype, cache_enabled=False) if dtype != torch.float32
-               else contextlib.nullcontext())
-        with ctx:
+        with denoiser_autocast(x_t.device.type, dtype):
             return model.predict_noise_cfg(x_t.to(param_dtype), t, context.to(param_dtype),
                                            cond_latent.to(param_dtype), guidance_scale)
 

@@ -153,8 +153,11 @@ def check_generation_inputs(model, cfg: SamplingConfig, cond_images: torch.Tenso
     return next(model.parameters()).device, DTYPES[cfg.dtype], cond_c2w, target_c2w
 
 
-def decode_chunked(model, latents: torch.Tensor, chunk: int, dtype: torch.dtype) -> torch.Tensor:
-    """Decode ``chunk`` latents at a time (VAE slicing) -> float32 images in [-1, 1] on the CPU."""
+def decode_chunked(model, latents: torch.Tensor, chunk: int, dtype: torch.dtype, tiling: bool = False) -> torch.Tensor:
+    """Decode ``chunk`` latents at a time (VAE slicing) -> float32 images in [-1, 1] on the CPU;
+    ``tiling``: tile by tile within each image (diffusers VAE tiling), else whole images."""
+    if hasattr(model.vae, "enable_tiling"):
+        model.vae.enable_tiling() if tiling else model.vae.disable_tiling()
     return torch.cat([model.decode(z.to(dtype)).float().clamp(-1, 1).cpu() for z in latents.split(chunk)])
 
 
@@ -191,8 +194,6 @@ def generate(
     seeds = list(range(cfg.seed, cfg.seed + N)) if seeds is None else list(seeds)
 
     cam = C.camera_embedding(model.config.camera_mode, cond_c2w[anchors], target_c2w, scale_t[anchors], fov)
-    if hasattr(model.vae, "enable_tiling"):
-        model.vae.enable_tiling() if cfg.vae_tiling else model.vae.disable_tiling()
     image_emb, cond_latent = model.embed_image(cond_images.to(device))
     latent_shape = (model.config.vae.latent_channels, model.config.latent_size, model.config.latent_size)
 
@@ -205,7 +206,7 @@ def generate(
         eps_fn = guided_denoiser(model, ctx, cond_latent[idx], cfg.guidance_scale, dtype)
         lat = sample(eps_fn, (b, *latent_shape), model.config.schedule, cfg, seeds[start : start + b], device,
                      progress=bar.update)
-        out.append(decode_chunked(model, lat, cfg.vae_chunk, image_emb.dtype))
+        out.append(decode_chunked(model, lat, cfg.vae_chunk, image_emb.dtype, cfg.vae_tiling))
     bar.close()
     return torch.cat(out)
 
