@@ -55,6 +55,7 @@ from novelviews import cameras as C
 from novelviews.config import from_dict
 from novelviews.io.runs import atomic_write_json
 from novelviews.model import ViewConditionedLDM, model_config
+from novelviews.runtime import resolve_device
 from novelviews.train.data import PairBatches, PairDataset, ViewPool, images_to_float
 from novelviews.train.run import TrainConfig
 
@@ -125,7 +126,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--preset", default="demo")
     ap.add_argument("--batch", type=int, default=128)
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     ap.add_argument("--precision", default="bf16-mixed", choices=["32-true", "bf16-mixed", "16-mixed"])
     ap.add_argument("--iters", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
@@ -138,7 +139,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--out", default=None, help="JSON file (default: print only)")
     args = ap.parse_args(argv)
 
-    device = torch.device(args.device)
+    device = resolve_device(args.device)
     torch.manual_seed(0)
     mcfg = model_config(args.preset)
     size, b = mcfg.image_size, args.batch

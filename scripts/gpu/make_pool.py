@@ -7,8 +7,7 @@ Scene i has seed SEED + i (training seeds start at 10000; evaluation uses seeds 
 import argparse
 import time
 
-import torch
-
+from novelviews.runtime import resolve_device
 from novelviews.train.data import ViewPool, pool_from_synth
 
 ap = argparse.ArgumentParser()
@@ -21,7 +20,7 @@ ap.add_argument("--seed", type=int, default=10_000)
 ap.add_argument("--spp", type=int, default=2)
 ap.add_argument("--chunk", type=int, default=50)
 a = ap.parse_args()
-dev = "cuda" if torch.cuda.is_available() else "cpu"
+dev = str(resolve_device("auto"))
 t0, pools, n = time.time(), [], 0
 while n < a.max_scenes and time.time() - t0 < a.seconds:
     k = min(a.chunk, a.max_scenes - n)

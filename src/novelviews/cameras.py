@@ -472,14 +472,14 @@ def load_path_json(path: str | Path, default_fov: float | None = None) -> tuple[
     convention = "opengl"
     if isinstance(data, dict) and "camera_path" in data:
         items = data["camera_path"]
-        key_mats = [("camera_to_world",)]
+        nerfstudio = True
     elif isinstance(data, dict) and "cameras" in data:
         items = data["cameras"]
         convention = str(data.get("convention", "opengl")).lower()
-        key_mats = None
+        nerfstudio = False
     elif isinstance(data, list):
         items = data
-        key_mats = None
+        nerfstudio = False
     else:
         raise CameraError(
             f"camera path file '{p}': expected a list of cameras, {{'cameras': [...]}} or a nerfstudio "
@@ -498,7 +498,7 @@ def load_path_json(path: str | Path, default_fov: float | None = None) -> tuple[
             if "fov_deg" in item:
                 f = math.radians(float(item["fov_deg"]))
             elif "fov" in item:
-                f = math.radians(float(item["fov"])) if key_mats else float(item["fov"])
+                f = math.radians(float(item["fov"])) if nerfstudio else float(item["fov"])
             else:
                 f = default_fov
         else:

@@ -40,6 +40,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import cameras as C
 from .config import check_range, save_config, to_dict
 from .errors import ConfigError, DatasetError, NovelViewsError
 from .multiview import SCALE_MODES, AnchorConfig
@@ -247,9 +248,8 @@ def parse_holdout(spec: str, n: int) -> list[HoldoutGroup]:
 
 
 def _opencv_rt(c2w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    m = torch.as_tensor(c2w, dtype=torch.float64)
-    R = m[:3, :3] @ torch.diag(torch.tensor([1.0, -1.0, -1.0], dtype=torch.float64))
-    return R, m[:3, 3]
+    m = C.opengl_to_opencv(torch.as_tensor(c2w, dtype=torch.float64))
+    return m[:3, :3], m[:3, 3]
 
 
 def reproject(image: np.ndarray, depth: np.ndarray, src_K, src_c2w, tgt_K, tgt_c2w, size: int,

@@ -165,7 +165,7 @@ def sample_ddim(eps_fn: EpsFn, x_T: torch.Tensor, alphas_cumprod: torch.Tensor, 
     return x
 
 
-def make_diffusers_scheduler(name: str, schedule, eta: float = 1.0):
+def make_diffusers_scheduler(name: str, schedule):
     """A diffusers scheduler by class name, configured with the model's training schedule."""
     import diffusers
 
@@ -220,7 +220,7 @@ def sample(eps_fn: EpsFn, shape: Sequence[int], schedule, cfg: SamplingConfig, s
         eps_fn = graphed_denoiser(eps_fn, tuple(shape), device)
     if cfg.scheduler == "ddim":
         return sample_ddim(eps_fn, x_T, schedule_alphas(schedule).to(device), cfg.steps, cfg.eta, gens, progress)
-    sched = make_diffusers_scheduler(cfg.scheduler, schedule, cfg.eta)
+    sched = make_diffusers_scheduler(cfg.scheduler, schedule)
     return sample_diffusers(eps_fn, x_T, sched, cfg.steps, cfg.eta, gens, progress)
 
 

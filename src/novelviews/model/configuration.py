@@ -255,7 +255,6 @@ def model_config(
 
     A preset YAML may hold the model config at the top level or under a ``model:`` key.
     """
-    files: list[str | Path] = []
     data: dict[str, Any] = dict(base or {})
     if preset is not None:
         from ..config import merge, preset_path
@@ -264,7 +263,7 @@ def model_config(
         if "model" in raw and isinstance(raw["model"], dict) and "unet" not in raw:
             raw = raw["model"]
         data = merge(data, raw)
-    return load(ModelConfig, base=data, files=files, overrides=overrides)
+    return load(ModelConfig, base=data, overrides=overrides)
 
 
 def config_from_dict(data: dict[str, Any]) -> ModelConfig:

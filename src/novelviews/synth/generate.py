@@ -35,6 +35,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from ..io.images import to_uint8  # the quantisation of every PNG we write
 from ..config import check_range
 
 DEPTH_UNIT = 0.001  # metres (scene units) per step of the 16-bit depth PNGs
@@ -123,11 +124,6 @@ def _render(cfg: SynthConfig, scene, c2w, K, device) -> dict[str, torch.Tensor]:
 
     return render(scene, c2w, K, cfg.size, cfg.size, device=device, chunk=cfg.chunk, spp=cfg.spp,
                   shadows=cfg.shadows, ao=cfg.ambient_occlusion, max_steps=cfg.max_steps)
-
-
-def to_uint8(rgb: np.ndarray) -> np.ndarray:
-    """float [0, 1] -> uint8 by rounding (the exact quantisation used for the PNGs)."""
-    return np.clip(np.round(rgb * 255.0), 0, 255).astype(np.uint8)
 
 
 def depth_to_png16(depth: np.ndarray) -> np.ndarray:

@@ -89,7 +89,9 @@ class ViewPool:
 
 
 def _to_uint8_chw(img: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.clip(np.round(img * 255.0), 0, 255).astype(np.uint8)).permute(2, 0, 1).contiguous()
+    from ..io.images import to_uint8
+
+    return torch.from_numpy(to_uint8(img)).permute(2, 0, 1).contiguous()
 
 
 def pool_from_scene(scene, size: int, mode: str = "crop") -> ViewPool:
