@@ -183,21 +183,44 @@ def _warmup(step: int, warmup: int) -> float:
     return min(1.0, (step + 1) / max(1, warmup))
 
 
-class LDMModule(L.LightningModule):
+class _EMATrainModule(L.LightningModule):
+    """What both stages share: uint8 batches made float on the device, an EMA of the trainable
+    weights (created by :meth:`_init_ema` once the subclass has chosen what trains), the EMA
+    weights for evaluation and export, and AdamW with a linear warm-up."""
+
     def __init__(self, model, cfg):
         super().__init__()
         self.model = model
         self.cfg = cfg
-        if cfg.freeze_vae:
-            self.model.vae.requires_grad_(False)
-        if cfg.freeze_image_encoder and self.model.image_encoder is not None:
-            self.model.image_encoder.requires_grad_(False)
-        self.ema = EMA(self.model, cfg.ema_decay) if cfg.ema_decay > 0 else None
-        self.register_buffer("alphas_cumprod", schedule_alphas(model.config.schedule).float(), persistent=False)
+
+    def _init_ema(self) -> None:
+        self.ema = EMA(self.model, self.cfg.ema_decay) if self.cfg.ema_decay > 0 else None
 
     def on_after_batch_transfer(self, batch, dataloader_idx):
         # uint8 images (PairBatches(uint8=True)) -> [-1, 1] float, on the device
         return images_to_float(batch)
+
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        if self.ema is not None:
+            self.ema.update(self.model)
+
+    def eval_model(self):
+        return self.ema.shadow if self.ema is not None else self.model
+
+    def _with_warmup(self, opt: torch.optim.Optimizer) -> dict:
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _warmup(s, self.cfg.warmup_steps))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+class LDMModule(_EMATrainModule):
+    def __init__(self, model, cfg):
+        super().__init__(model, cfg)
+        if cfg.freeze_vae:
+            self.model.vae.requires_grad_(False)
+        if cfg.freeze_image_encoder and self.model.image_encoder is not None:
+            self.model.image_encoder.requires_grad_(False)
+        self._init_ema()
+        self.register_buffer("alphas_cumprod", schedule_alphas(model.config.schedule).float(), persistent=False)
 
     # -------------------------------------------------------------- loss
     def uses_cached_latents(self, batch: dict) -> bool:
@@ -252,10 +275,6 @@ class LDMModule(L.LightningModule):
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=batch["target"].shape[0])
         return loss
 
-    def on_train_batch_end(self, outputs, batch, batch_idx):
-        if self.ema is not None:
-            self.ema.update(self.model)
-
     def validation_step(self, batch, batch_idx):
         from ..evaluate import psnr
         from ..sampling import SamplingConfig, guided_denoiser, sample
@@ -274,9 +293,6 @@ class LDMModule(L.LightningModule):
         self.val_images = (batch["cond"][:8].cpu(), pred[:8].cpu(), batch["target"][:8].cpu())
         return val
 
-    def eval_model(self):
-        return self.ema.shadow if self.ema is not None else self.model
-
     # -------------------------------------------------------------- optimiser
     def configure_optimizers(self):
         cc, rest = [], []
@@ -287,25 +303,18 @@ class LDMModule(L.LightningModule):
             [{"params": rest, "lr": self.cfg.lr}, {"params": cc, "lr": self.cfg.lr * self.cfg.cc_lr_mult}],
             weight_decay=self.cfg.weight_decay,
         )
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _warmup(s, self.cfg.warmup_steps))
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return self._with_warmup(opt)
 
 
-class VAEModule(L.LightningModule):
+class VAEModule(_EMATrainModule):
     """Autoencoder stage: reconstruct target images; only the VAE is trained."""
 
     def __init__(self, model, cfg):
-        super().__init__()
-        self.model = model
-        self.cfg = cfg
+        super().__init__(model, cfg)
         prefixes = ("vae.",) if cfg.vae_train == "all" else ("vae.decoder.", "vae.post_quant_conv.")
         for name, p in self.model.named_parameters():
             p.requires_grad_(name.startswith(prefixes))
-        self.ema = EMA(self.model, cfg.ema_decay) if cfg.ema_decay > 0 else None
-
-    def on_after_batch_transfer(self, batch, dataloader_idx):
-        # uint8 images (PairBatches(uint8=True)) -> [-1, 1] float, on the device
-        return images_to_float(batch)
+        self._init_ema()
 
     def vae_loss(self, images: torch.Tensor) -> tuple[torch.Tensor, dict]:
         with torch.enable_grad() if self.cfg.vae_train == "all" else torch.no_grad():
@@ -323,13 +332,6 @@ class VAEModule(L.LightningModule):
         self.log_dict({f"train/{k}": v for k, v in parts.items()}, batch_size=batch["target"].shape[0])
         return loss
 
-    def on_train_batch_end(self, outputs, batch, batch_idx):
-        if self.ema is not None:
-            self.ema.update(self.model)
-
-    def eval_model(self):
-        return self.ema.shadow if self.ema is not None else self.model
-
     def validation_step(self, batch, batch_idx):
         from ..evaluate import psnr
 
@@ -343,6 +345,4 @@ class VAEModule(L.LightningModule):
 
     def configure_optimizers(self):
         params = [p for p in self.model.parameters() if p.requires_grad]
-        opt = torch.optim.AdamW(params, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _warmup(s, self.cfg.warmup_steps))
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return self._with_warmup(torch.optim.AdamW(params, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay))
