@@ -78,6 +78,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from .. import cameras as C
 from ..errors import CameraError, DatasetError, ImageError
 from . import images as _img
 from .runs import atomic_save, atomic_write_json
@@ -306,7 +307,7 @@ def _check_intrinsics(K: torch.Tensor, labels: list[str], source: str) -> torch.
 
 
 def _make_K(fx, fy, cx, cy) -> torch.Tensor:
-    return torch.tensor([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]], dtype=torch.float64)
+    return C.intrinsics_from_focal(float(fx), float(fy), float(cx), float(cy))
 
 
 def _summarise_distortion(model: str | None, per_view: list[dict]) -> dict | None:
@@ -335,11 +336,9 @@ def _read_json(path: Path) -> Any:
 
 def _opencv_w2c_to_gl_c2w(R: np.ndarray, t: np.ndarray) -> np.ndarray:
     """World-to-camera (OpenCV axes) -> camera-to-world (OpenGL axes), exact inverse."""
-    c2w = np.eye(4)
-    c2w[:3, :3] = R.T
-    c2w[:3, 3] = -R.T @ t
-    c2w[:3, 1:3] *= -1.0  # flip camera y and z: OpenCV -> OpenGL
-    return c2w
+    w2c = np.eye(4)
+    w2c[:3, :3], w2c[:3, 3] = R, t
+    return C.opencv_to_opengl(C.invert_pose(w2c)).numpy()
 
 
 # --------------------------------------------------------------------------- transforms.json
@@ -858,10 +857,8 @@ def write_colmap_model(scene: Any, folder: str | Path, binary: bool = True) -> P
     names = [Path(p).name for p in images] if images is not None else [f"frame_{i:05d}.png" for i in range(len(c2w))]
     rows = []
     for i in range(len(c2w)):
-        cv = c2w[i].copy()
-        cv[:3, 1:3] *= -1.0  # OpenGL -> OpenCV camera axes
-        R = cv[:3, :3].T
-        t = -R @ cv[:3, 3]
+        w2c = C.invert_pose(C.opengl_to_opencv(c2w[i])).numpy()  # OpenCV world-to-camera
+        R, t = w2c[:3, :3], w2c[:3, 3]
         rows.append((i + 1, rotmat_to_qvec(R), t, K[i], sizes[i], names[i]))
     if binary:
         cam = bytearray(struct.pack("<Q", len(rows)))
@@ -903,10 +900,7 @@ def co3d_to_opengl(R, T) -> np.ndarray:
     w2c = np.eye(4)
     w2c[:3, :3] = flip @ R.T
     w2c[:3, 3] = flip @ T
-    c2w = np.eye(4)
-    c2w[:3, :3] = w2c[:3, :3].T
-    c2w[:3, 3] = -w2c[:3, :3].T @ w2c[:3, 3]
-    return c2w
+    return C.invert_pose(w2c).numpy()
 
 
 def co3d_intrinsics(focal_length, principal_point, size_hw, fmt: str = "ndc_norm_image_bounds") -> torch.Tensor:
