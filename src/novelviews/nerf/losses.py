@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from .render import render_chunk
+from .render import chunk_interlevel, render_chunk
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
@@ -96,8 +96,6 @@ def render_rays_with_normals(field: "nn.Module", rays_o: torch.Tensor, rays_d: t
     surface) carry almost no weight. Both losses change by at most the dropped weight mass
     (``|sum_dropped w_i n_i| <= sum_dropped w_i``); ``min_weight = 0`` is the exact path.
     """
-    from .sampler import interlevel_loss
-
     samples, pts, res = render_chunk(field, rays_o, rays_d, sampler, background, near, far, stratified, z_scale,
                                      bg_color)
     if min_weight > 0:
@@ -112,9 +110,9 @@ def render_rays_with_normals(field: "nn.Module", rays_o: torch.Tensor, rays_d: t
         normal = world_to_camera(normal, c2w)
     out = {"rgb": res.rgb, "depth": res.depth, "opacity": res.opacity, "weights": res.weights,
            "normals": normals, "normal": normal}
-    if "prop_weights" in samples.aux:
-        out["interlevel"] = interlevel_loss(samples.s_edges, res.weights, samples.aux["prop_s_edges"],
-                                            samples.aux["prop_weights"])
+    inter = chunk_interlevel(samples, res)
+    if inter is not None:
+        out["interlevel"] = inter
     return out
 
 

@@ -131,6 +131,15 @@ def render_chunk(field: "nn.Module", o: torch.Tensor, d: torch.Tensor, sampler: 
     return samples, pts, volume_render(sigma, rgb, samples.t_edges, bg, z_scale)
 
 
+def chunk_interlevel(samples, res) -> torch.Tensor | None:
+    """The proposal sampler's interlevel loss of one :func:`render_chunk` (None for other samplers)."""
+    from .sampler import interlevel_loss
+
+    if "prop_weights" not in samples.aux:
+        return None
+    return interlevel_loss(samples.s_edges, res.weights, samples.aux["prop_s_edges"], samples.aux["prop_weights"])
+
+
 def render_rays(field: "nn.Module", rays_o: torch.Tensor, rays_d: torch.Tensor, sampler: "nn.Module",
                 background: "nn.Module | torch.Tensor | None" = None, near: float = 0.05, far: float = 1000.0,
                 stratified: bool = False, chunk: int = 8192, z_scale: torch.Tensor | None = None,
@@ -147,8 +156,6 @@ def render_rays(field: "nn.Module", rays_o: torch.Tensor, rays_d: torch.Tensor, 
     distance; unnormalised), ``opacity [R]`` and, for a proposal sampler, the scalar
     ``interlevel`` loss (mean over rays). Without grad, memory is bounded by ``chunk``.
     """
-    from .sampler import interlevel_loss
-
     outs: dict[str, list[torch.Tensor]] = {"rgb": [], "depth": [], "opacity": []}
     inter: list[torch.Tensor] = []
     n = rays_o.shape[0]
@@ -159,9 +166,8 @@ def render_rays(field: "nn.Module", rays_o: torch.Tensor, rays_d: torch.Tensor, 
         outs["rgb"].append(res.rgb)
         outs["depth"].append(res.depth)
         outs["opacity"].append(res.opacity)
-        if "prop_weights" in samples.aux:
-            loss = interlevel_loss(samples.s_edges, res.weights, samples.aux["prop_s_edges"],
-                                   samples.aux["prop_weights"])
+        loss = chunk_interlevel(samples, res)
+        if loss is not None:
             inter.append(loss * o.shape[0])
     out = {k: torch.cat(v, 0) for k, v in outs.items()}
     if inter:
