@@ -38,6 +38,7 @@ import torch
 
 from . import cameras as C
 from .errors import NovelViewsError
+from .views import path_cameras  # noqa: F401 - part of this module's API (camera drawing)
 
 log = logging.getLogger(__name__)
 
@@ -84,19 +85,6 @@ class UISettings:
             "path": {"kind": self.path, "num_views": int(self.num_views)},
             "sampling": {"steps": int(self.steps), "seed": int(self.seed)},
         })
-
-
-def path_cameras(cfg) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
-    """``(input_c2w [4, 4], targets [N, 4, 4], target fovs [N] radians, input fov radians)`` of a ViewsConfig.
-
-    OpenGL cam2world in the z-up world of :mod:`novelviews.views` (view 0 is the input camera).
-    """
-    from .views import input_camera, target_path
-
-    c2w_in = input_camera(cfg.camera)
-    fov_in = math.radians(cfg.camera.fov_deg)
-    targets, fovs = target_path(cfg.path, c2w_in, fov_in, cfg.camera.distance)
-    return c2w_in, targets, torch.as_tensor(fovs, dtype=torch.float64).expand(targets.shape[0]), fov_in
 
 
 # --------------------------------------------------------------------------- camera drawing

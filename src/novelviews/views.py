@@ -283,6 +283,17 @@ def write_view_outputs(out: Path, img: np.ndarray, frames: list[np.ndarray], c2w
     return cam_file, video, sheet
 
 
+def path_cameras(cfg: "ViewsConfig") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
+    """``(input_c2w [4, 4], targets [N, 4, 4], target fovs [N] radians, input fov radians)`` of a ViewsConfig.
+
+    OpenGL cam2world in the z-up world of this module (view 0 is the input camera).
+    """
+    c2w_in = input_camera(cfg.camera)
+    fov_in = math.radians(cfg.camera.fov_deg)
+    targets, fovs = target_path(cfg.path, c2w_in, fov_in, cfg.camera.distance)
+    return c2w_in, targets, torch.as_tensor(fovs, dtype=torch.float64).expand(targets.shape[0]), fov_in
+
+
 def run_views(image: str | Path, out: str | Path, cfg: ViewsConfig, overwrite: bool = False,
               progress: bool = True) -> dict:
     """``nvs views``: write ``views/NNN.png``, ``cameras.json``, ``video.mp4``, ``sheet.png``."""
@@ -296,9 +307,7 @@ def run_views(image: str | Path, out: str | Path, cfg: ViewsConfig, overwrite: b
     size = model.config.image_size
     img = prepare_input_image(image, size, cfg.image)  # validate the input before touching --out
     scale, scale_source = input_scale(cfg.camera, size, cfg.image, image=img, device=device)
-    c2w_in = input_camera(cfg.camera)
-    fov_in = math.radians(cfg.camera.fov_deg)
-    targets, fovs = target_path(cfg.path, c2w_in, fov_in, cfg.camera.distance)
+    c2w_in, targets, fovs, fov_in = path_cameras(cfg)
 
     out = prepare_run_dir(out, overwrite=overwrite)
     save_config(cfg, out / "config.yaml")
