@@ -28,18 +28,7 @@ python -m novelviews train "$RUN/pool.pt" --init "$INIT" --out "$RUN/ldm" "${com
     lr=2e-4 cc_lr_mult=1 warmup_steps=200 ema_decay=0.9995 > "$RUN/ldm.log" 2>&1 &
 wait
 for f in "$RUN/dec.log" "$RUN/ldm.log"; do tail -n 2 "$f"; done
-python - "$RUN" "$DEST" <<'PY'
-import sys, torch
-from pathlib import Path
-from novelviews.model.checkpoints import load_model
-run, dest = Path(sys.argv[1]), Path(sys.argv[2])
-model, _ = load_model(run / "ldm" / "model")
-dec, _ = load_model(run / "dec" / "model")
-model.vae.decoder.load_state_dict(dec.vae.decoder.state_dict())
-model.vae.post_quant_conv.load_state_dict(dec.vae.post_quant_conv.state_dict())
-model.save_pretrained(dest / "demo_model", overwrite=True, dtype=torch.float16)
-print("merged LDM + fine-tuned decoder ->", dest / "demo_model")
-PY
+python scripts/gpu/export_fp16.py "$RUN/ldm/model" "$DEST/demo_model" --decoder-from "$RUN/dec/model"
 for s in dec ldm; do cp "$RUN/$s/logs/metrics.csv" "$DEST/${s}_metrics.csv" || true; done
 (cd "$DEST" && tar cf - demo_model | split -b 15m - demo_model.tar.part- && rm -rf demo_model)
 ls -la "$DEST"

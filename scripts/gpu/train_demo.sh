@@ -35,15 +35,7 @@ else
       --batch-size "$LDM_BATCH" --quiet --resume max_minutes="$LDM_MIN" precision="$PREC" lr=3e-4 \
       cc_lr_mult=1 warmup_steps=500 num_workers="$WORKERS" val_every=1000 ckpt_every=1000 ema_decay=0.9995
 fi
-python - "$RUN" "$DEST" <<'PY'
-import sys, torch
-from pathlib import Path
-from novelviews.model.checkpoints import load_model
-run, dest = Path(sys.argv[1]), Path(sys.argv[2])
-model, _ = load_model(run / "ldm" / "model")
-model.save_pretrained(dest / "demo_model", overwrite=True, dtype=torch.float16)
-print({k: v for k, v in model.num_parameters().items()})
-PY
+python scripts/gpu/export_fp16.py "$RUN/ldm/model" "$DEST/demo_model"
 cp "$RUN/ldm/logs/metrics.csv" "$DEST/ldm_metrics.csv"; cp "$RUN/vae/logs/metrics.csv" "$DEST/vae_metrics.csv"
 cp "$RUN/ldm/train_summary.json" "$DEST/ldm_summary.json"
 last=$(ls "$RUN/ldm/previews" | tail -1); cp "$RUN/ldm/previews/$last" "$DEST/ldm_preview.png"

@@ -27,14 +27,7 @@ out="$R/ddp/demo_${NGPU}gpu"
 RUN=$R/ddp OUT=$DEST ONLY=N NGPU="$NGPU" PRESET=demo INIT="$INIT" POOL="$R/pool128.pt" EB="$EB" \
     SECONDS="$(python -c "print($MIN * 60)")" EXTRA="val_every=1000 ckpt_every=1000" \
     bash scripts/gpu/ddp_scaling.sh
-python - "$out" "$DEST" <<'PY'
-import sys, torch
-from pathlib import Path
-from novelviews.model.checkpoints import load_model
-run, dest = Path(sys.argv[1]), Path(sys.argv[2])
-model, _ = load_model(run / "model")
-model.save_pretrained(dest / "demo_model", overwrite=True, dtype=torch.float16)
-PY
+python scripts/gpu/export_fp16.py "$out/model" "$DEST/demo_model"
 cp "$out/train_summary.json" "$DEST/demo_${NGPU}gpu_summary.json"
 cp "$out/logs/metrics.csv" "$DEST/demo_${NGPU}gpu_metrics.csv"
 last=$(ls "$out/previews" | tail -1) && cp "$out/previews/$last" "$DEST/ldm_preview.png"

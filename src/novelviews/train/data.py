@@ -116,9 +116,10 @@ def pool_from_scene(scene, size: int, mode: str = "crop") -> ViewPool:
             scales.append(float("nan"))
     scale = torch.tensor(scales, dtype=torch.float64)
     source = "depth"
-    fallback = scene.scale if getattr(scene, "scale", None) else C.scene_scale_from_cameras(scene.c2w)
-    if torch.isnan(scale).any():
-        source = "depth+fallback" if has_depth else ("dataset" if getattr(scene, "scale", None) else "cameras")
+    if torch.isnan(scale).any():  # views without a depth scale: the dataset's stated one, else the cameras'
+        stated = getattr(scene, "scale", None)
+        fallback = stated if stated else C.scene_scale_from_cameras(scene.c2w)
+        source = "depth+fallback" if has_depth else ("dataset" if stated else "cameras")
         scale = torch.where(torch.isnan(scale), torch.full_like(scale, float(fallback)), scale)
     n = len(scene)
     return ViewPool(torch.stack(imgs), scene.c2w.double().clone(), torch.tensor(fovs, dtype=torch.float64), scale,
