@@ -2,6 +2,7 @@
 
     python scripts/gpu/make_pool.py OUT.pt --size 128 --views 16 --seconds 90 --max-scenes 4000
 Scene i has seed SEED + i (training seeds start at 10000; evaluation uses seeds < 10000).
+    python scripts/gpu/make_pool.py OUT.pt --cat A.pt B.pt      # concatenate saved pools instead
 """
 
 import argparse
@@ -19,7 +20,13 @@ ap.add_argument("--max-scenes", type=int, default=4000)
 ap.add_argument("--seed", type=int, default=10_000)
 ap.add_argument("--spp", type=int, default=2)
 ap.add_argument("--chunk", type=int, default=50)
+ap.add_argument("--cat", nargs="+", default=None, metavar="POOL.pt", help="concatenate these pools, render nothing")
 a = ap.parse_args()
+if a.cat:
+    pool = ViewPool.cat([ViewPool.load(f) for f in a.cat])
+    pool.save(a.out)
+    print(f"merged pool: {pool.num_scenes} scenes, {len(pool)} views -> {a.out}")
+    raise SystemExit(0)
 dev = str(resolve_device("auto"))
 t0, pools, n = time.time(), [], 0
 while n < a.max_scenes and time.time() - t0 < a.seconds:

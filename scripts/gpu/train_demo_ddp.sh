@@ -18,9 +18,7 @@ if [ ! -f "$R/pool128.pt" ]; then   # the machine was fresh: render the pool aga
   CUDA_VISIBLE_DEVICES=0 python scripts/gpu/make_pool.py "$R/pool128a.pt" --size 128 --seconds 60 --seed 10000 &
   CUDA_VISIBLE_DEVICES=1 python scripts/gpu/make_pool.py "$R/pool128b.pt" --size 128 --seconds 60 --seed 13000 &
   wait
-  python -c "
-from novelviews.train.data import ViewPool
-ViewPool.cat([ViewPool.load('$R/pool128a.pt'), ViewPool.load('$R/pool128b.pt')]).save('$R/pool128.pt')"
+  python scripts/gpu/make_pool.py "$R/pool128.pt" --cat "$R/pool128a.pt" "$R/pool128b.pt"
 fi
 out="$R/ddp/demo_${NGPU}gpu"
 # the N-GPU half of scripts/gpu/ddp_scaling.sh (its hyperparameters), with validation and checkpoints

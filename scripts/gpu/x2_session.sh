@@ -35,16 +35,7 @@ save() { (cd "$R" && flock "$DEST/.lock" tar rf "$DEST/x2_results.tar" "$@" 2>/d
     --seconds "$POOL_S" --seed 13000 > "$R/res/pool_b.log" 2>&1 &
 wait
 tail -n 1 "$R"/res/pool_*.log
-python - "$R" <<'PY'
-import sys
-from pathlib import Path
-from novelviews.train.data import ViewPool
-r = Path(sys.argv[1])
-if not (r / "pool128.pt").exists():
-    pool = ViewPool.cat([ViewPool.load(r / "pool128a.pt"), ViewPool.load(r / "pool128b.pt")])
-    pool.save(r / "pool128.pt")
-    print(f"merged pool: {pool.num_scenes} scenes, {len(pool)} views")
-PY
+[ -f "$R/pool128.pt" ] || python scripts/gpu/make_pool.py "$R/pool128.pt" --cat "$R/pool128a.pt" "$R/pool128b.pt"
 stamp "pools ready"
 
 (   # GPU 1 track
