@@ -175,15 +175,14 @@ def make_diffusers_scheduler(name: str, schedule):
             f"sampling.scheduler '{name}' is not a diffusers scheduler class "
             "(e.g. DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler) nor 'ddim'"
         )
-    kwargs = dict(num_train_timesteps=schedule.num_train_timesteps, beta_start=schedule.beta_start,
-                  beta_end=schedule.beta_end, beta_schedule=schedule.beta_schedule,
-                  prediction_type=getattr(schedule, "prediction_type", "epsilon"))
     import inspect
 
+    # the training schedule, plus the reference's DDIM conventions where the class takes them
+    kwargs = dict(num_train_timesteps=schedule.num_train_timesteps, beta_start=schedule.beta_start,
+                  beta_end=schedule.beta_end, beta_schedule=schedule.beta_schedule,
+                  prediction_type=getattr(schedule, "prediction_type", "epsilon"),
+                  clip_sample=False, set_alpha_to_one=False, steps_offset=1, timestep_spacing="leading")
     accepted = set(inspect.signature(cls.__init__).parameters)
-    for k, v in dict(clip_sample=False, set_alpha_to_one=False, steps_offset=1, timestep_spacing="leading").items():
-        if k in accepted:
-            kwargs[k] = v
     return cls(**{k: v for k, v in kwargs.items() if k in accepted})
 
 
@@ -205,7 +204,7 @@ def sample_diffusers(eps_fn: EpsFn, x_T: torch.Tensor, scheduler, steps: int, et
             kwargs["eta"] = eta
         if "generator" in step_params and generators is not None:
             kwargs["generator"] = generators
-        x = scheduler.step(eps.cpu() if x.device.type == "cpu" else eps, t, x, **kwargs).prev_sample.float()
+        x = scheduler.step(eps, t, x, **kwargs).prev_sample.float()
         if progress is not None:
             progress(1)
     return x
