@@ -5,6 +5,8 @@
 # for MIN minutes with checkpoints and validation; then export fp16 and the loss curves.
 #   bash scripts/gpu/train_demo_ddp.sh                 (after scripts/gpu/x2_session.sh made runs/pool128.pt)
 #   RESUME=1 MIN=8 bash scripts/gpu/train_demo_ddp.sh  (continue the same run from its last checkpoint)
+#   round 4 (session 3): POOL_S=90 MIN=6.3 EB=2048 LR=3e-4 WARMUP=100 EXTRA="ema_decay=0.999" \
+#       bash scripts/gpu/train_demo_ddp.sh   (batch 1024 per GPU: the GPU, not the host, sets the pace)
 set -euo pipefail
 R=${R:-runs}
 DEST=${OUT:-$R/export}
@@ -15,15 +17,15 @@ EB=${EB:-256}
 mkdir -p "$R" "$DEST"
 export PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 if [ ! -f "$R/pool128.pt" ]; then   # the machine was fresh: render the pool again (same seeds)
-  CUDA_VISIBLE_DEVICES=0 python scripts/gpu/make_pool.py "$R/pool128a.pt" --size 128 --seconds 60 --seed 10000 &
-  CUDA_VISIBLE_DEVICES=1 python scripts/gpu/make_pool.py "$R/pool128b.pt" --size 128 --seconds 60 --seed 13000 &
+  CUDA_VISIBLE_DEVICES=0 python scripts/gpu/make_pool.py "$R/pool128a.pt" --size 128 --seconds "${POOL_S:-60}" --seed 10000 &
+  CUDA_VISIBLE_DEVICES=1 python scripts/gpu/make_pool.py "$R/pool128b.pt" --size 128 --seconds "${POOL_S:-60}" --seed 13000 &
   wait
   python scripts/gpu/make_pool.py "$R/pool128.pt" --cat "$R/pool128a.pt" "$R/pool128b.pt"
 fi
 out="$R/ddp/demo_${NGPU}gpu"
 # the N-GPU half of scripts/gpu/ddp_scaling.sh (its hyperparameters), with validation and checkpoints
 RUN=$R/ddp OUT=$DEST ONLY=N NGPU="$NGPU" PRESET=demo INIT="$INIT" POOL="$R/pool128.pt" EB="$EB" \
-    SECONDS="$(python -c "print($MIN * 60)")" EXTRA="val_every=1000 ckpt_every=1000" \
+    SECONDS="$(python -c "print($MIN * 60)")" EXTRA="val_every=1000 ckpt_every=1000 ${EXTRA:-}" \
     bash scripts/gpu/ddp_scaling.sh
 python scripts/gpu/export_fp16.py "$out/model" "$DEST/demo_model"
 cp "$out/train_summary.json" "$DEST/demo_${NGPU}gpu_summary.json"

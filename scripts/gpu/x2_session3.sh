@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# One call on a 2-GPU machine (device kind nvidia-h100-x2, session 3, 2026-11-25), every phase
+# bounded by a deadline from the start so the call always ends inside the device limit and each
+# result is in $OUT as soon as it exists:
+#   phase 1, in parallel: GPU 0 renders a 256 px pool and runs the ZeroNVS-size 1-GPU half of the
+#            DDP scaling comparison (issue 9); GPU 1 renders a 128 px pool and continues the shipped
+#            demo model at batch 1024 on one GPU (issue 6), exported in fp16;
+#   phase 2: the ZeroNVS-size 2-GPU half (same pool, effective batch, seed) + scaling summary;
+#   phase 3: the demo model continued on both GPUs (DDP, effective batch 2048) from phase 1's
+#            export until the deadline, exported again (replaces phase 1's export in $OUT).
+# $OUT gets results.tar (summaries, metrics, logs) and demo_model.tar.part-* (cat | tar x).
+#   bash scripts/gpu/x2_session3.sh          (env: END total seconds, ZNVS_S, DEMO1_S)
+# CPU smoke test: RESERVE=60 ACCEL=cpu ZPRESET=tiny DPRESET=tiny INIT= SIZE=32 ZSIZE=32 END=300 ZNVS_S=6 DEMO1_S=6 ZEB=4 DEB=8 \
+#   NGPU=2 OUT=/tmp/x2s3 R=/tmp/x2s3run bash scripts/gpu/x2_session3.sh
+set -uo pipefail
+R=${R:-runs}
+DEST=${OUT:-$R/export}
+END=${END:-555}              # seconds after the start by which everything has stopped
+ZNVS_S=${ZNVS_S:-60}         # training seconds of each ZeroNVS-size half
+DEMO1_S=${DEMO1_S:-75}       # training seconds of the demo's 1-GPU phase
+ZPRESET=${ZPRESET:-zeronvs}
+DPRESET=${DPRESET:-demo}
+INIT=${INIT-src/novelviews/data/demo_model}
+ACCEL=${ACCEL:-gpu}
+NGPU=${NGPU:-2}
+mkdir -p "$R/res" "$DEST"
+export PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+t0=$(date +%s)
+left() { local s=$(( END - ($(date +%s) - t0) - ${1:-0} )); echo $(( s > 1 ? s : 1 )); }  # seconds to END - $1
+stamp() { echo "[$(( $(date +%s) - t0 )) s] $*" | tee -a "$R/res/timeline.txt"; }
+save() { (cd "$R" && flock "$DEST/.lock" tar rf "$DEST/results.tar" "$@" 2>/dev/null) || true; }
+export_demo() {   # $1: a trained model folder -> $DEST/demo_model.tar.part-*
+  python scripts/gpu/export_fp16.py "$1" "$R/demo_model" > "$R/res/export_demo.log" 2>&1 || return 1
+  rm -f "$DEST"/demo_model.tar.part-*
+  (cd "$R" && tar cf - demo_model | split -b 15m - "$DEST/demo_model.tar.part-") && rm -rf "$R/demo_model"
+  stamp "demo model exported from $1"
+}
+[ "$ACCEL" = gpu ] && nvidia-smi -L > "$R/res/gpus.txt"
+if [ -n "$INIT" ]; then demo_init=(INIT="$INIT"); else demo_init=(); fi
+
+(   # GPU 0: 256 px pool, ZeroNVS-size on 1 GPU
+  export CUDA_VISIBLE_DEVICES=0
+  python scripts/gpu/make_pool.py "$R/pool256.pt" --size "${ZSIZE:-256}" --seconds 30 --seed 10000 --chunk 20 \
+      > "$R/res/pool256.log" 2>&1
+  stamp "256 px pool: $(tail -n 1 "$R/res/pool256.log")"
+  RUN=$R/ddp OUT=$R/res ONLY=1 NGPU="$NGPU" ACCEL="$ACCEL" PRESET="$ZPRESET" POOL=$R/pool256.pt EB="${ZEB:-32}" \
+      SECONDS="$ZNVS_S" EXTRA="freeze_image_encoder=true export_model=false" \
+      timeout "$(left)" bash scripts/gpu/ddp_scaling.sh > "$R/res/zeronvs_1gpu.log" 2>&1
+  stamp "ZeroNVS size, 1 GPU done"
+  save "ddp/${ZPRESET}_1gpu/train_summary.json" "ddp/${ZPRESET}_1gpu/logs/metrics.csv" res/zeronvs_1gpu.log
+) &
+(   # GPU 1: 128 px pool, demo continued on 1 GPU at batch 1024
+  export CUDA_VISIBLE_DEVICES=1
+  python scripts/gpu/make_pool.py "$R/pool128.pt" --size "${SIZE:-128}" --seconds 45 --seed 10000 \
+      > "$R/res/pool128.log" 2>&1
+  stamp "128 px pool: $(tail -n 1 "$R/res/pool128.log")"
+  env RUN="$R/demo4" OUT="$R/res" ONLY=1 NGPU="$NGPU" ACCEL="$ACCEL" PRESET="$DPRESET" "${demo_init[@]}" \
+      POOL="$R/pool128.pt" EB="${DEB:-1024}" SECONDS="$DEMO1_S" LR=3e-4 WARMUP=100 \
+      EXTRA="ema_decay=0.995 val_every=100000 ckpt_every=100000" \
+      timeout "$(left "${RESERVE:-250}")" bash scripts/gpu/ddp_scaling.sh > "$R/res/demo_1gpu.log" 2>&1
+  stamp "demo, 1 GPU done"
+  cp "$R/demo4/${DPRESET}_1gpu/train_summary.json" "$R/res/demo4_1gpu_summary.json"
+  cp "$R/demo4/${DPRESET}_1gpu/logs/metrics.csv" "$R/res/demo4_1gpu_metrics.csv"
+  save res/demo4_1gpu_summary.json res/demo4_1gpu_metrics.csv res/demo_1gpu.log
+  export_demo "$R/demo4/${DPRESET}_1gpu/model"
+) &
+wait
+save res/timeline.txt res/pool256.log res/pool128.log
+
+# phase 2: the ZeroNVS-size N-GPU half, then the 1 vs N summary (JSON + loss-curve PNG)
+RUN=$R/ddp OUT=$R/res ONLY=N NGPU="$NGPU" ACCEL="$ACCEL" PRESET="$ZPRESET" POOL=$R/pool256.pt EB="${ZEB:-32}" \
+    SECONDS="$ZNVS_S" EXTRA="freeze_image_encoder=true export_model=false" \
+    timeout "$(left 120)" bash scripts/gpu/ddp_scaling.sh > "$R/res/zeronvs_ngpu.log" 2>&1
+stamp "ZeroNVS size, $NGPU GPUs done"
+save "ddp/${ZPRESET}_${NGPU}gpu/train_summary.json" "ddp/${ZPRESET}_${NGPU}gpu/logs/metrics.csv" \
+    res/zeronvs_ngpu.log "res/scaling_${ZPRESET}.json" "res/scaling_${ZPRESET}.png" res/timeline.txt
+
+# phase 3: the demo on all GPUs from phase 1's weights until the deadline (training stops 60 s
+# before it: set-up, export)
+rest=$(( $(left) - 60 - 45 ))
+if [ "$rest" -gt 30 ] && [ -d "$R/demo4/${DPRESET}_1gpu/model" ]; then
+  RUN=$R/demo4b OUT=$R/res ONLY=N NGPU="$NGPU" ACCEL="$ACCEL" PRESET="$DPRESET" INIT="$R/demo4/${DPRESET}_1gpu/model" \
+      POOL="$R/pool128.pt" EB="$(( ${DEB:-1024} * NGPU ))" SECONDS="$rest" LR=3e-4 WARMUP=50 \
+      EXTRA="ema_decay=0.995 val_every=100000 ckpt_every=100000" \
+      timeout "$(left 20)" bash scripts/gpu/ddp_scaling.sh > "$R/res/demo_ngpu.log" 2>&1
+  stamp "demo, $NGPU GPUs done"
+  out="$R/demo4b/${DPRESET}_${NGPU}gpu"
+  cp "$out/train_summary.json" "$R/res/demo4_ngpu_summary.json"; cp "$out/logs/metrics.csv" "$R/res/demo4_ngpu_metrics.csv"
+  save res/demo4_ngpu_summary.json res/demo4_ngpu_metrics.csv res/demo_ngpu.log
+  [ -d "$out/model" ] && export_demo "$out/model"
+fi
+stamp "end"; save res/timeline.txt
+ls -la "$DEST"
