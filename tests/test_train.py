@@ -200,3 +200,29 @@ def test_run_train_without_export_writes_summary_only(tmp_path):
     assert info["steps"] == 2 and not (tmp_path / "run" / "model").exists()
     summary = json.loads((tmp_path / "run" / "train_summary.json").read_text())
     assert summary["steps"] == 2 and summary["world_size"] == 1
+
+
+def test_diverged_training_stops_with_clear_error_and_keeps_finite_checkpoints(tmp_path, monkeypatch):
+    """A NaN loss stops the run within log_every steps: TrainingError naming the fix, nothing
+    exported, and the checkpoint on disk is the last one with finite weights."""
+    from novelviews.errors import TrainingError
+    from novelviews.train.module import LDMModule
+
+    make_pool(scenes=2, views=4).save(tmp_path / "pool.pt")
+    real = LDMModule.diffusion_loss
+
+    def loss_nan_from_step_2(self, batch, generator=None):
+        loss = real(self, batch, generator)
+        return loss * float("nan") if self.global_step >= 2 else loss
+
+    monkeypatch.setattr(LDMModule, "diffusion_loss", loss_nan_from_step_2)
+    cfg = from_dict(TrainConfig, {"model": "tiny", "batch_size": 2, "num_workers": 0, "val_every": 100,
+                                  "ckpt_every": 1, "val_batch": 2, "val_steps": 1, "log_every": 4, "max_steps": 8,
+                                  "data": [{"path": str(tmp_path / "pool.pt")}]})
+    with pytest.raises(TrainingError, match=r"NaN/inf .* lower lr \(now 0.0001\)"):
+        run_train(cfg, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run" / "model").exists()
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert ckpt["global_step"] == 2  # the step-3 checkpoint (NaN weights) was refused
+    weights = [v for v in ckpt["state_dict"].values() if v.is_floating_point()]
+    assert weights and all(torch.isfinite(v).all() for v in weights)

@@ -33,6 +33,10 @@ class CheckpointError(NovelViewsError):
     """A checkpoint is missing, corrupt, unsafe or of another architecture."""
 
 
+class TrainingError(NovelViewsError):
+    """Training went wrong in a way the settings can fix (e.g. the loss diverged to NaN)."""
+
+
 class MissingDependencyError(NovelViewsError):
     """An optional package is needed for the feature asked for."""
 

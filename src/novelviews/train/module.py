@@ -192,6 +192,7 @@ class _EMATrainModule(L.LightningModule):
         super().__init__()
         self.model = model
         self.cfg = cfg
+        self._nonfinite: torch.Tensor | None = None  # device flag: a non-finite loss since the start
 
     def _init_ema(self) -> None:
         self.ema = EMA(self.model, self.cfg.ema_decay) if self.cfg.ema_decay > 0 else None
@@ -200,9 +201,36 @@ class _EMATrainModule(L.LightningModule):
         # uint8 images (PairBatches(uint8=True)) -> [-1, 1] float, on the device
         return images_to_float(batch)
 
+    def on_before_backward(self, loss):
+        # before the optimizer step and before any checkpoint of this step (callbacks run first)
+        bad = ~torch.isfinite(loss.detach())  # stays on the device: no host sync per step
+        self._nonfinite = bad if self._nonfinite is None else self._nonfinite | bad
+
     def on_train_batch_end(self, outputs, batch, batch_idx):
+        if self.global_step % max(1, int(self.cfg.log_every)) == 0:  # one sync every log_every steps
+            self.check_finite()
         if self.ema is not None:
             self.ema.update(self.model)
+
+    def check_finite(self) -> None:
+        """Raise :class:`TrainingError` if any training loss so far was NaN or infinite.
+
+        Called every ``log_every`` steps and before every checkpoint is written, so a diverged
+        run stops within ``log_every`` steps, exports nothing and never overwrites a checkpoint
+        with non-finite weights (checkpoints written before the divergence are kept).
+        """
+        if self._nonfinite is not None and bool(self._nonfinite):
+            from ..errors import TrainingError
+
+            c = self.cfg
+            raise TrainingError(
+                f"the training loss became NaN/inf at or before step {self.global_step}: the weights diverged. "
+                f"Nothing was exported; checkpoints written before that are kept. Fix: lower lr (now {c.lr:g}), "
+                f"raise warmup_steps (now {c.warmup_steps}), keep grad_clip > 0 (now {c.grad_clip:g}), "
+                f"or try precision=32-true (now {c.precision}) to rule out an overflow; then --resume or start again")
+
+    def on_save_checkpoint(self, checkpoint):
+        self.check_finite()
 
     def eval_model(self):
         return self.ema.shadow if self.ema is not None else self.model
