@@ -121,3 +121,20 @@ def test_distill_and_export_cli(tmp_path, tiny_model_dir, capsys):
     assert "vertices" in capsys.readouterr().out
     assert main(["distill", str(tmp_path / "in.png"), "--out", str(run), "--fov", "500"]) == 2
     assert "fov" in capsys.readouterr().err
+
+
+def test_distill_low_memory_preset_and_overrides_win(tmp_path, capsys):
+    import yaml
+
+    from novelviews.nerf.distill import LOW_MEMORY
+
+    img = tmp_path / "in.png"
+    Image.fromarray(np.full((16, 16, 3), 128, np.uint8)).save(img)
+    main(["distill", str(img), "--out", str(tmp_path / "r"), "--show-config"])
+    default = yaml.safe_load(capsys.readouterr().out)
+    main(["distill", str(img), "--out", str(tmp_path / "r"), "--low-memory", "--show-config", "render.chunk=1000"])
+    low = yaml.safe_load(capsys.readouterr().out)
+    assert default["schedule"]["batch_sizes"] == [6, 1] and default["sampler"]["num_samples"] == 64
+    assert low["schedule"]["batch_sizes"] == [3, 1] and low["sampler"]["num_samples"] == 48
+    assert low["render"]["chunk"] == 1000 != LOW_MEMORY["render.chunk"]  # the user's override wins
+    assert not (tmp_path / "r").exists()  # --show-config writes nothing

@@ -102,12 +102,12 @@ def cmd_eval(args) -> None:
 
 
 def cmd_distill(args) -> None:
-    from .nerf.distill import DistillConfig, run_distill
+    from .nerf.distill import LOW_MEMORY, DistillConfig, run_distill
 
-    cfg = _build(DistillConfig, args, {"model": args.model, "device": args.device, "schedule.steps": args.steps,
-                                       "anchors.num": args.anchors, "camera.fov_deg": args.fov,
-                                       "camera.elevation_deg": args.elevation, "camera.scale": args.scale,
-                                       "seed": args.seed})
+    shortcuts = {"model": args.model, "device": args.device, "schedule.steps": args.steps,
+                 "anchors.num": args.anchors, "camera.fov_deg": args.fov, "camera.elevation_deg": args.elevation,
+                 "camera.scale": args.scale, "seed": args.seed}
+    cfg = _build(DistillConfig, args, (LOW_MEMORY if args.low_memory else {}) | shortcuts)
     if args.show_config and _show(cfg):
         return
     info = run_distill(args.image, args.out, cfg, resume=args.resume, overwrite=args.overwrite,
@@ -308,6 +308,9 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--seed", type=int, help="random seed (default 0)")
         p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
         p.add_argument("--resume", action="store_true", help="continue OUT/checkpoints/last.pt with the run's config")
+        p.add_argument("--low-memory", action="store_true",
+                       help="smaller training renders (batch 3 then 1, 48 samples per ray) for cards of 8-12 GB; "
+                            "overrides still win (see nerf.distill.LOW_MEMORY)")
         _add_common(p)
 
 

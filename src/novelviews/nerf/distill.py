@@ -224,6 +224,19 @@ class DistillConfig:
             sub.validate()
 
 
+#: ``nvs distill --low-memory``: settings that bound the training render (the memory peak is the
+#: autograd graph of all rays x samples of a step, which chunking cannot bound): half the first
+#: phase's batch (3 views instead of 6, so the 128 px single-view phase becomes the peak) and 48
+#: final samples per ray instead of 64; evaluation renders in smaller chunks. They are the base
+#: of the config: ``--config`` files and ``key=value`` overrides still win.
+LOW_MEMORY: dict[str, object] = {
+    "schedule.batch_sizes": [3, 1],
+    "sampler.num_samples": 48,
+    "render.chunk": 4096,
+    "loss.geometry_views": 1,
+}
+
+
 # --------------------------------------------------------------------------- schedules and cameras
 
 
