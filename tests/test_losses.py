@@ -262,3 +262,44 @@ def test_geometry_config_validation():
         _cfg(**{"loss.geometry_views": -1}).validate()
     with pytest.raises(ConfigError, match="normal_min_weight"):
         _cfg(**{"loss.normal_min_weight": 2}).validate()
+
+
+@pytest.mark.parametrize("size,expected", [(8, 8), (0, 16), (64, 16)])
+def test_geometry_losses_at_their_own_render_size(monkeypatch, size, expected):
+    """loss.geometry_size bounds the normal render (the memory peak of the 128-256 px phases);
+    the SDS render of that view stays at the phase's size; 0 = the render size (the reference)."""
+    from novelviews.model import ViewConditionedLDM
+    from novelviews.model.configuration import model_config
+    from novelviews.sampling import schedule_alphas
+
+    normal_rays, plain_rays = [], []
+    real_n, real_p = D.render_rays_with_normals, D.render_rays
+
+    def count_n(field, o, *a, **k):
+        normal_rays.append(o.shape[0])
+        return real_n(field, o, *a, **k)
+
+    def count_p(field, o, *a, **k):
+        plain_rays.append(o.shape[0])
+        return real_p(field, o, *a, **k)
+
+    monkeypatch.setattr(D, "render_rays_with_normals", count_n)
+    monkeypatch.setattr(D, "render_rays", count_p)
+    torch.manual_seed(0)
+    model = ViewConditionedLDM(model_config("tiny")).eval().requires_grad_(False)
+    S = model.config.image_size
+    img = torch.rand(1, 3, S, S) * 2 - 1
+    cfg = _cfg(**{"schedule.render_scales": f"[{16 / S}]", "loss.geometry_size": size})
+    scene = D.build_scene(cfg, S, torch.device("cpu"))
+    pool = D.embed_pool(model, img, scene.input_c2w[None], 0.7)
+    loss, info = D.train_step(0, scene, model, pool, (img + 1) / 2, cfg, torch.Generator().manual_seed(0),
+                              schedule_alphas(model.config.schedule), None)
+    assert normal_rays == [expected * expected]  # one geometry view (the default), at its own size
+    # plain 16 px renders: the input view (RGB loss), the second SDS view, and the geometry view's
+    # SDS render when the normal render had another size
+    assert plain_rays == [16 * 16] * (3 if expected != 16 else 2)
+    assert info["normal_smooth"] > 0 and torch.isfinite(loss)
+    from novelviews.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="geometry_size"):
+        _cfg(**{"loss.geometry_size": 4}).validate()

@@ -138,12 +138,21 @@ class LossConfig:
     normal_min_weight: float = 1e-3
     """normals only at samples of rendering weight above this (0 = every sample; each normal
     costs 6 density queries); the regularisers change by at most the dropped weight mass"""
+    geometry_size: int = 64
+    """side in pixels of the normal renders the regularisers use: where the step renders larger
+    (the 128-256 px phases), the geometry view is rendered a second time at this size for them
+    and its full-size render serves SDS alone; 0 = at the render size (the reference). Bounds the
+    memory peak: normals' autograd graph grows with pixels x samples x 6 density queries"""
 
     def validate(self) -> None:
         for k in ("lambda_sds", "lambda_rgb", "lambda_interlevel", "normal_smooth", "orientation"):
             check_range(f"loss.{k}", getattr(self, k), 0.0, None)
         check_range("loss.normal_min_weight", self.normal_min_weight, 0.0, 1.0)
         check_range("loss.geometry_views", self.geometry_views, 0, None)
+        check_range("loss.geometry_size", self.geometry_size, 0, None)
+        if 0 < self.geometry_size < 8:
+            raise ConfigError(f"loss.geometry_size must be 0 (render size) or at least 8 pixels, "
+                              f"got {self.geometry_size}")
 
 
 @dataclass
@@ -363,15 +372,21 @@ def train_step(step: int, scene: Scene, model, pool: Conditioning, target: torch
     geo = cfg.loss.normal_smooth > 0 or cfg.loss.orientation > 0
     smooth, orient = [], []
     n_geo = B if cfg.loss.geometry_views == 0 else min(B, cfg.loss.geometry_views)
+    g = r if cfg.loss.geometry_size == 0 else min(r, cfg.loss.geometry_size)  # side of the normal renders
     for b in range(B):
         o, d, _ = get_rays(c2w[b], K, r, r, device=dev)
         bgc = None if bg is None else bg[b].to(dev)
-        if geo and b < n_geo:  # the views are i.i.d., so the first n_geo are a random subset
-            out = render_rays_with_normals(scene.field, o, d, scene.sampler, scene.background, cfg.render.near,
-                                           cfg.render.far, stratified=True, bg_color=bgc, c2w=c2w[b],
-                                           min_weight=cfg.loss.normal_min_weight)
-            smooth.append(normal_smoothness_2d(out["normal"].reshape(r, r, 3)))
-            orient.append(orientation_loss(out["weights"], out["normals"], d))
+        normals_here = geo and b < n_geo  # the views are i.i.d., so the first n_geo are a random subset
+        if normals_here:
+            og, dg = (o, d) if g == r else get_rays(c2w[b], C.intrinsics_from_fov(scene.fov, g, g), g, g,
+                                                     device=dev)[:2]
+            geo_out = render_rays_with_normals(scene.field, og, dg, scene.sampler, scene.background,
+                                               cfg.render.near, cfg.render.far, stratified=True, bg_color=bgc,
+                                               c2w=c2w[b], min_weight=cfg.loss.normal_min_weight)
+            smooth.append(normal_smoothness_2d(geo_out["normal"].reshape(g, g, 3)))
+            orient.append(orientation_loss(geo_out["weights"], geo_out["normals"], dg))
+        if normals_here and g == r:
+            out = geo_out
         else:
             out = render_rays(scene.field, o, d, scene.sampler, scene.background, cfg.render.near, cfg.render.far,
                               stratified=True, chunk=o.shape[0], bg_color=bgc)
