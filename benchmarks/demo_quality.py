@@ -99,7 +99,8 @@ def main() -> None:
         summary[f"{off:g}"] = m | {"n": len(r["psnr_model"])}
         print(f"{off:>6g}° {m['psnr_model']:>11.2f} {m['psnr_copy']:>10.2f} {m['psnr_model'] - m['psnr_copy']:>+6.2f}"
               f" {m['ssim_model']:>11.3f} {m['ssim_copy']:>10.3f}")
-    info = {"model": a.model, "scenes": len(seeds), "seeds": (a.seeds or f"0..{a.scenes - 1}") + " (orbit family)", "size": size,
+    seed_text = (a.seeds or f"0..{a.scenes - 1}") + " (orbit family)"
+    info = {"model": a.model, "scenes": len(seeds), "seeds": seed_text, "size": size,
             "steps": a.steps, "guidance": a.guidance, "device": str(dev), "seconds": round(time.time() - t0, 1),
             "per_offset": summary, "per_view": {f"{k:g}": v for k, v in rows.items()}}
     if a.out:

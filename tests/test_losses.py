@@ -174,24 +174,33 @@ def test_loss_config_defaults_and_validation():
         _cfg(**{"loss.normal_smooth": -1}).validate()
 
 
-def test_train_step_adds_the_geometry_losses():
+@pytest.fixture(scope="module")
+def tiny_ldm_and_photo():
     from novelviews.model import ViewConditionedLDM
     from novelviews.model.configuration import model_config
-    from novelviews.sampling import schedule_alphas
 
     torch.manual_seed(0)
     model = ViewConditionedLDM(model_config("tiny")).eval().requires_grad_(False)
     S = model.config.image_size
-    img = torch.rand(1, 3, S, S) * 2 - 1
+    return model, torch.rand(1, 3, S, S) * 2 - 1
+
+
+def _one_train_step(model, img, cfg):
+    """``D.train_step`` at step 0 of a fresh scene (seeded) from ``img`` in [-1, 1]."""
+    from novelviews.sampling import schedule_alphas
+
+    torch.manual_seed(0)
+    scene = D.build_scene(cfg, model.config.image_size, torch.device("cpu"))
+    pool = D.embed_pool(model, img, scene.input_c2w[None], 0.7)
+    return D.train_step(0, scene, model, pool, (img + 1) / 2, cfg, torch.Generator().manual_seed(0),
+                        schedule_alphas(model.config.schedule), None)
+
+
+def test_train_step_adds_the_geometry_losses(tiny_ldm_and_photo):
+    model, img = tiny_ldm_and_photo
 
     def step(cfg):
-        torch.manual_seed(0)
-        scene = D.build_scene(cfg, S, torch.device("cpu"))
-        pool = D.embed_pool(model, img, scene.input_c2w[None], 0.7)
-        gen = torch.Generator().manual_seed(0)
-        loss, info = D.train_step(0, scene, model, pool, (img + 1) / 2, cfg, gen,
-                                  schedule_alphas(model.config.schedule), None)
-        return loss, info
+        return _one_train_step(model, img, cfg)
 
     loss_off, off = step(_cfg(**{"loss.normal_smooth": 0, "loss.orientation": 0}))
     loss_on, on = step(_cfg())
@@ -228,11 +237,7 @@ def test_pruned_normals_equal_exact_normals_where_kept_and_bound_the_rest():
 
 
 @pytest.mark.parametrize("views,expected", [(1, 1), (2, 2), (0, 3), (9, 3)])
-def test_geometry_losses_on_the_configured_number_of_views(monkeypatch, views, expected):
-    from novelviews.model import ViewConditionedLDM
-    from novelviews.model.configuration import model_config
-    from novelviews.sampling import schedule_alphas
-
+def test_geometry_losses_on_the_configured_number_of_views(monkeypatch, tiny_ldm_and_photo, views, expected):
     calls = []
     real = D.render_rays_with_normals
 
@@ -241,15 +246,8 @@ def test_geometry_losses_on_the_configured_number_of_views(monkeypatch, views, e
         return real(*a, **k)
 
     monkeypatch.setattr(D, "render_rays_with_normals", counting)
-    torch.manual_seed(0)
-    model = ViewConditionedLDM(model_config("tiny")).eval().requires_grad_(False)
-    S = model.config.image_size
-    img = torch.rand(1, 3, S, S) * 2 - 1
     cfg = _cfg(**{"schedule.batch_sizes": "[3]", "loss.geometry_views": views, "loss.normal_min_weight": 0.01})
-    scene = D.build_scene(cfg, S, torch.device("cpu"))
-    pool = D.embed_pool(model, img, scene.input_c2w[None], 0.7)
-    _, info = D.train_step(0, scene, model, pool, (img + 1) / 2, cfg, torch.Generator().manual_seed(0),
-                           schedule_alphas(model.config.schedule), None)
+    _, info = _one_train_step(*tiny_ldm_and_photo, cfg)
     assert len(calls) == expected and set(calls) == {0.01}
     assert info["batch"] == 3 and info["normal_smooth"] > 0
 
@@ -265,13 +263,9 @@ def test_geometry_config_validation():
 
 
 @pytest.mark.parametrize("size,expected", [(8, 8), (0, 16), (64, 16)])
-def test_geometry_losses_at_their_own_render_size(monkeypatch, size, expected):
+def test_geometry_losses_at_their_own_render_size(monkeypatch, tiny_ldm_and_photo, size, expected):
     """loss.geometry_size bounds the normal render (the memory peak of the 128-256 px phases);
     the SDS render of that view stays at the phase's size; 0 = the render size (the reference)."""
-    from novelviews.model import ViewConditionedLDM
-    from novelviews.model.configuration import model_config
-    from novelviews.sampling import schedule_alphas
-
     normal_rays, plain_rays = [], []
     real_n, real_p = D.render_rays_with_normals, D.render_rays
 
@@ -285,15 +279,9 @@ def test_geometry_losses_at_their_own_render_size(monkeypatch, size, expected):
 
     monkeypatch.setattr(D, "render_rays_with_normals", count_n)
     monkeypatch.setattr(D, "render_rays", count_p)
-    torch.manual_seed(0)
-    model = ViewConditionedLDM(model_config("tiny")).eval().requires_grad_(False)
-    S = model.config.image_size
-    img = torch.rand(1, 3, S, S) * 2 - 1
+    S = tiny_ldm_and_photo[0].config.image_size
     cfg = _cfg(**{"schedule.render_scales": f"[{16 / S}]", "loss.geometry_size": size})
-    scene = D.build_scene(cfg, S, torch.device("cpu"))
-    pool = D.embed_pool(model, img, scene.input_c2w[None], 0.7)
-    loss, info = D.train_step(0, scene, model, pool, (img + 1) / 2, cfg, torch.Generator().manual_seed(0),
-                              schedule_alphas(model.config.schedule), None)
+    loss, info = _one_train_step(*tiny_ldm_and_photo, cfg)
     assert normal_rays == [expected * expected]  # one geometry view (the default), at its own size
     # plain 16 px renders: the input view (RGB loss), the second SDS view, and the geometry view's
     # SDS render when the normal render had another size

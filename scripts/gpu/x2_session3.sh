@@ -35,17 +35,34 @@ export_demo() {   # $1: a trained model folder -> $DEST/demo_model.tar.part-*
   (cd "$R" && tar cf - demo_model | split -b 15m - "$DEST/demo_model.tar.part-") && rm -rf "$R/demo_model"
   stamp "demo model exported from $1"
 }
+# the two halves of the ZeroNVS-size scaling comparison: $1 = 1 | N, $2 = timeout (s), $3 = log
+zeronvs_half() {
+  RUN=$R/ddp OUT=$R/res ONLY=$1 NGPU="$NGPU" ACCEL="$ACCEL" PRESET="$ZPRESET" POOL=$R/pool256.pt EB="${ZEB:-32}" \
+      SECONDS="$ZNVS_S" EXTRA="freeze_image_encoder=true export_model=false" \
+      timeout "$2" bash scripts/gpu/ddp_scaling.sh > "$3" 2>&1
+}
+# a demo training run, its summary / loss log into $OUT, then its fp16 export:
+# $1 = 1 | N, $2 = run folder, $3 = init model folder (empty: random DPRESET), $4 = effective batch,
+# $5 = training seconds, $6 = warm-up steps, $7 = timeout (s), $8 = tag of the result files
+demo_run() {
+  local gpus=1; [ "$1" = N ] && gpus=$NGPU
+  RUN=$2 OUT=$R/res ONLY=$1 NGPU="$NGPU" ACCEL="$ACCEL" PRESET="$DPRESET" INIT="$3" POOL="$R/pool128.pt" EB="$4" \
+      SECONDS="$5" LR=3e-4 WARMUP="$6" EXTRA="ema_decay=0.995 val_every=100000 ckpt_every=100000" \
+      timeout "$7" bash scripts/gpu/ddp_scaling.sh > "$R/res/demo_$8.log" 2>&1
+  stamp "demo, $gpus GPU(s) done"
+  local out="$2/${DPRESET}_${gpus}gpu"
+  cp "$out/train_summary.json" "$R/res/demo4_$8_summary.json"; cp "$out/logs/metrics.csv" "$R/res/demo4_$8_metrics.csv"
+  save "res/demo4_$8_summary.json" "res/demo4_$8_metrics.csv" "res/demo_$8.log"
+  [ -d "$out/model" ] && export_demo "$out/model"
+}
 [ "$ACCEL" = gpu ] && nvidia-smi -L > "$R/res/gpus.txt"
-if [ -n "$INIT" ]; then demo_init=(INIT="$INIT"); else demo_init=(); fi
 
 (   # GPU 0: 256 px pool, ZeroNVS-size on 1 GPU
   export CUDA_VISIBLE_DEVICES=0
   python scripts/gpu/make_pool.py "$R/pool256.pt" --size "${ZSIZE:-256}" --seconds 30 --seed 10000 --chunk 20 \
       > "$R/res/pool256.log" 2>&1
   stamp "256 px pool: $(tail -n 1 "$R/res/pool256.log")"
-  RUN=$R/ddp OUT=$R/res ONLY=1 NGPU="$NGPU" ACCEL="$ACCEL" PRESET="$ZPRESET" POOL=$R/pool256.pt EB="${ZEB:-32}" \
-      SECONDS="$ZNVS_S" EXTRA="freeze_image_encoder=true export_model=false" \
-      timeout "$(left)" bash scripts/gpu/ddp_scaling.sh > "$R/res/zeronvs_1gpu.log" 2>&1
+  zeronvs_half 1 "$(left)" "$R/res/zeronvs_1gpu.log"
   stamp "ZeroNVS size, 1 GPU done"
   save "ddp/${ZPRESET}_1gpu/train_summary.json" "ddp/${ZPRESET}_1gpu/logs/metrics.csv" res/zeronvs_1gpu.log
 ) &
@@ -54,23 +71,13 @@ if [ -n "$INIT" ]; then demo_init=(INIT="$INIT"); else demo_init=(); fi
   python scripts/gpu/make_pool.py "$R/pool128.pt" --size "${SIZE:-128}" --seconds 45 --seed 10000 \
       > "$R/res/pool128.log" 2>&1
   stamp "128 px pool: $(tail -n 1 "$R/res/pool128.log")"
-  env RUN="$R/demo4" OUT="$R/res" ONLY=1 NGPU="$NGPU" ACCEL="$ACCEL" PRESET="$DPRESET" "${demo_init[@]}" \
-      POOL="$R/pool128.pt" EB="${DEB:-1024}" SECONDS="$DEMO1_S" LR=3e-4 WARMUP=100 \
-      EXTRA="ema_decay=0.995 val_every=100000 ckpt_every=100000" \
-      timeout "$(left "${RESERVE:-250}")" bash scripts/gpu/ddp_scaling.sh > "$R/res/demo_1gpu.log" 2>&1
-  stamp "demo, 1 GPU done"
-  cp "$R/demo4/${DPRESET}_1gpu/train_summary.json" "$R/res/demo4_1gpu_summary.json"
-  cp "$R/demo4/${DPRESET}_1gpu/logs/metrics.csv" "$R/res/demo4_1gpu_metrics.csv"
-  save res/demo4_1gpu_summary.json res/demo4_1gpu_metrics.csv res/demo_1gpu.log
-  export_demo "$R/demo4/${DPRESET}_1gpu/model"
+  demo_run 1 "$R/demo4" "$INIT" "${DEB:-1024}" "$DEMO1_S" 100 "$(left "${RESERVE:-250}")" 1gpu
 ) &
 wait
 save res/timeline.txt res/pool256.log res/pool128.log
 
 # phase 2: the ZeroNVS-size N-GPU half, then the 1 vs N summary (JSON + loss-curve PNG)
-RUN=$R/ddp OUT=$R/res ONLY=N NGPU="$NGPU" ACCEL="$ACCEL" PRESET="$ZPRESET" POOL=$R/pool256.pt EB="${ZEB:-32}" \
-    SECONDS="$ZNVS_S" EXTRA="freeze_image_encoder=true export_model=false" \
-    timeout "$(left 120)" bash scripts/gpu/ddp_scaling.sh > "$R/res/zeronvs_ngpu.log" 2>&1
+zeronvs_half N "$(left 120)" "$R/res/zeronvs_ngpu.log"
 stamp "ZeroNVS size, $NGPU GPUs done"
 save "ddp/${ZPRESET}_${NGPU}gpu/train_summary.json" "ddp/${ZPRESET}_${NGPU}gpu/logs/metrics.csv" \
     res/zeronvs_ngpu.log "res/scaling_${ZPRESET}.json" "res/scaling_${ZPRESET}.png" res/timeline.txt
@@ -79,15 +86,7 @@ save "ddp/${ZPRESET}_${NGPU}gpu/train_summary.json" "ddp/${ZPRESET}_${NGPU}gpu/l
 # before it: set-up, export)
 rest=$(( $(left) - 60 - 45 ))
 if [ "$rest" -gt 30 ] && [ -d "$R/demo4/${DPRESET}_1gpu/model" ]; then
-  RUN=$R/demo4b OUT=$R/res ONLY=N NGPU="$NGPU" ACCEL="$ACCEL" PRESET="$DPRESET" INIT="$R/demo4/${DPRESET}_1gpu/model" \
-      POOL="$R/pool128.pt" EB="$(( ${DEB:-1024} * NGPU ))" SECONDS="$rest" LR=3e-4 WARMUP=50 \
-      EXTRA="ema_decay=0.995 val_every=100000 ckpt_every=100000" \
-      timeout "$(left 20)" bash scripts/gpu/ddp_scaling.sh > "$R/res/demo_ngpu.log" 2>&1
-  stamp "demo, $NGPU GPUs done"
-  out="$R/demo4b/${DPRESET}_${NGPU}gpu"
-  cp "$out/train_summary.json" "$R/res/demo4_ngpu_summary.json"; cp "$out/logs/metrics.csv" "$R/res/demo4_ngpu_metrics.csv"
-  save res/demo4_ngpu_summary.json res/demo4_ngpu_metrics.csv res/demo_ngpu.log
-  [ -d "$out/model" ] && export_demo "$out/model"
+  demo_run N "$R/demo4b" "$R/demo4/${DPRESET}_1gpu/model" "$(( ${DEB:-1024} * NGPU ))" "$rest" 50 "$(left 20)" ngpu
 fi
 stamp "end"; save res/timeline.txt
 ls -la "$DEST"

@@ -236,13 +236,13 @@ class DistillConfig:
 #: ``nvs distill --low-memory``: settings that bound the training render (the memory peak is the
 #: autograd graph of all rays x samples of a step, which chunking cannot bound): half the first
 #: phase's batch (3 views instead of 6, so the 128 px single-view phase becomes the peak) and 48
-#: final samples per ray instead of 64; evaluation renders in smaller chunks. They are the base
+#: final samples per ray instead of 64; evaluation renders in smaller chunks (the normal renders
+#: are already bounded by ``loss.geometry_size`` / ``loss.geometry_views``). They are the base
 #: of the config: ``--config`` files and ``key=value`` overrides still win.
 LOW_MEMORY: dict[str, object] = {
     "schedule.batch_sizes": [3, 1],
     "sampler.num_samples": 48,
     "render.chunk": 4096,
-    "loss.geometry_views": 1,
 }
 
 
@@ -376,8 +376,8 @@ def train_step(step: int, scene: Scene, model, pool: Conditioning, target: torch
     for b in range(B):
         o, d, _ = get_rays(c2w[b], K, r, r, device=dev)
         bgc = None if bg is None else bg[b].to(dev)
-        normals_here = geo and b < n_geo  # the views are i.i.d., so the first n_geo are a random subset
-        if normals_here:
+        out = None
+        if geo and b < n_geo:  # the views are i.i.d., so the first n_geo are a random subset
             og, dg = (o, d) if g == r else get_rays(c2w[b], C.intrinsics_from_fov(scene.fov, g, g), g, g,
                                                      device=dev)[:2]
             geo_out = render_rays_with_normals(scene.field, og, dg, scene.sampler, scene.background,
@@ -385,9 +385,8 @@ def train_step(step: int, scene: Scene, model, pool: Conditioning, target: torch
                                                c2w=c2w[b], min_weight=cfg.loss.normal_min_weight)
             smooth.append(normal_smoothness_2d(geo_out["normal"].reshape(g, g, 3)))
             orient.append(orientation_loss(geo_out["weights"], geo_out["normals"], dg))
-        if normals_here and g == r:
-            out = geo_out
-        else:
+            out = geo_out if g == r else None  # at the render size it is also this view's SDS render
+        if out is None:
             out = render_rays(scene.field, o, d, scene.sampler, scene.background, cfg.render.near, cfg.render.far,
                               stratified=True, chunk=o.shape[0], bg_color=bgc)
         rgbs.append(out["rgb"].reshape(r, r, 3).permute(2, 0, 1))

@@ -22,6 +22,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
+from ..errors import TrainingError
 from ..sampling import schedule_alphas
 from .data import images_to_float
 
@@ -220,8 +221,6 @@ class _EMATrainModule(L.LightningModule):
         with non-finite weights (checkpoints written before the divergence are kept).
         """
         if self._nonfinite is not None and bool(self._nonfinite):
-            from ..errors import TrainingError
-
             c = self.cfg
             raise TrainingError(
                 f"the training loss became NaN/inf at or before step {self.global_step}: the weights diverged. "
