@@ -24,7 +24,8 @@ import torch
 
 from novelviews import cameras as C
 from novelviews.evaluate import psnr, ssim
-from novelviews.sampling import SamplingConfig
+from novelviews.sampling import SamplingConfig, schedule_alphas
+from novelviews.train.module import camera_use
 from novelviews.synth.render import render
 from novelviews.synth.scenes import sample_cameras, scene_from_seed
 from novelviews.views import generate, load_any_model, resolve_device
@@ -66,6 +67,8 @@ def main() -> None:
     offsets = [float(x) for x in a.offsets.split(",")]
     rows = {off: {"psnr_model": [], "psnr_copy": [], "ssim_model": [], "ssim_copy": []} for off in offsets}
     grid = []
+    alphas = schedule_alphas(model.config.schedule).float()
+    use_sum = {"eps_mse": [], "camera_gain": [], "camera_gain_rel": []}
     seeds = [int(x) for x in a.seeds.split(",")] if a.seeds else list(range(a.scenes))
     for n_done, seed in enumerate(seeds):
         scene = scene_from_seed(seed, "orbit")
@@ -81,6 +84,15 @@ def main() -> None:
         cfg = SamplingConfig(steps=a.steps, guidance_scale=a.guidance, seed=seed * 100)
         out = (generate(model, inp * 2 - 1, c2w, tgt, fov.expand(len(offsets)), scale=scale, cfg=cfg,
                         progress=False) + 1) / 2
+        with torch.no_grad():  # does the model use the camera? (0 = it ignores it)
+            emb, lat = model.embed_image((inp * 2 - 1).to(dev))
+            n = len(offsets)
+            cams = C.camera_embedding(model.config.camera_mode, c2w.expand(n, 4, 4), tgt,
+                                      scale.expand(n), fov.expand(n))
+            use = camera_use(model, emb.expand(n, -1), lat.expand(n, -1, -1, -1), (gt * 2 - 1).to(dev), cams,
+                             alphas, seed=seed)
+        for k in use_sum:
+            use_sum[k].append(use[k])
         pm, pc = psnr(out, gt), psnr(inp.expand_as(gt), gt)
         sm, sc = ssim(out, gt), ssim(inp.expand_as(gt), gt)
         for i, off in enumerate(offsets):
@@ -99,9 +111,12 @@ def main() -> None:
         summary[f"{off:g}"] = m | {"n": len(r["psnr_model"])}
         print(f"{off:>6g}° {m['psnr_model']:>11.2f} {m['psnr_copy']:>10.2f} {m['psnr_model'] - m['psnr_copy']:>+6.2f}"
               f" {m['ssim_model']:>11.3f} {m['ssim_copy']:>10.3f}")
+    print("camera use (eps MSE true camera, gain of it over a zeroed camera):",
+          {k: round(float(np.mean(v)), 5) for k, v in use_sum.items()})
     seed_text = (a.seeds or f"0..{a.scenes - 1}") + " (orbit family)"
     info = {"model": a.model, "scenes": len(seeds), "seeds": seed_text, "size": size,
             "steps": a.steps, "guidance": a.guidance, "device": str(dev), "seconds": round(time.time() - t0, 1),
+            "camera_use": {k: float(np.mean(v)) for k, v in use_sum.items()},
             "per_offset": summary, "per_view": {f"{k:g}": v for k, v in rows.items()}}
     if a.out:
         a.out.parent.mkdir(parents=True, exist_ok=True)

@@ -122,6 +122,8 @@ def test_run_train_saves_resumes_and_exports(tmp_path):
     assert (tmp_path / "run" / "checkpoints" / "last.ckpt").exists()
     assert (tmp_path / "run" / "model" / "novelviews.json").exists()
     assert list((tmp_path / "run" / "previews").glob("*.png"))
+    metrics = (tmp_path / "run" / "logs" / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"val/camera_gain", "val/camera_gain_rel", "val/eps_mse"} <= set(metrics)
     cfg4 = from_dict(TrainConfig, base | {"max_steps": 4})
     info = run_train(cfg4, tmp_path / "run", resume=True, progress=False)
     assert info["steps"] == 4  # continued from step 2, not restarted
@@ -134,6 +136,37 @@ def test_run_train_saves_resumes_and_exports(tmp_path):
     with pytest.raises(NovelViewsError, match="already holds a previous run"):
         run_train(cfg, tmp_path / "run", progress=False)
 
+
+
+def test_camera_use_is_zero_without_camera_columns_and_matches_direct_mse():
+    """val/camera_gain: exactly 0 while cc_projection's camera columns are zero (init), not after."""
+    import torch.nn.functional as F
+
+    from novelviews.sampling import schedule_alphas
+    from novelviews.train.module import camera_use
+
+    torch.manual_seed(0)
+    model = ViewConditionedLDM(model_config("tiny")).eval()
+    S, c = model.config.image_size, model.context_dim
+    cond, target = torch.rand(3, 3, S, S) * 2 - 1, torch.rand(3, 3, S, S) * 2 - 1
+    cam = torch.randn(3, model.cc_projection.in_features - c)
+    ac = schedule_alphas(model.config.schedule).float()
+    with torch.no_grad():
+        emb, lat = model.embed_image(cond)
+        assert float(model.cc_projection.weight[:, c:].abs().max()) == 0.0
+        use = camera_use(model, emb, lat, target, cam, ac)
+        assert use["camera_gain"] == 0.0 and use["eps_mse"] > 0
+        model.cc_projection.weight[:, c:].normal_(0, 1.0)
+        use = camera_use(model, emb, lat, target, cam, ac)
+        assert use["camera_gain"] != 0.0
+        assert use["camera_gain_rel"] == pytest.approx(use["camera_gain"] / use["eps_mse"], rel=1e-5)
+        # eps_mse is the plain epsilon MSE at the documented noise / timesteps
+        z0 = model.encode(target)
+        eps = torch.randn(z0.shape, generator=torch.Generator().manual_seed(0))
+        t = torch.linspace(50, 950, 3).long()
+        a = ac[t].view(-1, 1, 1, 1)
+        pred = model.predict_noise(a.sqrt() * z0 + (1 - a).sqrt() * eps, t, model.context(emb, cam), lat)
+        assert use["eps_mse"] == pytest.approx(float(F.mse_loss(pred, eps)), rel=1e-5)
 
 
 def test_tiny_model_overfits_one_pair_and_samples_it():

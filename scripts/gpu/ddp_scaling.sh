@@ -6,6 +6,8 @@
 #   PRESET=zeronvs POOL=runs/pool256.pt EB=32  SECONDS=90 EXTRA="freeze_image_encoder=true" \
 #       bash scripts/gpu/ddp_scaling.sh
 #   ONLY=1 ... runs the 1-GPU half only, ONLY=N the N-GPU half only (e.g. to overlap other work);
+#   CC_MULT: learning-rate multiplier of cc_projection (default 1 as in the recorded runs; the
+#   reference and `nvs train` default is 10 - session 4 found the demo model ignoring the camera at 1);
 #   RESUME=1 continues each run from its last checkpoint instead of starting it again
 #   CPU smoke test (gloo, 2 processes):
 #   PRESET=tiny POOL=/tmp/pool.pt EB=4 SECONDS=0.2 STEPS=6 ACCEL=cpu NGPU=2 bash scripts/gpu/ddp_scaling.sh
@@ -43,7 +45,7 @@ for n in 1 "$NGPU"; do
   # shellcheck disable=SC2086
   python -m novelviews train "$POOL" "${model[@]}" --out "$out" "${fresh[@]}" --quiet --steps "$STEPS" \
       --batch-size $((EB / n)) --devices "$n" --strategy "$strategy" accelerator="$ACCEL" precision="$PREC" \
-      max_minutes="$minutes" lr="${LR:-2e-4}" cc_lr_mult=1 warmup_steps="${WARMUP:-50}" num_workers="$WORKERS" \
+      max_minutes="$minutes" lr="${LR:-2e-4}" cc_lr_mult="${CC_MULT:-1}" warmup_steps="${WARMUP:-50}" num_workers="$WORKERS" \
       log_every=10 val_every=100000 ckpt_every=100000 ema_decay=0.9995 $EXTRA 2>&1 | tail -n 3
 done
 python scripts/gpu/scaling_summary.py "$RUN" "$PRESET" "$DEST/scaling_${PRESET}.json" || true

@@ -9,7 +9,9 @@
 #   phase 3: the demo model continued on both GPUs (DDP, effective batch 2048) from phase 1's
 #            export until the deadline, exported again (replaces phase 1's export in $OUT).
 # $OUT gets results.tar (summaries, metrics, logs) and demo_model.tar.part-* (cat | tar x).
-#   bash scripts/gpu/x2_session3.sh          (env: END total seconds, ZNVS_S, DEMO1_S)
+#   bash scripts/gpu/x2_session3.sh          (env: END total seconds, ZNVS_S, ZSTEPS, ZLR, ZWARM, DEMO1_S)
+# session 4 (ZeroNVS halves at lr 5e-5 / warm-up 100, 300 steps each):
+#   ZNVS_S=100 ZSTEPS=300 bash scripts/gpu/x2_session3.sh
 # CPU smoke test: RESERVE=60 ACCEL=cpu ZPRESET=tiny DPRESET=tiny INIT= SIZE=32 ZSIZE=32 END=300 ZNVS_S=6 DEMO1_S=6 ZEB=4 DEB=8 \
 #   NGPU=2 OUT=/tmp/x2s3 R=/tmp/x2s3run bash scripts/gpu/x2_session3.sh
 set -uo pipefail
@@ -17,6 +19,9 @@ R=${R:-runs}
 DEST=${OUT:-$R/export}
 END=${END:-555}              # seconds after the start by which everything has stopped
 ZNVS_S=${ZNVS_S:-60}         # training seconds of each ZeroNVS-size half
+ZSTEPS=${ZSTEPS:-100000}     # ... or this many steps, whichever comes first (equal-step curves)
+ZLR=${ZLR:-5e-5}             # session 3 ran 2e-4 / warm-up 50: both halves diverged
+ZWARM=${ZWARM:-100}
 DEMO1_S=${DEMO1_S:-75}       # training seconds of the demo's 1-GPU phase
 ZPRESET=${ZPRESET:-zeronvs}
 DPRESET=${DPRESET:-demo}
@@ -26,19 +31,11 @@ NGPU=${NGPU:-2}
 mkdir -p "$R/res" "$DEST"
 export PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 t0=$(date +%s)
-left() { local s=$(( END - ($(date +%s) - t0) - ${1:-0} )); echo $(( s > 1 ? s : 1 )); }  # seconds to END - $1
-stamp() { echo "[$(( $(date +%s) - t0 )) s] $*" | tee -a "$R/res/timeline.txt"; }
-save() { (cd "$R" && flock "$DEST/.lock" tar rf "$DEST/results.tar" "$@" 2>/dev/null) || true; }
-export_demo() {   # $1: a trained model folder -> $DEST/demo_model.tar.part-*
-  python scripts/gpu/export_fp16.py "$1" "$R/demo_model" > "$R/res/export_demo.log" 2>&1 || return 1
-  rm -f "$DEST"/demo_model.tar.part-*
-  (cd "$R" && tar cf - demo_model | split -b 15m - "$DEST/demo_model.tar.part-") && rm -rf "$R/demo_model"
-  stamp "demo model exported from $1"
-}
+source scripts/gpu/lib.sh   # left, stamp, save, export_demo
 # the two halves of the ZeroNVS-size scaling comparison: $1 = 1 | N, $2 = timeout (s), $3 = log
 zeronvs_half() {
   RUN=$R/ddp OUT=$R/res ONLY=$1 NGPU="$NGPU" ACCEL="$ACCEL" PRESET="$ZPRESET" POOL=$R/pool256.pt EB="${ZEB:-32}" \
-      SECONDS="$ZNVS_S" EXTRA="freeze_image_encoder=true export_model=false" \
+      SECONDS="$ZNVS_S" STEPS="$ZSTEPS" LR="$ZLR" WARMUP="$ZWARM" EXTRA="freeze_image_encoder=true export_model=false" \
       timeout "$2" bash scripts/gpu/ddp_scaling.sh > "$3" 2>&1
 }
 # a demo training run, its summary / loss log into $OUT, then its fp16 export:

@@ -33,15 +33,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 def _build(cls, args, shortcuts: dict[str, object]):
     from . import config as cfgmod
 
-    base: dict = {}
-    for key, value in shortcuts.items():
-        if value is None:
-            continue
-        node = base
-        parts = key.split(".")
-        for p in parts[:-1]:
-            node = node.setdefault(p, {})
-        node[parts[-1]] = value
+    base = cfgmod.nest_dotted(shortcuts)
     bad = [o for o in args.overrides if "=" not in o]
     if bad:
         raise NovelViewsError(f"unexpected argument '{bad[0]}': overrides look like key.sub=value")

@@ -194,16 +194,30 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.split("."), value
 
 
+def _set_path(out: dict[str, Any], parts: list[str], value: Any, what: str) -> None:
+    node = out
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"{what} conflicts with an earlier override")
+    node[parts[-1]] = value
+
+
 def overrides_to_dict(overrides: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for text in overrides:
         parts, value = parse_override(text)
-        node = out
-        for p in parts[:-1]:
-            node = node.setdefault(p, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"override '{text}' conflicts with an earlier override")
-        node[parts[-1]] = value
+        _set_path(out, parts, value, f"override '{text}'")
+    return out
+
+
+def nest_dotted(flat: dict[str, Any]) -> dict[str, Any]:
+    """``{"a.b": 1, "c": None}`` -> ``{"a": {"b": 1}}`` (``None`` values are left out): typed bases
+    such as ``nerf.distill.LOW_MEMORY`` and CLI shortcuts, ready for :func:`load`'s ``base``."""
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        if value is not None:
+            _set_path(out, key.split("."), value, f"key '{key}'")
     return out
 
 

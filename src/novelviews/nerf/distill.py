@@ -432,6 +432,18 @@ def train_step(step: int, scene: Scene, model, pool: Conditioning, target: torch
     return total, info
 
 
+def optimizer_step(loss: torch.Tensor, opt: torch.optim.Optimizer, scaler=None) -> None:
+    """Backward of one step's loss and the optimiser update (loss scaling for fp16)."""
+    opt.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+    else:
+        loss.backward()
+        opt.step()
+
+
 # --------------------------------------------------------------------------- checkpoints
 
 
@@ -699,14 +711,7 @@ def run_distill(image: str | Path, out: str | Path, cfg: DistillConfig, resume: 
     with _StopFlag() as flag:
         while step < end:
             loss, info = train_step(step, scene, model, pool, target, cfg, gen, alphas, amp)
-            opt.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.step(opt)
-                scaler.update()
-            else:
-                loss.backward()
-                opt.step()
+            optimizer_step(loss, opt, scaler)
             step += 1
             steps_done += 1
             info = {"step": step, **info, "seconds": round(time.time() - t_train, 3)}

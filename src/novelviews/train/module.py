@@ -180,6 +180,35 @@ class SpeedMonitor(L.Callback):
             trainer.callback_metrics[f"perf/{k}"] = torch.tensor(float(v))
 
 
+@torch.no_grad()
+def camera_use(model, image_emb: torch.Tensor, cond_latent: torch.Tensor, target: torch.Tensor, cam: torch.Tensor,
+               alphas_cumprod: torch.Tensor, seed: int = 0) -> dict[str, float]:
+    """How much the model's noise prediction relies on the camera, on one batch of pairs.
+
+    The epsilon MSE of the target at fixed noise and timesteps spread over the schedule, with
+    the true camera embedding and with it zeroed: ``camera_gain`` = MSE(zero camera) - MSE(true
+    camera), ``camera_gain_rel`` the same over MSE(true). A model that ignores the camera
+    (e.g. its ``cc_projection`` camera columns still zero) scores 0 - then no sampler setting can
+    make it turn the view. ``target``: ``[B, 3, S, S]`` in [-1, 1]; ``cam``: ``[B, d]``.
+    """
+    z0 = model.encode(target, sample=False)
+    b, n = z0.shape[0], len(alphas_cumprod)
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    eps = torch.randn(z0.shape, generator=g).to(device=z0.device, dtype=z0.dtype)
+    t = torch.linspace(0.05 * n, 0.95 * n, b).long().clamp(0, n - 1).to(z0.device)
+    a = alphas_cumprod.to(z0.device)[t].to(z0.dtype).view(-1, 1, 1, 1)
+    x_t = a.sqrt() * z0 + (1 - a).sqrt() * eps
+
+    def mse(c: torch.Tensor) -> torch.Tensor:
+        pred = model.predict_noise(x_t, t, model.context(image_emb, c), cond_latent)
+        return F.mse_loss(pred.float(), eps.float())
+
+    cam = torch.as_tensor(cam).to(device=image_emb.device, dtype=image_emb.dtype)
+    true, zero = mse(cam), mse(torch.zeros_like(cam))
+    return {"eps_mse": float(true), "camera_gain": float(zero - true),
+            "camera_gain_rel": float((zero - true) / true.clamp_min(1e-12))}
+
+
 def _warmup(step: int, warmup: int) -> float:
     return min(1.0, (step + 1) / max(1, warmup))
 
@@ -309,6 +338,8 @@ class LDMModule(_EMATrainModule):
         m = self.eval_model()
         scfg = SamplingConfig(steps=self.cfg.val_steps, guidance_scale=self.cfg.val_guidance, eta=1.0)
         emb, lat = m.embed_image(batch["cond"])
+        use = camera_use(m, emb, lat, batch["target"], batch["cam"], self.alphas_cumprod)
+        self.log_dict({f"val/{k}": v for k, v in use.items()}, batch_size=emb.shape[0], sync_dist=True)
         ctx = m.context(emb, batch["cam"])
         eps_fn = guided_denoiser(m, ctx, lat, scfg.guidance_scale)
         shape = (batch["cond"].shape[0], m.config.vae.latent_channels, m.config.latent_size, m.config.latent_size)
