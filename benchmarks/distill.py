@@ -56,6 +56,7 @@ def main(argv=None) -> dict:
     p.add_argument("--scene-distance", type=float, default=3.0)
     p.add_argument("--steps", type=int, default=None, help="distillation steps per variant (default: preset's)")
     p.add_argument("--anchors", type=int, default=4, help="K of the anchored variant (0 runs plain SDS only)")
+    p.add_argument("--no-plain", action="store_true", help="run the anchored variant only (e.g. on a second GPU)")
     p.add_argument("--anchor-steps", type=int, default=None, help="DDIM steps per anchor")
     p.add_argument("--heldout", type=int, default=7, help="held-out azimuths (evenly spaced, excluding the input)")
     p.add_argument("--budget-seconds", type=float, default=540.0, help="wall-time budget of the whole benchmark")
@@ -86,7 +87,7 @@ def main(argv=None) -> dict:
     save_image(out / "heldout_gt.png", torch.cat(list(gt_rgb[1:]), 1).numpy())
     cams_nerf = C.camera_on_sphere(torch.full_like(az, el), az, torch.full_like(az, base.camera.distance))
 
-    variants = [0] + ([args.anchors] if args.anchors > 0 else [])
+    variants = ([] if args.no_plain and args.anchors > 0 else [0]) + ([args.anchors] if args.anchors > 0 else [])
     setup_s = time.time() - t0
     result = {"device": str(device), "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
               "model": args.model, "image_size": S, "preset": args.preset, "scene_seed": args.scene_seed,

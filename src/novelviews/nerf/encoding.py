@@ -162,9 +162,22 @@ class HashGridEncoding(nn.Module):
             parts.append(h % self._size[nd:][None, :, None, None, None])
         idx = parts[0] if len(parts) == 1 else torch.cat(parts, 1)
         idx = (idx + self._offset[None, :, None, None, None]).reshape(n, L * 8)
-        feats = self.table.index_select(0, idx.reshape(-1)).reshape(n, L * 8, F)
-        out = torch.bmm(weights.reshape(n * L, 1, 8), feats.reshape(n * L, 8, F))
-        return out.reshape(n, L * F)
+        feats = self.table.index_select(0, idx.reshape(-1)).reshape(n, L, 8, F)
+        return corner_sum(weights.reshape(n, L, 8), feats, batched_matmul=not feats.is_cuda).reshape(n, L * F)
+
+
+def corner_sum(weights: torch.Tensor, feats: torch.Tensor, batched_matmul: bool) -> torch.Tensor:
+    """Trilinear blend ``sum_c weights[..., c] * feats[..., c, :]`` of ``[N, L, 8]`` x ``[N, L, 8, F]``.
+
+    Two equal ways (tested against each other): a batched matmul of ``[N L, 1, 8] x [N L, 8, F]``
+    - the fast one on CPU - or multiply + reduce, used on CUDA, where cuBLAS runs millions of
+    such tiny products as dozens of gemm / gemv launches per call: 75 % of a distillation step's
+    GPU time in the profile of ``benchmarks/distill_step.py`` (issue 7).
+    """
+    n, L, _, F = feats.shape
+    if batched_matmul:
+        return torch.bmm(weights.reshape(n * L, 1, 8), feats.reshape(n * L, 8, F)).reshape(n, L, F)
+    return (weights[..., None] * feats).sum(2)
 
 
 def _make_tcnn(cfg: HashGridConfig, required: bool):
