@@ -25,8 +25,8 @@ import torch
 
 from novelviews.config import load, nest_dotted
 from novelviews.io.images import image_to_tensor
-from novelviews.nerf.distill import (LOW_MEMORY, DistillConfig, build_scene, embed_pool, optimizer_step, phase,
-                                     resolve_precision, train_step)
+from novelviews.nerf.distill import (LOW_MEMORY, DistillConfig, build_scene, embed_pool, make_optimizer,
+                                     optimizer_step, phase, resolve_precision, train_step)
 from novelviews.sampling import schedule_alphas
 from novelviews.views import input_scale, load_any_model, prepare_input_image, resolve_device
 
@@ -85,8 +85,7 @@ def main(argv=None) -> dict:
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     scene = build_scene(cfg, S, device)
-    opt = torch.optim.Adam(scene.parameters(), lr=cfg.optim.lr, betas=cfg.optim.betas, eps=cfg.optim.eps)
-    scaler = torch.amp.GradScaler("cuda") if amp == torch.float16 else None
+    opt, scaler = make_optimizer(scene, cfg, amp)
     pool = embed_pool(model, input_img.to(device), scene.input_c2w[None], scale)
     target = (input_img + 1.0) / 2.0
     alphas = schedule_alphas(model.config.schedule).to(device)

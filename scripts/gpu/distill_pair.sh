@@ -8,15 +8,10 @@
 #   DSTEP_ARGS="--steps 1 --warmup 0 --profile 1 schedule.batch_sizes=[1,1]" OUT=/tmp/dp R=/tmp/dprun \
 #   bash scripts/gpu/distill_pair.sh
 set -uo pipefail
-R=${R:-runs}
-DEST=${OUT:-$R/export}
 END=${END:-555}
 STEPS=${STEPS:-4000}
 DEV=${DEV:-cuda}
 MODEL=${MODEL:-demo}
-mkdir -p "$R/res" "$DEST"
-export PYTHONUNBUFFERED=1
-t0=$(date +%s)
 source scripts/gpu/lib.sh   # left, stamp, save
 [ "$DEV" = cuda ] && nvidia-smi -L > "$R/res/gpus.txt"
 # $1 = GPU, $2 = variant name, $3... = extra distill.py arguments

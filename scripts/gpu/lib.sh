@@ -1,11 +1,19 @@
-# Helpers of the deadline-bounded device scripts (sourced; needs t0, END, R, DEST set):
+# The common start of the deadline-bounded device scripts, sourced right after their settings
+# (END: seconds after the start by which everything has stopped). Sets R (run folder, default
+# runs), DEST ($OUT, else $R/export; absolute), t0 (the start), the NCCL / unbuffered environment,
+# and these helpers:
 #   left [S]   seconds until END minus S (at least 1), for `timeout`
 #   stamp MSG  a line of the run's timeline ($R/res/timeline.txt), with the seconds since t0
 #   save F...  append files / glob patterns (relative to $R) to $DEST/results.tar, safe in parallel
 #   export_demo DIR   a trained demo model folder -> fp16 export split into $DEST/demo_model.tar.part-*
+R=${R:-runs}
+DEST=${OUT:-$R/export}
+mkdir -p "$R/res" "$DEST"
+DEST=$(cd "$DEST" && pwd)   # save() runs inside $R
+export PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+t0=$(date +%s)
 left() { local s=$(( END - ($(date +%s) - t0) - ${1:-0} )); echo $(( s > 1 ? s : 1 )); }
 stamp() { echo "[$(( $(date +%s) - t0 )) s] $*" | tee -a "$R/res/timeline.txt"; }
-DEST=$(mkdir -p "$DEST" && cd "$DEST" && pwd)   # save() runs inside $R
 # patterns are expanded inside $R (quote them at the call); missing files are skipped
 save() { (cd "$R" && shopt -s nullglob && f=($@) && [ ${#f[@]} -gt 0 ] && \
           flock "$DEST/.lock" tar rf "$DEST/results.tar" "${f[@]}" 2>/dev/null) || true; }

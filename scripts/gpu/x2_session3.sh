@@ -15,8 +15,6 @@
 # CPU smoke test: RESERVE=60 ACCEL=cpu ZPRESET=tiny DPRESET=tiny INIT= SIZE=32 ZSIZE=32 END=300 ZNVS_S=6 DEMO1_S=6 ZEB=4 DEB=8 \
 #   NGPU=2 OUT=/tmp/x2s3 R=/tmp/x2s3run bash scripts/gpu/x2_session3.sh
 set -uo pipefail
-R=${R:-runs}
-DEST=${OUT:-$R/export}
 END=${END:-555}              # seconds after the start by which everything has stopped
 ZNVS_S=${ZNVS_S:-60}         # training seconds of each ZeroNVS-size half
 ZSTEPS=${ZSTEPS:-100000}     # ... or this many steps, whichever comes first (equal-step curves)
@@ -28,9 +26,6 @@ DPRESET=${DPRESET:-demo}
 INIT=${INIT-src/novelviews/data/demo_model}
 ACCEL=${ACCEL:-gpu}
 NGPU=${NGPU:-2}
-mkdir -p "$R/res" "$DEST"
-export PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
-t0=$(date +%s)
 source scripts/gpu/lib.sh   # left, stamp, save, export_demo
 # the two halves of the ZeroNVS-size scaling comparison: $1 = 1 | N, $2 = timeout (s), $3 = log
 zeronvs_half() {

@@ -12,17 +12,12 @@
 #   DSTEP_ARGS="--steps 1 --warmup 0 --profile 1 --model tiny schedule.batch_sizes=[1,1]" \
 #   DIST_ARGS="--preset tiny --model tiny" OUT=/tmp/x2s4 R=/tmp/x2s4run bash scripts/gpu/x2_session4.sh
 set -uo pipefail
-R=${R:-runs}
-DEST=${OUT:-$R/export}
 END=${END:-560}
 DSTEPS=${DSTEPS:-400}
 DPRESET=${DPRESET:-demo}
 INIT=${INIT-src/novelviews/data/demo_model}
 ACCEL=${ACCEL:-gpu}
 DEV=cuda; [ "$ACCEL" = cpu ] && DEV=cpu
-mkdir -p "$R/res" "$DEST"
-export PYTHONUNBUFFERED=1
-t0=$(date +%s)
 source scripts/gpu/lib.sh   # left, stamp, save, export_demo
 [ "$ACCEL" = gpu ] && nvidia-smi -L > "$R/res/gpus.txt"
 

@@ -432,6 +432,12 @@ def train_step(step: int, scene: Scene, model, pool: Conditioning, target: torch
     return total, info
 
 
+def make_optimizer(scene: Scene, cfg: DistillConfig, amp: torch.dtype | None):
+    """Adam over the scene's parameters, and a loss scaler when the guidance runs in fp16."""
+    opt = torch.optim.Adam(scene.parameters(), lr=cfg.optim.lr, betas=cfg.optim.betas, eps=cfg.optim.eps)
+    return opt, (torch.amp.GradScaler("cuda") if amp == torch.float16 else None)
+
+
 def optimizer_step(loss: torch.Tensor, opt: torch.optim.Optimizer, scaler=None) -> None:
     """Backward of one step's loss and the optimiser update (loss scaling for fp16)."""
     opt.zero_grad(set_to_none=True)
@@ -666,8 +672,7 @@ def run_distill(image: str | Path, out: str | Path, cfg: DistillConfig, resume: 
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     scene = build_scene(cfg, S, device)
-    opt = torch.optim.Adam(scene.parameters(), lr=cfg.optim.lr, betas=cfg.optim.betas, eps=cfg.optim.eps)
-    scaler = torch.amp.GradScaler("cuda") if amp == torch.float16 else None
+    opt, scaler = make_optimizer(scene, cfg, amp)
     history: list[dict] = []
     step = 0
     meta = {"image_size": S, "fov": scene.fov, "scale": scale, "scale_source": scale_source,
