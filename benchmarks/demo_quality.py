@@ -56,6 +56,7 @@ def main() -> None:
     ap.add_argument("--offsets", default="15,30,60,90")
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--guidance", type=float, default=3.0)
+    ap.add_argument("--eta", type=float, default=SamplingConfig.eta, help="DDIM eta (1 = the reference's stochastic DDIM)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--grid", type=Path, default=None, help="PNG: rows of input / model / ground truth")
@@ -81,7 +82,7 @@ def main() -> None:
         inp = r_in["rgb"].permute(0, 3, 1, 2)
         gt = r_t["rgb"].permute(0, 3, 1, 2)
         scale = C.depth_quantile_scale(r_in["depth"][0].double())
-        cfg = SamplingConfig(steps=a.steps, guidance_scale=a.guidance, seed=seed * 100)
+        cfg = SamplingConfig(steps=a.steps, guidance_scale=a.guidance, eta=a.eta, seed=seed * 100)
         out = (generate(model, inp * 2 - 1, c2w, tgt, fov.expand(len(offsets)), scale=scale, cfg=cfg,
                         progress=False) + 1) / 2
         with torch.no_grad():  # does the model use the camera? (0 = it ignores it)
@@ -115,7 +116,7 @@ def main() -> None:
           {k: round(float(np.mean(v)), 5) for k, v in use_sum.items()})
     seed_text = (a.seeds or f"0..{a.scenes - 1}") + " (orbit family)"
     info = {"model": a.model, "scenes": len(seeds), "seeds": seed_text, "size": size,
-            "steps": a.steps, "guidance": a.guidance, "device": str(dev), "seconds": round(time.time() - t0, 1),
+            "steps": a.steps, "guidance": a.guidance, "eta": a.eta, "device": str(dev), "seconds": round(time.time() - t0, 1),
             "camera_use": {k: float(np.mean(v)) for k, v in use_sum.items()},
             "per_offset": summary, "per_view": {f"{k:g}": v for k, v in rows.items()}}
     if a.out:

@@ -6,7 +6,7 @@ import torch
 
 from novelviews import cameras as C
 from novelviews.config import from_dict
-from novelviews.errors import ConfigError
+from novelviews.errors import ConfigError, DatasetError
 from novelviews.model.configuration import model_config
 from novelviews.model.ldm import ViewConditionedLDM
 from novelviews.train.data import PairBatches, PairDataset, ViewPool
@@ -61,6 +61,43 @@ def test_vectorized_batches_valid_and_deterministic():
     # every target view is reachable from every source in an any-pair scene
     pairs = set(zip(a[~in_gap_scene].tolist(), b[~in_gap_scene].tolist()))
     assert len(pairs) > 150
+
+
+def test_split_scenes_holds_out_whole_scenes_and_build_pairs_validates_on_them(tmp_path):
+    pool = make_pool(scenes=5, views=4, gap_scene=3)
+    pool.names = [f"s{i}" for i in range(5)]
+    pool.latent_mean = torch.arange(20, dtype=torch.float32).view(20, 1, 1, 1)
+    train, held = pool.split_scenes(2)
+    assert train.num_scenes == 3 and held.num_scenes == 2 and len(train) == 12 and len(held) == 8
+    assert held.names == ["s3", "s4"] and held.gaps().tolist() == [1, 0]  # per-scene gap travels with it
+    assert torch.equal(held.images, pool.images[12:]) and torch.equal(held.c2w, pool.c2w[12:])
+    assert torch.equal(held.scene, torch.tensor([0] * 4 + [1] * 4))
+    assert torch.equal(held.latent_mean.flatten(), torch.arange(12, 20, dtype=torch.float32))
+    # views of a scene need not be contiguous: select by scene id, in the order asked
+    mixed = ViewPool.cat([pool.select_scenes([1]), pool.select_scenes([0])])
+    assert torch.equal(mixed.select_scenes([1]).images, pool.images[0:4])
+    with pytest.raises(DatasetError, match="cannot hold out 5 of 5 scenes"):
+        pool.split_scenes(5)
+    with pytest.raises(DatasetError, match="distinct"):
+        pool.select_scenes([0, 0])
+
+    from novelviews.train.run import build_pairs
+
+    pool.save(tmp_path / "pool.pt")
+    model = ViewConditionedLDM(model_config("tiny"))
+    cfg = from_dict(TrainConfig, {"model": "tiny", "batch_size": 4, "val_batch": 6, "val_scenes": 2,
+                                  "data": [{"path": str(tmp_path / "pool.pt")}]})
+    tr, val = build_pairs(cfg, model, "cpu", progress=False)
+    train_imgs = {bytes(x.numpy()) for x in tr.mixed.datasets[0].pool.images}
+    for i in range(6):  # every validation image is from a held-out scene, none from training
+        item = val[i]
+        img = ((item["cond"] + 1) * 127.5).round().to(torch.uint8)
+        assert bytes(img.numpy()) not in train_imgs
+        assert any(torch.equal(img, x) for x in pool.images[12:])
+    assert len(tr.mixed.datasets[0].pool) == 12
+    cfg0 = from_dict(TrainConfig, {"model": "tiny", "data": [{"path": str(tmp_path / "pool.pt")}]})
+    tr0, val0 = build_pairs(cfg0, model, "cpu", progress=False)
+    assert len(tr0.mixed.datasets[0].pool) == 20 and val0.datasets[0].pool is tr0.mixed.datasets[0].pool
 
 
 def test_parse_data_args_and_validation(tmp_path):

@@ -3,9 +3,15 @@
     python scripts/gpu/make_pool.py OUT.pt --size 128 --views 16 --seconds 90 --max-scenes 4000
 Scene i has seed SEED + i (training seeds start at 10000; evaluation uses seeds < 10000).
     python scripts/gpu/make_pool.py OUT.pt --cat A.pt B.pt      # concatenate saved pools instead
+    python scripts/gpu/make_pool.py OUT.pt --procs 12 --seconds 100 --seed 20000 --max-scenes 2000
+        # 12 renderer processes on the visible GPU at once (the renderer is launch-bound, so one
+        # process leaves the GPU mostly idle); process k renders seeds SEED + k * MAX_SCENES onwards
 """
 
 import argparse
+import os
+import subprocess
+import sys
 import time
 
 from novelviews.runtime import resolve_device
@@ -21,7 +27,27 @@ ap.add_argument("--seed", type=int, default=10_000)
 ap.add_argument("--spp", type=int, default=2)
 ap.add_argument("--chunk", type=int, default=50)
 ap.add_argument("--cat", nargs="+", default=None, metavar="POOL.pt", help="concatenate these pools, render nothing")
+ap.add_argument("--procs", type=int, default=1, help="renderer processes in parallel (seed ranges of MAX_SCENES each)")
 a = ap.parse_args()
+if a.procs > 1:
+    t0 = time.time()
+    parts = [f"{a.out}.part{k}.pt" for k in range(a.procs)]
+    children = [subprocess.Popen([sys.executable, __file__, part, "--size", str(a.size), "--views", str(a.views),
+                                  "--seconds", str(a.seconds), "--max-scenes", str(a.max_scenes),
+                                  "--seed", str(a.seed + k * a.max_scenes), "--spp", str(a.spp),
+                                  "--chunk", str(a.chunk)], env=dict(os.environ, OMP_NUM_THREADS="1"))
+                for k, part in enumerate(parts)]
+    codes = [c.wait() for c in children]
+    done = [p for p, c in zip(parts, codes) if c == 0 and os.path.exists(p)]
+    if not done:
+        raise SystemExit(f"no renderer process finished (exit codes {codes})")
+    pool = ViewPool.cat([ViewPool.load(p) for p in done])
+    pool.save(a.out)
+    for p in done:
+        os.remove(p)
+    print(f"pool: {pool.num_scenes} scenes, {len(pool)} views at {a.size}px from {len(done)}/{a.procs} processes "
+          f"in {time.time() - t0:.1f} s (exit codes {codes})")
+    raise SystemExit(0)
 if a.cat:
     pool = ViewPool.cat([ViewPool.load(f) for f in a.cat])
     pool.save(a.out)

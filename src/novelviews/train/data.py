@@ -87,6 +87,37 @@ class ViewPool:
     def gaps(self) -> torch.Tensor:
         return self.scene_gap if self.scene_gap is not None else torch.zeros(self.num_scenes, dtype=torch.long)
 
+    def select_scenes(self, scenes: Sequence[int]) -> "ViewPool":
+        """The views of ``scenes`` (scene indices, kept in this order and renumbered 0..k-1)."""
+        scenes = [int(s) for s in scenes]
+        if len(set(scenes)) != len(scenes) or any(s < 0 or s >= self.num_scenes for s in scenes):
+            raise DatasetError(f"select_scenes: scene indices must be distinct and in 0..{self.num_scenes - 1}")
+        order = torch.argsort(self.scene, stable=True)
+        sorted_scene = self.scene[order]
+        idx, new_scene = [], []
+        for k, s in enumerate(scenes):
+            lo, hi = torch.searchsorted(sorted_scene, torch.tensor([s, s + 1])).tolist()
+            idx.append(order[lo:hi])
+            new_scene.append(torch.full((hi - lo,), k, dtype=torch.long))
+        ix = torch.cat(idx) if idx else torch.zeros(0, dtype=torch.long)
+
+        def pick(t):
+            return None if t is None else t[ix]
+
+        return ViewPool(self.images[ix], self.c2w[ix], self.fov[ix], self.scale[ix],
+                        torch.cat(new_scene) if new_scene else torch.zeros(0, dtype=torch.long), self.frame[ix],
+                        self.scale_source, [self.names[s] for s in scenes] if len(self.names) == self.num_scenes else [],
+                        self.gaps()[torch.tensor(scenes, dtype=torch.long)], pick(self.latent_mean), pick(self.latent_std))
+
+    def split_scenes(self, holdout: int) -> tuple["ViewPool", "ViewPool"]:
+        """``(train, held_out)``: the last ``holdout`` scenes (whole scenes, never single views)
+        are held out, e.g. for validation on scenes the model never trains on."""
+        n = self.num_scenes
+        if not 0 < holdout < n:
+            raise DatasetError(f"cannot hold out {holdout} of {n} scenes: hold out at least 1 and leave at least 1 "
+                               "to train on (lower val_scenes or add data)")
+        return self.select_scenes(range(n - holdout)), self.select_scenes(range(n - holdout, n))
+
 
 def _to_uint8_chw(img: np.ndarray) -> torch.Tensor:
     from ..io.images import to_uint8

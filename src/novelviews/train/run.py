@@ -73,6 +73,10 @@ class TrainConfig:
     num_workers: int = 2
     val_every: int = 500
     val_batch: int = 8
+    # scenes of each data source held out of training and used only for the validation pairs (the
+    # last N scenes of the source); 0 = validation pairs come from the training scenes, which hides
+    # memorisation of a small scene pool (docs/RESULTS.md, round 6)
+    val_scenes: int = 0
     val_steps: int = 20
     val_guidance: float = 3.0
     ckpt_every: int = 500
@@ -91,6 +95,7 @@ class TrainConfig:
         check_range("max_steps", self.max_steps, 1)
         check_range("lr", self.lr, 0.0, 1.0, lo_open=True)
         check_range("accumulate", self.accumulate, 1)
+        check_range("val_scenes", self.val_scenes, 0)
         for k in ("drop_context", "drop_both", "drop_latent"):
             check_range(k, getattr(self, k), 0.0, 1.0)
         if self.drop_context + self.drop_both + self.drop_latent > 1:
@@ -117,18 +122,23 @@ def build_pairs(cfg: TrainConfig, model, device: str, progress: bool = True):
     from .data import MixedPairDataset, PairBatches, PairDataset, pool_from_paths, pool_from_synth
 
     size, mode = model.config.image_size, model.config.camera_mode
-    datasets, weights = [], []
+    datasets, val_sets, weights = [], [], []
+
+    def add(pool, seed: int, weight: float, gap: int = 0) -> None:
+        val_pool = pool
+        if cfg.val_scenes > 0:
+            pool, val_pool = pool.split_scenes(cfg.val_scenes)
+        datasets.append(PairDataset(pool, mode, seed=seed, max_frame_gap=gap))
+        val_sets.append(PairDataset(val_pool, mode, seed=seed, max_frame_gap=gap))
+        weights.append(weight)
+
     for i, src in enumerate(cfg.data):
-        pool = pool_from_paths([src.path], size, cfg.image_mode, progress)
-        datasets.append(PairDataset(pool, mode, seed=cfg.seed + i, max_frame_gap=src.max_frame_gap))
-        weights.append(src.weight)
+        add(pool_from_paths([src.path], size, cfg.image_mode, progress), cfg.seed + i, src.weight, src.max_frame_gap)
     if cfg.synth.scenes > 0:
-        pool = pool_from_synth(cfg.synth.scenes, cfg.synth.views, size, cfg.synth.seed, cfg.synth.family,
-                               device=device, spp=cfg.synth.spp, progress=progress)
-        datasets.append(PairDataset(pool, mode, seed=cfg.seed + 101))
-        weights.append(cfg.synth.weight)
+        add(pool_from_synth(cfg.synth.scenes, cfg.synth.views, size, cfg.synth.seed, cfg.synth.family,
+                            device=device, spp=cfg.synth.spp, progress=progress), cfg.seed + 101, cfg.synth.weight)
     train = PairBatches(datasets, weights, cfg.batch_size, num_batches=cfg.max_steps * cfg.accumulate, seed=cfg.seed)
-    val = MixedPairDataset(datasets, weights, length=cfg.val_batch, seed=cfg.seed + 999_983)
+    val = MixedPairDataset(val_sets, weights, length=cfg.val_batch, seed=cfg.seed + 999_983)
     return train, val
 
 
