@@ -9,7 +9,7 @@
 #   2. continue INIT on both GPUs with DDP (batch EB in all), cc_lr_mult = 10, validating on
 #      VAL_SCENES scenes held out of training (val_scenes), every VAL_EVERY steps;
 #   3. export fp16 (demo_model.tar.part-*).
-#   BASE=20000 bash scripts/gpu/x2_session5.sh   (env: END, RENDER_S, NPROC, BASE, INIT, EB, LR)
+#   BASE=20000 bash scripts/gpu/x2_session5.sh   (env: END, RENDER_S, NPROC, BASE, VIEWS, INIT, EB, LR)
 # CPU smoke test: ACCEL=cpu DPRESET=tiny INIT= SIZE=32 EB=8 NPROC=2 RENDER_S=6 END=240 VAL_SCENES=4 \
 #   OUT=/tmp/x2s5 R=/tmp/x2s5run bash scripts/gpu/x2_session5.sh
 set -uo pipefail
@@ -28,7 +28,7 @@ NG=2
 for g in $(seq 0 $((NG - 1))); do   # 1. the pool, rendered on every GPU at once
   CUDA_VISIBLE_DEVICES=$g timeout "$((RENDER_S + 60))" python scripts/gpu/make_pool.py "$R/pool_g$g.pt" \
       --size "${SIZE:-128}" --seconds "$RENDER_S" --procs "$NPROC" --chunk 5 --max-scenes "$SPAN" \
-      --seed $((BASE + g * NPROC * SPAN)) > "$R/res/pool_g$g.log" 2>&1 &
+      --views "${VIEWS:-16}" --seed $((BASE + g * NPROC * SPAN)) > "$R/res/pool_g$g.log" 2>&1 &
 done
 wait
 python scripts/gpu/make_pool.py "$R/pool.pt" --cat "$R"/pool_g*.pt > "$R/res/pool.log" 2>&1
