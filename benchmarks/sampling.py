@@ -9,8 +9,10 @@ encoding (CLIP + VAE encode of the one conditioning image) once per batch, VAE d
 included (``SamplingConfig.vae_chunk`` latents at a time, as users get).
 
 Each config is ``DTYPE:BATCH`` with optional modifiers ``+cl`` (channels-last UNet and VAE)
-and ``+compile`` (``torch.compile`` of the UNet, ``--compile-mode``, static shapes) and
-``+graph`` (``SamplingConfig.cuda_graph``: the guided UNet call replayed from a CUDA graph). For
+and ``+compile`` (``SamplingConfig.compile``: ``torch.compile`` of the UNet in place,
+``--compile-mode``, static shapes), ``+graph`` (``SamplingConfig.cuda_graph``: the guided UNet
+call replayed from a CUDA graph) and ``+cudnn`` (``SamplingConfig.cudnn_benchmark``: cuDNN picks
+its convolution algorithms by timing them; configs without it run with it off). For
 each: a short warm-up (``--warmup-steps`` DDIM steps; includes compilation), then
 ``--repeats`` full runs timed with CUDA events (median reported), peak memory
 (``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats``, weights included),
@@ -30,6 +32,7 @@ Examples::
     python benchmarks/sampling.py                                   # 7 eager configs, JSON to $OUT/sampling.json
     python benchmarks/sampling.py --compile --channels-last --budget-seconds 420
     python benchmarks/sampling.py --configs bf16:16,bf16:16+cl+compile --compile-mode max-autotune-no-cudagraphs
+    python benchmarks/sampling.py --configs bf16:16+graph,bf16:16+graph+cudnn,bf16:16+graph+cudnn+compile
     python benchmarks/sampling.py --preset tiny --size 32 --steps 2 --device cpu   # smoke test
 """
 
@@ -52,7 +55,7 @@ import torch
 from novelviews import cameras as C
 from novelviews.io.runs import atomic_write_json
 from novelviews.model import ViewConditionedLDM, model_config
-from novelviews.sampling import DTYPES, SamplingConfig, guided_denoiser
+from novelviews.sampling import COMPILE_MODES, DTYPES, SamplingConfig, cudnn_benchmark, guided_denoiser
 from novelviews.views import generate
 
 DEFAULT_CONFIGS = "fp32:1,fp16:1,fp16:4,fp16:16,bf16:1,bf16:4,bf16:16"
@@ -75,11 +78,13 @@ class BenchConfig:
     channels_last: bool = False
     compile: bool = False
     graph: bool = False
+    cudnn: bool = False  # cudnn.benchmark (sampling.cudnn_benchmark)
 
     @property
     def name(self) -> str:
         return (f"{self.dtype}:{self.batch}" + ("+cl" if self.channels_last else "")
-                + ("+compile" if self.compile else "") + ("+graph" if self.graph else ""))
+                + ("+compile" if self.compile else "") + ("+graph" if self.graph else "")
+                + ("+cudnn" if self.cudnn else ""))
 
 
 def parse_configs(text: str) -> list[BenchConfig]:
@@ -93,13 +98,14 @@ def parse_configs(text: str) -> list[BenchConfig]:
             dtype, batch_s = head.split(":")
             batch = int(batch_s)
         except ValueError:
-            raise SystemExit(f"--configs entry {item!r}: write DTYPE:BATCH[+cl][+compile][+graph], e.g. bf16:16+graph")
+            raise SystemExit(f"--configs entry {item!r}: write DTYPE:BATCH[+cl][+compile][+graph][+cudnn], "
+                             "e.g. bf16:16+graph")
         if dtype not in DTYPES or batch < 1:
             raise SystemExit(f"--configs entry {item!r}: dtype must be one of {', '.join(DTYPES)} and batch >= 1")
-        bad = [m for m in mods if m not in ("cl", "compile", "graph")]
+        bad = [m for m in mods if m not in ("cl", "compile", "graph", "cudnn")]
         if bad:
-            raise SystemExit(f"--configs entry {item!r}: unknown modifier(s) {bad}; use +cl, +compile, +graph")
-        out.append(BenchConfig(dtype, batch, "cl" in mods, "compile" in mods, "graph" in mods))
+            raise SystemExit(f"--configs entry {item!r}: unknown modifier(s) {bad}; use +cl, +compile, +graph, +cudnn")
+        out.append(BenchConfig(dtype, batch, "cl" in mods, "compile" in mods, "graph" in mods, "cudnn" in mods))
     if not out:
         raise SystemExit("--configs is empty: give at least one DTYPE:BATCH")
     return out
@@ -268,14 +274,14 @@ def run_config(model: ViewConditionedLDM, bc: BenchConfig, args, device: torch.d
         if bc.channels_last:
             model.unet.to(memory_format=torch.channels_last)
             model.vae.to(memory_format=torch.channels_last)
-        if bc.compile:
+        if bc.compile:  # the product path: sampling.compile compiles the UNet in place
             torch._dynamo.reset()
-            model.unet = torch.compile(orig_unet, mode=args.compile_mode, dynamic=False)
 
         image, cond, targets, fov = make_inputs(model, bc.batch, args.seed)
         scfg = SamplingConfig(steps=args.steps, guidance_scale=args.guidance, eta=args.eta, batch_size=bc.batch,
                               dtype=bc.dtype, seed=args.seed, vae_chunk=args.vae_chunk or SamplingConfig.vae_chunk,
-                              cuda_graph=bc.graph)
+                              cuda_graph=bc.graph, compile=args.compile_mode if bc.compile else "off",
+                              cudnn_benchmark=bc.cudnn)
         warm = SamplingConfig(**{**asdict(scfg), "steps": max(1, min(args.warmup_steps, args.steps))})
 
         def once(c: SamplingConfig) -> torch.Tensor:
@@ -316,12 +322,13 @@ def run_config(model: ViewConditionedLDM, bc: BenchConfig, args, device: torch.d
             eps_fn = guided_denoiser(model, ctx, cond_lat, args.guidance, dtype)
             x = torch.randn(bc.batch, model.latent_channels, ls, ls, device=device)
             tt = torch.full((bc.batch,), 500, device=device, dtype=torch.long)
-            for _ in range(2):
-                eps_fn(x, tt)
-            step: list[float] = []
-            with timer(step):
-                for _ in range(args.unet_iters):
+            with cudnn_benchmark(bc.cudnn):
+                for _ in range(2):
                     eps_fn(x, tt)
+                step: list[float] = []
+                with timer(step):
+                    for _ in range(args.unet_iters):
+                        eps_fn(x, tt)
         rec["unet_ms_per_step"] = 1000 * step[0] / args.unet_iters
 
         fl = flops_per_batch(args.preset, model.config.image_size, ls, bc.batch, args.steps, args.guidance)
@@ -343,6 +350,7 @@ def run_config(model: ViewConditionedLDM, bc: BenchConfig, args, device: torch.d
             model.unet.to(memory_format=torch.contiguous_format)
             model.vae.to(memory_format=torch.contiguous_format)
         if bc.compile:
+            model.unet._compiled_call_impl = None  # undo nn.Module.compile (sampling.compile)
             torch._dynamo.reset()
         if cuda:
             torch.cuda.empty_cache()
@@ -382,7 +390,9 @@ def markdown_rows(report: dict) -> str:
     for r in report["results"]:
         if r.get("status") != "ok":
             continue
-        variant = ("channels-last " if r["channels_last"] else "") + ("compile" if r["compile"] else "")
+        variant = " ".join(name for key, name in (("channels_last", "channels-last"), ("compile", "compile"),
+                                                   ("graph", "CUDA graph"), ("cudnn", "cudnn-benchmark"))
+                           if r.get(key))
         rows.append(
             f"| {gpu} | {r['dtype']} | {r['batch']} | {variant.strip() or 'eager'} | {1000 * r['s_per_view']:.0f} "
             f"| {r['latency_s']:.2f} | {r['unet_ms_per_step']:.1f} | {fmt(r.get('peak_gib'), '.2f')} "
@@ -408,7 +418,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--eta", type=float, default=1.0, help="DDIM eta (reference: 1)")
     p.add_argument("--configs", default=DEFAULT_CONFIGS, help="DTYPE:BATCH[+cl][+compile],... (default: %(default)s)")
     p.add_argument("--compile", action="store_true", help="also time torch.compile'd UNet variants of the fp16/bf16 configs")
-    p.add_argument("--compile-mode", default="default", help="torch.compile mode (default, max-autotune-no-cudagraphs, ...)")
+    p.add_argument("--compile-mode", default="default", choices=[m for m in COMPILE_MODES if m != "off"],
+                   help="sampling.compile of the +compile configs")
     p.add_argument("--compile-min-seconds", type=float, default=60.0,
                    help="skip a compiled config when less budget than this is left (compilation is slow)")
     p.add_argument("--channels-last", action="store_true", help="also time channels-last variants of the fp16/bf16 configs")

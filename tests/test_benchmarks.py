@@ -57,9 +57,9 @@ def test_budget_spent_skips_but_still_writes(bench, tmp_path):
 
 
 def test_parse_and_expand_configs(bench):
-    cs = bench.parse_configs("fp32:1, bf16:4, fp16:16+cl+compile, bf16:1+graph")
-    assert [c.name for c in cs] == ["fp32:1", "bf16:4", "fp16:16+cl+compile", "bf16:1+graph"]
-    assert cs[3].graph and not cs[2].graph
+    cs = bench.parse_configs("fp32:1, bf16:4, fp16:16+cl+compile, bf16:1+graph, bf16:16+cudnn+graph")
+    assert [c.name for c in cs] == ["fp32:1", "bf16:4", "fp16:16+cl+compile", "bf16:1+graph", "bf16:16+graph+cudnn"]
+    assert cs[3].graph and not cs[2].graph and cs[4].cudnn and not cs[3].cudnn
     ex = bench.expand_configs(bench.parse_configs("fp32:1,bf16:1,bf16:16"), channels_last=True, compile_=True)
     assert [c.name for c in ex] == ["fp32:1", "bf16:1", "bf16:16", "bf16:16+cl", "bf16:1+cl",
                                     "bf16:16+cl+compile", "bf16:1+cl+compile"]

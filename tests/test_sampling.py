@@ -153,3 +153,73 @@ def test_cuda_graph_denoiser_equals_eager_on_gpu(dtype):
                            seeds=[0, 1], device="cuda")
     tol = 1e-5 if dtype == torch.float32 else 2e-2
     torch.testing.assert_close(graphed, eager, atol=tol, rtol=tol)
+
+
+def test_cudnn_benchmark_is_set_for_the_block_and_restored():
+    before = torch.backends.cudnn.benchmark
+    try:
+        for start in (False, True):
+            torch.backends.cudnn.benchmark = start
+            with S.cudnn_benchmark(not start):
+                assert torch.backends.cudnn.benchmark is (not start)
+            assert torch.backends.cudnn.benchmark is start
+            with pytest.raises(RuntimeError), S.cudnn_benchmark(not start):
+                raise RuntimeError("restored on error too")
+            assert torch.backends.cudnn.benchmark is start
+    finally:
+        torch.backends.cudnn.benchmark = before
+
+
+def test_compile_option_compiles_the_unet_in_place_and_keeps_samples_and_keys():
+    """sampling.compile: views.generate compiles the UNet once, in place (state dict keys unchanged),
+    and the samples equal the eager ones. The graph-capturing "aot_eager" backend stands in for
+    inductor on this CPU (same dynamo tracing, no C++ compilation); GPU timings: docs/BENCHMARKS.md."""
+    from novelviews import cameras as C
+    from novelviews.config import from_dict
+    from novelviews.model import ViewConditionedLDM
+    from novelviews.model.configuration import model_config
+    from novelviews.views import generate
+
+    torch.manual_seed(0)
+    model = ViewConditionedLDM(model_config("tiny")).eval()
+    keys = list(model.state_dict())
+    s = model.config.image_size
+    image = torch.rand(1, 3, s, s, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    cond = C.camera_on_sphere(0.3, 0.0, 2.0)[None]
+    targets = torch.stack([C.camera_on_sphere(0.3, a, 2.0) for a in (0.4, -0.6, 1.0)])
+    cfg = S.SamplingConfig(steps=3, batch_size=2, compile="default")
+    with torch.no_grad():
+        eager = generate(model, image, cond, targets, 0.8, cfg=S.SamplingConfig(steps=3, batch_size=2), progress=False)
+        assert S.compile_unet(model, "default", backend="aot_eager") is True
+        assert S.compile_unet(model, "default") is False  # already compiled: left as it is
+        compiled = generate(model, image, cond, targets, 0.8, cfg=cfg, progress=False)
+    torch.testing.assert_close(compiled, eager, atol=1e-5, rtol=1e-5)
+    assert list(model.state_dict()) == keys
+    assert S.compile_unet(model, "off") is False
+    with pytest.raises(ConfigError, match="'compile': 'fast' is not one of"):
+        from_dict(S.SamplingConfig, {"compile": "fast"})
+    with pytest.raises(ConfigError, match="sampling.compile"):
+        S.compile_unet(ViewConditionedLDM(model_config("tiny")), "fast")
+    torch._dynamo.reset()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="inductor on CUDA: run on the device machine")
+def test_inductor_compiled_graphed_sampling_equals_eager_on_gpu():
+    from novelviews.model import ViewConditionedLDM
+    from novelviews.model.configuration import model_config
+
+    torch.manual_seed(0)
+    model = ViewConditionedLDM(model_config("tiny")).cuda().eval()
+    S_ = model.config.latent_size
+    ctx = torch.randn(2, 1, model.config.context_dim, device="cuda")
+    lat = torch.randn(2, model.config.vae.latent_channels, S_, S_, device="cuda")
+    eps_fn = S.guided_denoiser(model, ctx, lat, 3.0, torch.float32)
+    shape = (2, model.config.vae.latent_channels, S_, S_)
+    with torch.no_grad():
+        eager = S.sample(eps_fn, shape, model.config.schedule, S.SamplingConfig(steps=6), seeds=[0, 1], device="cuda")
+        assert S.compile_unet(model, "default")
+        fast = S.sample(eps_fn, shape, model.config.schedule, S.SamplingConfig(steps=6, cuda_graph=True),
+                        seeds=[0, 1], device="cuda")
+    torch.testing.assert_close(fast, eager, atol=1e-3, rtol=1e-3)
+    model.unet._compiled_call_impl = None
+    torch._dynamo.reset()

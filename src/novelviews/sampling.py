@@ -14,6 +14,7 @@ view's result does not depend on the batch it was generated in.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from typing import Callable, Literal, Sequence
@@ -25,6 +26,7 @@ from .errors import ConfigError
 
 EpsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+COMPILE_MODES = ("off", "default", "max-autotune-no-cudagraphs")
 
 
 @dataclass
@@ -43,6 +45,12 @@ class SamplingConfig:
     # CUDA only (ignored on CPU): capture the guided UNet call once per batch in a CUDA graph and
     # replay it every step (no per-op Python / launch cost); same maths, see graphed_denoiser
     cuda_graph: bool = False
+    # torch.compile the UNet (in place, state dict unchanged) on first use: "off", "default" or
+    # "max-autotune-no-cudagraphs" (longer compilation, tuned kernels); the first call of a new
+    # batch shape compiles (about a minute for the ZeroNVS UNet), later calls reuse it
+    compile: Literal["off", "default", "max-autotune-no-cudagraphs"] = "off"
+    # CUDA only: let cuDNN time its convolution algorithms for the fixed shapes of a run (restored after)
+    cudnn_benchmark: bool = True
 
     def validate(self) -> None:
         check_range("sampling.steps", self.steps, 1, 1000)
@@ -215,12 +223,14 @@ def sample(eps_fn: EpsFn, shape: Sequence[int], schedule, cfg: SamplingConfig, s
     """Sample latents ``[B, ...]``: initial noise from per-sample seeds, then the chosen sampler."""
     gens = make_generators(seeds)
     x_T = randn_per_sample(shape, gens, device)
-    if cfg.cuda_graph and torch.device(device).type == "cuda":
-        eps_fn = graphed_denoiser(eps_fn, tuple(shape), device)
-    if cfg.scheduler == "ddim":
-        return sample_ddim(eps_fn, x_T, schedule_alphas(schedule).to(device), cfg.steps, cfg.eta, gens, progress)
-    sched = make_diffusers_scheduler(cfg.scheduler, schedule)
-    return sample_diffusers(eps_fn, x_T, sched, cfg.steps, cfg.eta, gens, progress)
+    cuda = torch.device(device).type == "cuda"
+    with cudnn_benchmark(cfg.cudnn_benchmark) if cuda else contextlib.nullcontext():
+        if cfg.cuda_graph and cuda:
+            eps_fn = graphed_denoiser(eps_fn, tuple(shape), device)
+        if cfg.scheduler == "ddim":
+            return sample_ddim(eps_fn, x_T, schedule_alphas(schedule).to(device), cfg.steps, cfg.eta, gens, progress)
+        sched = make_diffusers_scheduler(cfg.scheduler, schedule)
+        return sample_diffusers(eps_fn, x_T, sched, cfg.steps, cfg.eta, gens, progress)
 
 
 def graphed_denoiser(eps_fn: EpsFn, shape: Sequence[int], device, warmup: int = 2) -> EpsFn:
@@ -258,6 +268,32 @@ def graphed_denoiser(eps_fn: EpsFn, shape: Sequence[int], device, warmup: int = 
     return replay
 
 
+def compile_unet(model, mode: str, backend: str = "inductor") -> bool:
+    """``torch.compile`` the model's UNet in place (``nn.Module.compile``: parameters and state
+    dict keys unchanged, so the model still saves and loads as before). ``mode`` "off" does
+    nothing; a UNet already compiled is left as it is. Returns whether it compiled now."""
+    if mode == "off" or getattr(model.unet, "_compiled_call_impl", None) is not None:
+        return False
+    if mode not in COMPILE_MODES:
+        raise ConfigError(f"sampling.compile = {mode!r}: use one of {', '.join(COMPILE_MODES)}")
+    model.unet.compile(mode=None if mode == "default" else mode, dynamic=False, backend=backend)
+    return True
+
+
+@contextlib.contextmanager
+def cudnn_benchmark(enabled: bool):
+    """``torch.backends.cudnn.benchmark`` set for the duration of a block, then restored.
+
+    cuDNN times its convolution algorithms once per new shape and keeps the fastest; sampling
+    runs the same shapes every step, so the timing pays for itself after the first step."""
+    before = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = bool(enabled)
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = before
+
+
 def denoiser_autocast(device_type: str, dtype: torch.dtype):
     """The autocast context of one denoiser call (every denoiser uses this one).
 
@@ -265,8 +301,6 @@ def denoiser_autocast(device_type: str, dtype: torch.dtype):
     ``cache_enabled=False``: cached weight casts must not outlive a CUDA-graph capture (PyTorch's
     CUDA-graph notes); each weight is used once per UNet call, so the cache saves nothing here.
     """
-    import contextlib
-
     if dtype == torch.float32:
         return contextlib.nullcontext()
     return torch.autocast(device_type, dtype=dtype, cache_enabled=False)
