@@ -9,7 +9,7 @@ encoding (CLIP + VAE encode of the one conditioning image) once per batch, VAE d
 included (``SamplingConfig.vae_chunk`` latents at a time, as users get).
 
 Each config is ``DTYPE:BATCH`` with optional modifiers ``+cl`` (channels-last UNet and VAE)
-and ``+compile`` (``SamplingConfig.compile``: ``torch.compile`` of the UNet in place,
+and ``+compile`` (``SamplingConfig.compile``: ``torch.compile`` of the UNet and VAE decoder in place,
 ``--compile-mode``, static shapes), ``+graph`` (``SamplingConfig.cuda_graph``: the guided UNet
 call replayed from a CUDA graph) and ``+cudnn`` (``SamplingConfig.cudnn_benchmark``: cuDNN picks
 its convolution algorithms by timing them; configs without it run with it off). For
@@ -55,7 +55,7 @@ import torch
 from novelviews import cameras as C
 from novelviews.io.runs import atomic_write_json
 from novelviews.model import ViewConditionedLDM, model_config
-from novelviews.sampling import COMPILE_MODES, DTYPES, SamplingConfig, cudnn_benchmark, guided_denoiser
+from novelviews.sampling import COMPILE_MODES, DTYPES, SamplingConfig, cudnn_benchmark, guided_denoiser, uncompile_model
 from novelviews.views import generate
 
 DEFAULT_CONFIGS = "fp32:1,fp16:1,fp16:4,fp16:16,bf16:1,bf16:4,bf16:16"
@@ -350,7 +350,7 @@ def run_config(model: ViewConditionedLDM, bc: BenchConfig, args, device: torch.d
             model.unet.to(memory_format=torch.contiguous_format)
             model.vae.to(memory_format=torch.contiguous_format)
         if bc.compile:
-            model.unet._compiled_call_impl = None  # undo nn.Module.compile (sampling.compile)
+            uncompile_model(model)  # undo sampling.compile (nn.Module.compile in place)
             torch._dynamo.reset()
         if cuda:
             torch.cuda.empty_cache()
@@ -370,12 +370,13 @@ def fmt(v, spec: str) -> str:
 
 def table(results: list[dict]) -> str:
     """Compact fixed-width table of the results."""
-    head = f"{'config':<22}{'status':<8}{'ms/view':>9}{'batch s':>9}{'unet ms':>9}{'peak GiB':>10}{'TFLOP/s':>9}{'unet TF/s':>10}"
+    w = max([22] + [len(r["config"]) + 2 for r in results])
+    head = f"{'config':<{w}}{'status':<8}{'ms/view':>9}{'batch s':>9}{'unet ms':>9}{'peak GiB':>10}{'TFLOP/s':>9}{'unet TF/s':>10}"
     lines = [head, "-" * len(head)]
     for r in results:
         spv = r.get("s_per_view")
         lines.append(
-            f"{r['config']:<22}{r.get('status', '?'):<8}{fmt(None if spv is None else 1000 * spv, '9.1f')}"
+            f"{r['config']:<{w}}{r.get('status', '?'):<8}{fmt(None if spv is None else 1000 * spv, '9.1f')}"
             f"{fmt(r.get('latency_s'), '9.3f')}{fmt(r.get('unet_ms_per_step'), '9.2f')}"
             f"{fmt(r.get('peak_gib'), '10.2f')}{fmt(r.get('achieved_tflops'), '9.1f')}"
             f"{fmt(r.get('unet_achieved_tflops'), '10.1f')}"

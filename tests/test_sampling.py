@@ -170,8 +170,8 @@ def test_cudnn_benchmark_is_set_for_the_block_and_restored():
         torch.backends.cudnn.benchmark = before
 
 
-def test_compile_option_compiles_the_unet_in_place_and_keeps_samples_and_keys():
-    """sampling.compile: views.generate compiles the UNet once, in place (state dict keys unchanged),
+def test_compile_option_compiles_unet_and_decoder_in_place_and_keeps_samples_and_keys():
+    """sampling.compile: views.generate compiles the UNet and VAE decoder once, in place (state dict keys unchanged),
     and the samples equal the eager ones. The graph-capturing "aot_eager" backend stands in for
     inductor on this CPU (same dynamo tracing, no C++ compilation); GPU timings: docs/BENCHMARKS.md."""
     from novelviews import cameras as C
@@ -186,25 +186,33 @@ def test_compile_option_compiles_the_unet_in_place_and_keeps_samples_and_keys():
     s = model.config.image_size
     image = torch.rand(1, 3, s, s, generator=torch.Generator().manual_seed(1)) * 2 - 1
     cond = C.camera_on_sphere(0.3, 0.0, 2.0)[None]
-    targets = torch.stack([C.camera_on_sphere(0.3, a, 2.0) for a in (0.4, -0.6, 1.0)])
+    # two full batches: aot_eager (not inductor) on this CPU fails to decode a batch of 1 after a
+    # batch of 2 (a stride guard of its own; inductor runs it)
+    targets = torch.stack([C.camera_on_sphere(0.3, a, 2.0) for a in (0.4, -0.6, 1.0, -1.2)])
     cfg = S.SamplingConfig(steps=3, batch_size=2, compile="default")
     with torch.no_grad():
         eager = generate(model, image, cond, targets, 0.8, cfg=S.SamplingConfig(steps=3, batch_size=2), progress=False)
-        assert S.compile_unet(model, "default", backend="aot_eager") is True
-        assert S.compile_unet(model, "default") is False  # already compiled: left as it is
+        assert S.compile_model(model, "default", backend="aot_eager") is True
+        assert S.compile_model(model, "default") is False  # already compiled: left as it is
+        assert model.vae.decoder._compiled_call_impl is not None
         compiled = generate(model, image, cond, targets, 0.8, cfg=cfg, progress=False)
     torch.testing.assert_close(compiled, eager, atol=1e-5, rtol=1e-5)
     assert list(model.state_dict()) == keys
-    assert S.compile_unet(model, "off") is False
+    assert S.compile_model(model, "off") is False
     with pytest.raises(ConfigError, match="'compile': 'fast' is not one of"):
         from_dict(S.SamplingConfig, {"compile": "fast"})
     with pytest.raises(ConfigError, match="sampling.compile"):
-        S.compile_unet(ViewConditionedLDM(model_config("tiny")), "fast")
+        S.compile_model(ViewConditionedLDM(model_config("tiny")), "fast")
+    S.uncompile_model(model)
+    assert model.unet._compiled_call_impl is None and model.vae.decoder._compiled_call_impl is None
     torch._dynamo.reset()
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="inductor on CUDA: run on the device machine")
-def test_inductor_compiled_graphed_sampling_equals_eager_on_gpu():
+def test_inductor_compiled_graphed_sampling_matches_eager_on_gpu():
+    """Inductor fuses and reorders float reductions, so compiled and eager agree to rounding in
+    one denoiser call; six stochastic DDIM steps at CFG 3 amplify that (session 5 on an H100: up to
+    0.026 absolute on unit-scale latents), so the whole run is compared by relative norm."""
     from novelviews.model import ViewConditionedLDM
     from novelviews.model.configuration import model_config
 
@@ -215,11 +223,18 @@ def test_inductor_compiled_graphed_sampling_equals_eager_on_gpu():
     lat = torch.randn(2, model.config.vae.latent_channels, S_, S_, device="cuda")
     eps_fn = S.guided_denoiser(model, ctx, lat, 3.0, torch.float32)
     shape = (2, model.config.vae.latent_channels, S_, S_)
+    x = torch.randn(shape, device="cuda")
+    t = torch.tensor([500, 20], device="cuda")
     with torch.no_grad():
+        eps_eager = eps_fn(x, t)
         eager = S.sample(eps_fn, shape, model.config.schedule, S.SamplingConfig(steps=6), seeds=[0, 1], device="cuda")
-        assert S.compile_unet(model, "default")
+        assert S.compile_model(model, "default")
+        eps_fast = eps_fn(x, t)
         fast = S.sample(eps_fn, shape, model.config.schedule, S.SamplingConfig(steps=6, cuda_graph=True),
                         seeds=[0, 1], device="cuda")
-    torch.testing.assert_close(fast, eager, atol=1e-3, rtol=1e-3)
-    model.unet._compiled_call_impl = None
+    rel = lambda a, b: float((a - b).norm() / b.norm())  # noqa: E731
+    print(f"compiled vs eager: one call {rel(eps_fast, eps_eager):.2e}, 6 DDIM steps {rel(fast, eager):.2e}")
+    assert rel(eps_fast, eps_eager) < 1e-3
+    assert rel(fast, eager) < 2e-2
+    S.uncompile_model(model)
     torch._dynamo.reset()

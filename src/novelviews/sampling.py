@@ -45,7 +45,7 @@ class SamplingConfig:
     # CUDA only (ignored on CPU): capture the guided UNet call once per batch in a CUDA graph and
     # replay it every step (no per-op Python / launch cost); same maths, see graphed_denoiser
     cuda_graph: bool = False
-    # torch.compile the UNet (in place, state dict unchanged) on first use: "off", "default" or
+    # torch.compile the UNet and VAE decoder (in place, state dict unchanged) on first use: "off", "default" or
     # "max-autotune-no-cudagraphs" (longer compilation, tuned kernels); the first call of a new
     # batch shape compiles (about a minute for the ZeroNVS UNet), later calls reuse it
     compile: Literal["off", "default", "max-autotune-no-cudagraphs"] = "off"
@@ -268,16 +268,28 @@ def graphed_denoiser(eps_fn: EpsFn, shape: Sequence[int], device, warmup: int = 
     return replay
 
 
-def compile_unet(model, mode: str, backend: str = "inductor") -> bool:
-    """``torch.compile`` the model's UNet in place (``nn.Module.compile``: parameters and state
-    dict keys unchanged, so the model still saves and loads as before). ``mode`` "off" does
-    nothing; a UNet already compiled is left as it is. Returns whether it compiled now."""
-    if mode == "off" or getattr(model.unet, "_compiled_call_impl", None) is not None:
+def compile_model(model, mode: str, backend: str = "inductor") -> bool:
+    """``torch.compile`` the model's UNet and VAE decoder in place (``nn.Module.compile``:
+    parameters and state-dict keys unchanged, so the model still saves and loads as before).
+    ``mode`` "off" does nothing; a module already compiled is left as it is. Returns whether
+    anything was compiled now."""
+    if mode == "off":
         return False
     if mode not in COMPILE_MODES:
         raise ConfigError(f"sampling.compile = {mode!r}: use one of {', '.join(COMPILE_MODES)}")
-    model.unet.compile(mode=None if mode == "default" else mode, dynamic=False, backend=backend)
-    return True
+    done = False
+    for module in (model.unet, getattr(getattr(model, "vae", None), "decoder", None)):
+        if module is not None and getattr(module, "_compiled_call_impl", None) is None:
+            module.compile(mode=None if mode == "default" else mode, dynamic=False, backend=backend)
+            done = True
+    return done
+
+
+def uncompile_model(model) -> None:
+    """Undo :func:`compile_model` (the modules run eagerly again; compiled code is dropped)."""
+    for module in (model.unet, getattr(getattr(model, "vae", None), "decoder", None)):
+        if module is not None:
+            module._compiled_call_impl = None
 
 
 @contextlib.contextmanager
