@@ -8,7 +8,8 @@ is loaded) directly on the device, then times the code path users get:
 encoding (CLIP + VAE encode of the one conditioning image) once per batch, VAE decode
 included (``SamplingConfig.vae_chunk`` latents at a time, as users get).
 
-Each config is ``DTYPE:BATCH`` with optional modifiers ``+cl`` (channels-last UNet and VAE)
+Each config is ``DTYPE:BATCH`` with optional modifiers ``+cl`` (``SamplingConfig.channels_last``:
+channels-last UNet and VAE)
 and ``+compile`` (``SamplingConfig.compile``: ``torch.compile`` of the UNet and VAE decoder in place,
 ``--compile-mode``, static shapes), ``+graph`` (``SamplingConfig.cuda_graph``: the guided UNet
 call replayed from a CUDA graph) and ``+cudnn`` (``SamplingConfig.cudnn_benchmark``: cuDNN picks
@@ -271,17 +272,14 @@ def run_config(model: ViewConditionedLDM, bc: BenchConfig, args, device: torch.d
         if cuda:
             torch.cuda.empty_cache()
             rec["weights_gib"] = torch.cuda.memory_allocated(device) / 2**30
-        if bc.channels_last:
-            model.unet.to(memory_format=torch.channels_last)
-            model.vae.to(memory_format=torch.channels_last)
-        if bc.compile:  # the product path: sampling.compile compiles the UNet in place
+        if bc.compile:  # the product path: sampling.compile / channels_last act on the model in place
             torch._dynamo.reset()
 
         image, cond, targets, fov = make_inputs(model, bc.batch, args.seed)
         scfg = SamplingConfig(steps=args.steps, guidance_scale=args.guidance, eta=args.eta, batch_size=bc.batch,
                               dtype=bc.dtype, seed=args.seed, vae_chunk=args.vae_chunk or SamplingConfig.vae_chunk,
                               cuda_graph=bc.graph, compile=args.compile_mode if bc.compile else "off",
-                              cudnn_benchmark=bc.cudnn)
+                              cudnn_benchmark=bc.cudnn, channels_last=bc.channels_last)
         warm = SamplingConfig(**{**asdict(scfg), "steps": max(1, min(args.warmup_steps, args.steps))})
 
         def once(c: SamplingConfig) -> torch.Tensor:

@@ -198,6 +198,13 @@ def test_compile_option_compiles_unet_and_decoder_in_place_and_keeps_samples_and
         compiled = generate(model, image, cond, targets, 0.8, cfg=cfg, progress=False)
     torch.testing.assert_close(compiled, eager, atol=1e-5, rtol=1e-5)
     assert list(model.state_dict()) == keys
+    # sampling.channels_last: the weights change memory format in place, the samples stay the same
+    with torch.no_grad():
+        cl = generate(model, image, cond, targets, 0.8, progress=False,
+                      cfg=S.SamplingConfig(steps=3, batch_size=2, compile="default", channels_last=True))
+    assert model.unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
+    assert model.vae.decoder.conv_out.weight.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(cl, eager, atol=1e-4, rtol=1e-4)
     assert S.compile_model(model, "off") is False
     with pytest.raises(ConfigError, match="'compile': 'fast' is not one of"):
         from_dict(S.SamplingConfig, {"compile": "fast"})

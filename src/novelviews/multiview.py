@@ -36,7 +36,7 @@ import torch
 from . import cameras as C
 from .config import check_range
 from .errors import ConfigError, DatasetError, ImageError, NovelViewsError
-from .sampling import EpsFn, SamplingConfig, compile_model, denoiser_autocast, sample
+from .sampling import EpsFn, SamplingConfig, denoiser_autocast, prepare_for_sampling, sample
 
 ScaleMode = Literal["auto", "depth", "dataset", "cameras", "config"]
 SCALE_MODES = ("auto", "depth", "dataset", "cameras", "config")
@@ -323,7 +323,7 @@ def generate_multi_anchor(model, cond_images: torch.Tensor, cond_c2w, target_c2w
     per_batch = max(1, cfg.batch_size // k)
 
     out = []
-    compile_model(model, cfg.compile)
+    prepare_for_sampling(model, cfg)
     bar = _progress(math.ceil(N / per_batch) * cfg.steps, "sampling", progress)
     for start in range(0, N, per_batch):
         a = anchors[start:start + per_batch].to(device)

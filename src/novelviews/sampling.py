@@ -51,6 +51,9 @@ class SamplingConfig:
     compile: Literal["off", "default", "max-autotune-no-cudagraphs"] = "off"
     # CUDA only: let cuDNN time its convolution algorithms for the fixed shapes of a run (restored after)
     cudnn_benchmark: bool = True
+    # UNet and VAE weights in channels-last memory format (in place): faster convolutions on
+    # tensor cores together with compile (docs/BENCHMARKS.md); same maths
+    channels_last: bool = False
 
     def validate(self) -> None:
         check_range("sampling.steps", self.steps, 1, 1000)
@@ -283,6 +286,16 @@ def compile_model(model, mode: str, backend: str = "inductor") -> bool:
             module.compile(mode=None if mode == "default" else mode, dynamic=False, backend=backend)
             done = True
     return done
+
+
+def prepare_for_sampling(model, cfg: SamplingConfig) -> None:
+    """What ``cfg`` asks of the model itself before sampling: channels-last weights
+    (``cfg.channels_last``), then ``torch.compile`` (``cfg.compile``); both in place, both kept
+    for later calls (compilation is paid once per process and shape)."""
+    if cfg.channels_last:
+        model.unet.to(memory_format=torch.channels_last)
+        model.vae.to(memory_format=torch.channels_last)
+    compile_model(model, cfg.compile)
 
 
 def uncompile_model(model) -> None:

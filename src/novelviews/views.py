@@ -34,7 +34,7 @@ from . import cameras as C
 from .config import check_range, save_config
 from .errors import ConfigError, NovelViewsError
 from .runtime import resolve_device  # noqa: F401 - re-exported for the commands
-from .sampling import DTYPES, SamplingConfig, compile_model, guided_denoiser, sample
+from .sampling import DTYPES, SamplingConfig, guided_denoiser, prepare_for_sampling, sample
 
 DEMO_MODEL = "demo"
 
@@ -198,7 +198,7 @@ def generate(
     latent_shape = (model.config.vae.latent_channels, model.config.latent_size, model.config.latent_size)
 
     out = []
-    compile_model(model, cfg.compile)
+    prepare_for_sampling(model, cfg)
     bar = _progress(math.ceil(N / cfg.batch_size) * cfg.steps, "sampling", progress)
     for start in range(0, N, cfg.batch_size):
         idx = anchors[start : start + cfg.batch_size].to(device)
