@@ -106,11 +106,15 @@ def main() -> None:
         print(f"scene {seed}: model {pm.numpy().round(2)} copy {pc.numpy().round(2)} ({time.time() - t0:.0f} s)",
               flush=True)
     summary = {}
-    print(f"{'offset':>7} {'PSNR model':>11} {'PSNR copy':>10} {'gain':>6} {'SSIM model':>11} {'SSIM copy':>10}")
+    print(f"{'offset':>7} {'PSNR model':>11} {'PSNR copy':>10} {'gain':>6} {'+-sem':>6} {'SSIM model':>11} {'SSIM copy':>10}")
     for off, r in rows.items():
         m = {k: float(np.mean(v)) for k, v in r.items()}
+        gains = np.asarray(r["psnr_model"]) - np.asarray(r["psnr_copy"])
+        # standard error of the mean gain over scenes (how far the mean can move with other scenes)
+        m["gain_sem"] = float(gains.std(ddof=1) / np.sqrt(len(gains))) if len(gains) > 1 else float("nan")
         summary[f"{off:g}"] = m | {"n": len(r["psnr_model"])}
         print(f"{off:>6g}° {m['psnr_model']:>11.2f} {m['psnr_copy']:>10.2f} {m['psnr_model'] - m['psnr_copy']:>+6.2f}"
+              f" {m['gain_sem']:>6.2f}"
               f" {m['ssim_model']:>11.3f} {m['ssim_copy']:>10.3f}")
     print("camera use (eps MSE true camera, gain of it over a zeroed camera):",
           {k: round(float(np.mean(v)), 5) for k, v in use_sum.items()})
