@@ -56,7 +56,8 @@ def main() -> None:
     ap.add_argument("--offsets", default="15,30,60,90")
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--guidance", type=float, default=3.0)
-    ap.add_argument("--eta", type=float, default=SamplingConfig.eta, help="DDIM eta (1 = the reference's stochastic DDIM)")
+    ap.add_argument("--eta", type=float, default=SamplingConfig.eta,
+                    help="DDIM eta (1 = the reference's stochastic DDIM)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--grid", type=Path, default=None, help="PNG: rows of input / model / ground truth")

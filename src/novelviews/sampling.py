@@ -45,9 +45,9 @@ class SamplingConfig:
     # CUDA only (ignored on CPU): capture the guided UNet call once per batch in a CUDA graph and
     # replay it every step (no per-op Python / launch cost); same maths, see graphed_denoiser
     cuda_graph: bool = False
-    # torch.compile the UNet and VAE decoder (in place, state dict unchanged) on first use: "off", "default" or
-    # "max-autotune-no-cudagraphs" (longer compilation, tuned kernels); the first call of a new
-    # batch shape compiles (about a minute for the ZeroNVS UNet), later calls reuse it
+    # torch.compile the UNet and VAE decoder (in place, state dict unchanged) on first use: "off",
+    # "default" or "max-autotune-no-cudagraphs" (longer compilation, tuned kernels); the first call
+    # of a new batch shape compiles (about a minute for the ZeroNVS UNet), later calls reuse it
     compile: Literal["off", "default", "max-autotune-no-cudagraphs"] = "off"
     # CUDA only: let cuDNN time its convolution algorithms for the fixed shapes of a run (restored after)
     cudnn_benchmark: bool = True

@@ -104,10 +104,11 @@ class ViewPool:
         def pick(t):
             return None if t is None else t[ix]
 
-        return ViewPool(self.images[ix], self.c2w[ix], self.fov[ix], self.scale[ix],
-                        torch.cat(new_scene) if new_scene else torch.zeros(0, dtype=torch.long), self.frame[ix],
-                        self.scale_source, [self.names[s] for s in scenes] if len(self.names) == self.num_scenes else [],
-                        self.gaps()[torch.tensor(scenes, dtype=torch.long)], pick(self.latent_mean), pick(self.latent_std))
+        names = [self.names[s] for s in scenes] if len(self.names) == self.num_scenes else []
+        scene = torch.cat(new_scene) if new_scene else torch.zeros(0, dtype=torch.long)
+        return ViewPool(self.images[ix], self.c2w[ix], self.fov[ix], self.scale[ix], scene, self.frame[ix],
+                        self.scale_source, names, self.gaps()[torch.tensor(scenes, dtype=torch.long)],
+                        pick(self.latent_mean), pick(self.latent_std))
 
     def split_scenes(self, holdout: int) -> tuple["ViewPool", "ViewPool"]:
         """``(train, held_out)``: the last ``holdout`` scenes (whole scenes, never single views)
