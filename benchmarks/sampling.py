@@ -266,14 +266,12 @@ def run_config(model: ViewConditionedLDM, bc: BenchConfig, args, device: torch.d
     rec: dict[str, Any] = {"config": bc.name, **asdict(bc)}
     dtype = DTYPES[bc.dtype]
     model.to(dtype)
-    orig_unet = model.unet
     cuda = device.type == "cuda"
     try:
         if cuda:
             torch.cuda.empty_cache()
             rec["weights_gib"] = torch.cuda.memory_allocated(device) / 2**30
-        if bc.compile:  # the product path: sampling.compile / channels_last act on the model in place
-            torch._dynamo.reset()
+        # the product path: sampling.compile / channels_last act on the model in place, undone below
 
         image, cond, targets, fov = make_inputs(model, bc.batch, args.seed)
         scfg = SamplingConfig(steps=args.steps, guidance_scale=args.guidance, eta=args.eta, batch_size=bc.batch,
@@ -343,7 +341,6 @@ def run_config(model: ViewConditionedLDM, bc: BenchConfig, args, device: torch.d
         rec["error"] = f"{type(e).__name__}: {str(e)[:300]}"
         rec["traceback"] = traceback.format_exc(limit=6)[-2000:]
     finally:
-        model.unet = orig_unet
         if bc.channels_last:
             model.unet.to(memory_format=torch.contiguous_format)
             model.vae.to(memory_format=torch.contiguous_format)

@@ -133,9 +133,8 @@ def test_cuda_graph_option_is_ignored_on_cpu_and_refused_by_the_wrapper():
         S.graphed_denoiser(lambda x, t: x, (1, 4, 4, 4), "cpu")
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU (run on the device machine)")
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_cuda_graph_denoiser_equals_eager_on_gpu(dtype):
+def _tiny_cuda_denoiser(dtype):
+    """A random tiny model on the GPU and its guided denoiser (CFG 3) over a batch of 2 latents."""
     from novelviews.model import ViewConditionedLDM
     from novelviews.model.configuration import model_config
 
@@ -144,8 +143,13 @@ def test_cuda_graph_denoiser_equals_eager_on_gpu(dtype):
     S_ = model.config.latent_size
     ctx = torch.randn(2, 1, model.config.context_dim, device="cuda")
     lat = torch.randn(2, model.config.vae.latent_channels, S_, S_, device="cuda")
-    eps_fn = S.guided_denoiser(model, ctx, lat, 3.0, dtype)  # bf16: autocast inside the captured graph
-    shape = (2, model.config.vae.latent_channels, S_, S_)
+    return model, S.guided_denoiser(model, ctx, lat, 3.0, dtype), (2, model.config.vae.latent_channels, S_, S_)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU (run on the device machine)")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_cuda_graph_denoiser_equals_eager_on_gpu(dtype):
+    model, eps_fn, shape = _tiny_cuda_denoiser(dtype)  # bf16: autocast inside the captured graph
     cfg = S.SamplingConfig(steps=6)
     with torch.no_grad():
         eager = S.sample(eps_fn, shape, model.config.schedule, cfg, seeds=[0, 1], device="cuda")
@@ -221,16 +225,7 @@ def test_inductor_compiled_graphed_sampling_matches_eager_on_gpu():
     paths may pick other algorithms) and of fused, reordered reductions: session 5 on an H100
     measured 1.4e-3 relative in one denoiser call and 6.2e-4 after six DDIM steps (up to 0.026
     absolute on unit-scale latents), so both are compared by relative norm."""
-    from novelviews.model import ViewConditionedLDM
-    from novelviews.model.configuration import model_config
-
-    torch.manual_seed(0)
-    model = ViewConditionedLDM(model_config("tiny")).cuda().eval()
-    S_ = model.config.latent_size
-    ctx = torch.randn(2, 1, model.config.context_dim, device="cuda")
-    lat = torch.randn(2, model.config.vae.latent_channels, S_, S_, device="cuda")
-    eps_fn = S.guided_denoiser(model, ctx, lat, 3.0, torch.float32)
-    shape = (2, model.config.vae.latent_channels, S_, S_)
+    model, eps_fn, shape = _tiny_cuda_denoiser(torch.float32)
     x = torch.randn(shape, device="cuda")
     t = torch.tensor([500, 20], device="cuda")
     with torch.no_grad():

@@ -6,6 +6,10 @@
 #   stamp MSG  a line of the run's timeline ($R/res/timeline.txt), with the seconds since t0
 #   save F...  append files / glob patterns (relative to $R) to $DEST/results.tar, safe in parallel
 #   export_demo DIR   a trained demo model folder -> fp16 export split into $DEST/demo_model.tar.part-*
+#   demo_round ONLY RUN TAG TRAIN_S TIMEOUT   a demo training run (scripts/gpu/ddp_scaling.sh: ONLY =
+#       1 | N GPUs; INIT, POOL, EB, LR, WARMUP, CC_MULT, EXTRA from the caller's environment, e.g.
+#       `INIT=m POOL=p.pt EB=1024 demo_round 1 "$R/run" demo5 300 360`), its log / summary / loss
+#       log saved as res/TAG.log, res/TAG_summary.json, res/TAG_metrics.csv, then export_demo
 R=${R:-runs}
 DEST=${OUT:-$R/export}
 mkdir -p "$R/res" "$DEST"
@@ -22,4 +26,15 @@ export_demo() {
   rm -f "$DEST"/demo_model.tar.part-*
   (cd "$R" && tar cf - demo_model | split -b 15m - "$DEST/demo_model.tar.part-") && rm -rf "$R/demo_model"
   stamp "demo model exported from $1"
+}
+demo_round() {
+  local only=$1 run=$2 tag=$3 gpus=1
+  [ "$only" = N ] && gpus=$NGPU
+  RUN=$run OUT=$R/res ONLY=$only NGPU="$NGPU" ACCEL="$ACCEL" PRESET="$DPRESET" SECONDS="$4" \
+      timeout "$5" bash scripts/gpu/ddp_scaling.sh > "$R/res/$tag.log" 2>&1
+  stamp "$tag: demo on $gpus GPU(s) done"
+  local out="$run/${DPRESET}_${gpus}gpu"
+  cp "$out/train_summary.json" "$R/res/${tag}_summary.json"; cp "$out/logs/metrics.csv" "$R/res/${tag}_metrics.csv"
+  save "res/${tag}_summary.json" "res/${tag}_metrics.csv" "res/$tag.log"
+  [ -d "$out/model" ] && export_demo "$out/model"
 }

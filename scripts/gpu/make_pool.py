@@ -29,6 +29,14 @@ ap.add_argument("--chunk", type=int, default=50)
 ap.add_argument("--cat", nargs="+", default=None, metavar="POOL.pt", help="concatenate these pools, render nothing")
 ap.add_argument("--procs", type=int, default=1, help="renderer processes in parallel (seed ranges of MAX_SCENES each)")
 a = ap.parse_args()
+
+
+def merge(files: list[str], out: str) -> ViewPool:
+    pool = ViewPool.cat([ViewPool.load(f) for f in files])
+    pool.save(out)
+    return pool
+
+
 if a.procs > 1:
     t0 = time.time()
     parts = [f"{a.out}.part{k}.pt" for k in range(a.procs)]
@@ -41,16 +49,14 @@ if a.procs > 1:
     done = [p for p, c in zip(parts, codes) if c == 0 and os.path.exists(p)]
     if not done:
         raise SystemExit(f"no renderer process finished (exit codes {codes})")
-    pool = ViewPool.cat([ViewPool.load(p) for p in done])
-    pool.save(a.out)
+    pool = merge(done, a.out)
     for p in done:
         os.remove(p)
     print(f"pool: {pool.num_scenes} scenes, {len(pool)} views at {a.size}px from {len(done)}/{a.procs} processes "
           f"in {time.time() - t0:.1f} s (exit codes {codes})")
     raise SystemExit(0)
 if a.cat:
-    pool = ViewPool.cat([ViewPool.load(f) for f in a.cat])
-    pool.save(a.out)
+    pool = merge(a.cat, a.out)
     print(f"merged pool: {pool.num_scenes} scenes, {len(pool)} views -> {a.out}")
     raise SystemExit(0)
 dev = str(resolve_device("auto"))

@@ -33,19 +33,12 @@ zeronvs_half() {
       SECONDS="$ZNVS_S" STEPS="$ZSTEPS" LR="$ZLR" WARMUP="$ZWARM" EXTRA="freeze_image_encoder=true export_model=false" \
       timeout "$2" bash scripts/gpu/ddp_scaling.sh > "$3" 2>&1
 }
-# a demo training run, its summary / loss log into $OUT, then its fp16 export:
+# a demo training run (lib.sh demo_round) at this session's settings:
 # $1 = 1 | N, $2 = run folder, $3 = init model folder (empty: random DPRESET), $4 = effective batch,
 # $5 = training seconds, $6 = warm-up steps, $7 = timeout (s), $8 = tag of the result files
 demo_run() {
-  local gpus=1; [ "$1" = N ] && gpus=$NGPU
-  RUN=$2 OUT=$R/res ONLY=$1 NGPU="$NGPU" ACCEL="$ACCEL" PRESET="$DPRESET" INIT="$3" POOL="$R/pool128.pt" EB="$4" \
-      SECONDS="$5" LR=3e-4 WARMUP="$6" EXTRA="ema_decay=0.995 val_every=100000 ckpt_every=100000" \
-      timeout "$7" bash scripts/gpu/ddp_scaling.sh > "$R/res/demo_$8.log" 2>&1
-  stamp "demo, $gpus GPU(s) done"
-  local out="$2/${DPRESET}_${gpus}gpu"
-  cp "$out/train_summary.json" "$R/res/demo4_$8_summary.json"; cp "$out/logs/metrics.csv" "$R/res/demo4_$8_metrics.csv"
-  save "res/demo4_$8_summary.json" "res/demo4_$8_metrics.csv" "res/demo_$8.log"
-  [ -d "$out/model" ] && export_demo "$out/model"
+  INIT="$3" POOL="$R/pool128.pt" EB="$4" LR=3e-4 WARMUP="$6" EXTRA="ema_decay=0.995 val_every=100000 ckpt_every=100000" \
+      demo_round "$1" "$2" "demo4_$8" "$5" "$7"
 }
 [ "$ACCEL" = gpu ] && nvidia-smi -L > "$R/res/gpus.txt"
 

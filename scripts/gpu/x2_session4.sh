@@ -8,9 +8,11 @@
 #          the defaults and with --low-memory, then benchmarks/distill.py: plain SDS vs anchoring
 #          (K = 4) with the schedule shortened to DSTEPS steps (both phases run).
 #   bash scripts/gpu/x2_session4.sh          (env: END total seconds, DSTEPS, VAL_EVERY, INIT)
-# CPU smoke test: ACCEL=cpu DPRESET=tiny INIT= SIZE=32 DEB=8 END=420 DSTEPS=4 \
-#   DSTEP_ARGS="--steps 1 --warmup 0 --profile 1 --model tiny schedule.batch_sizes=[1,1]" \
-#   DIST_ARGS="--preset tiny --model tiny" OUT=/tmp/x2s4 R=/tmp/x2s4run bash scripts/gpu/x2_session4.sh
+# CPU smoke test (a random tiny model folder first: python -c "from novelviews.model import
+#   ViewConditionedLDM, model_config; ViewConditionedLDM(model_config('tiny')).save_pretrained('/tmp/tinym')"):
+#   ACCEL=cpu DPRESET=tiny INIT= SIZE=32 DEB=8 END=420 DSTEPS=4 \
+#   DSTEP_ARGS="--steps 1 --warmup 0 --profile 1 --model /tmp/tinym schedule.batch_sizes=[1,1]" \
+#   DIST_ARGS="--preset tiny --model /tmp/tinym" OUT=/tmp/x2s4 R=/tmp/x2s4run bash scripts/gpu/x2_session4.sh
 set -uo pipefail
 END=${END:-560}
 DSTEPS=${DSTEPS:-400}
@@ -18,7 +20,8 @@ DPRESET=${DPRESET:-demo}
 INIT=${INIT-src/novelviews/data/demo_model}
 ACCEL=${ACCEL:-gpu}
 DEV=cuda; [ "$ACCEL" = cpu ] && DEV=cpu
-source scripts/gpu/lib.sh   # left, stamp, save, export_demo
+NGPU=2
+source scripts/gpu/lib.sh   # left, stamp, save, export_demo, demo_round
 [ "$ACCEL" = gpu ] && nvidia-smi -L > "$R/res/gpus.txt"
 
 (   # GPU 0: the demo model, camera pathway at the reference learning rate
@@ -26,15 +29,9 @@ source scripts/gpu/lib.sh   # left, stamp, save, export_demo
   python scripts/gpu/make_pool.py "$R/pool128.pt" --size "${SIZE:-128}" --seconds 45 --seed 10000 \
       > "$R/res/pool128.log" 2>&1
   stamp "128 px pool: $(tail -n 1 "$R/res/pool128.log")"
-  RUN=$R/demo5 OUT=$R/res ONLY=1 NGPU=2 ACCEL="$ACCEL" PRESET="$DPRESET" INIT="$INIT" POOL="$R/pool128.pt" \
-      EB="${DEB:-1024}" SECONDS=$(( $(left 75) - 40 )) LR=2e-4 WARMUP=50 CC_MULT=10 \
+  INIT="$INIT" POOL="$R/pool128.pt" EB="${DEB:-1024}" LR=2e-4 WARMUP=50 CC_MULT=10 \
       EXTRA="ema_decay=0.995 val_every=${VAL_EVERY:-150} val_batch=32 ckpt_every=100000" \
-      timeout "$(left 45)" bash scripts/gpu/ddp_scaling.sh > "$R/res/demo5.log" 2>&1
-  stamp "demo done"
-  out="$R/demo5/${DPRESET}_1gpu"
-  cp "$out/train_summary.json" "$R/res/demo5_summary.json"; cp "$out/logs/metrics.csv" "$R/res/demo5_metrics.csv"
-  save res/demo5_summary.json res/demo5_metrics.csv res/demo5.log
-  [ -d "$out/model" ] && export_demo "$out/model"
+      demo_round 1 "$R/demo5" demo5 $(( $(left 75) - 40 )) "$(left 45)"
 ) &
 (   # GPU 1: distillation - each phase measured, then a short-schedule anchoring comparison
   export CUDA_VISIBLE_DEVICES=1

@@ -22,11 +22,11 @@ SPAN=${SPAN:-3000}   # seeds per renderer process
 DPRESET=${DPRESET:-demo}
 INIT=${INIT-src/novelviews/data/demo_model}
 ACCEL=${ACCEL:-gpu}
-source scripts/gpu/lib.sh   # left, stamp, save, export_demo
-NG=2
-[ "$ACCEL" = gpu ] && nvidia-smi -L > "$R/res/gpus.txt" && NG=$(wc -l < "$R/res/gpus.txt")
+source scripts/gpu/lib.sh   # left, stamp, save, export_demo, demo_round
+NGPU=2
+[ "$ACCEL" = gpu ] && nvidia-smi -L > "$R/res/gpus.txt" && NGPU=$(wc -l < "$R/res/gpus.txt")
 
-for g in $(seq 0 $((NG - 1))); do   # 1. the pool, rendered on every GPU at once
+for g in $(seq 0 $((NGPU - 1))); do   # 1. the pool, rendered on every GPU at once
   CUDA_VISIBLE_DEVICES=$g timeout "$((RENDER_S + 60))" python scripts/gpu/make_pool.py "$R/pool_g$g.pt" \
       --size "${SIZE:-128}" --seconds "$RENDER_S" --procs "$NPROC" --chunk 5 --max-scenes "$SPAN" \
       --views "${VIEWS:-16}" --seed $((BASE + g * NPROC * SPAN)) > "$R/res/pool_g$g.log" 2>&1 &
@@ -34,7 +34,7 @@ done
 if [ "${CPU_PROCS:-0}" -gt 0 ]; then   # the cores the GPU renderers leave idle render too (~0.44 scenes/s each at 8 views)
   CUDA_VISIBLE_DEVICES= timeout "$((RENDER_S + 60))" python scripts/gpu/make_pool.py "$R/pool_gcpu.pt" \
       --size "${SIZE:-128}" --seconds "$RENDER_S" --procs "$CPU_PROCS" --chunk 2 --max-scenes "$SPAN" \
-      --views "${VIEWS:-16}" --seed $((BASE + NG * NPROC * SPAN)) > "$R/res/pool_gcpu.log" 2>&1 &
+      --views "${VIEWS:-16}" --seed $((BASE + NGPU * NPROC * SPAN)) > "$R/res/pool_gcpu.log" 2>&1 &
 fi
 wait
 python scripts/gpu/make_pool.py "$R/pool.pt" --cat "$R"/pool_g*.pt > "$R/res/pool.log" 2>&1
@@ -43,14 +43,8 @@ stamp "pool: $(tail -n 1 "$R/res/pool.log"); $(grep -h '^pool:' "$R"/res/pool_g*
 save res/pool*.log res/timeline.txt
 
 # 2. DDP training on every GPU from INIT, validated on held-out scenes
-RUN=$R/demo6 OUT=$R/res ONLY=N NGPU="$NG" ACCEL="$ACCEL" PRESET="$DPRESET" INIT="$INIT" POOL="$R/pool.pt" \
-    EB="${EB:-2048}" SECONDS=$(( $(left 75) - 45 )) LR="${LR:-2e-4}" WARMUP=50 CC_MULT=10 \
+INIT="$INIT" POOL="$R/pool.pt" EB="${EB:-2048}" LR="${LR:-2e-4}" WARMUP=50 CC_MULT=10 \
     EXTRA="ema_decay=0.995 val_every=${VAL_EVERY:-200} val_batch=64 val_scenes=${VAL_SCENES:-64} ckpt_every=100000" \
-    timeout "$(left 45)" bash scripts/gpu/ddp_scaling.sh > "$R/res/demo6.log" 2>&1
-stamp "training done"
-out="$R/demo6/${DPRESET}_${NG}gpu"
-cp "$out/train_summary.json" "$R/res/demo6_summary.json"; cp "$out/logs/metrics.csv" "$R/res/demo6_metrics.csv"
-save res/demo6_summary.json res/demo6_metrics.csv res/demo6.log res/gpus.txt
-[ -d "$out/model" ] && export_demo "$out/model"
-stamp "end"; save res/timeline.txt
+    demo_round N "$R/demo6" demo6 $(( $(left 75) - 45 )) "$(left 45)"
+stamp "end"; save res/timeline.txt res/gpus.txt
 ls -la "$DEST"

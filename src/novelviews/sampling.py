@@ -281,8 +281,8 @@ def compile_model(model, mode: str, backend: str = "inductor") -> bool:
     if mode not in COMPILE_MODES:
         raise ConfigError(f"sampling.compile = {mode!r}: use one of {', '.join(COMPILE_MODES)}")
     done = False
-    for module in (model.unet, getattr(getattr(model, "vae", None), "decoder", None)):
-        if module is not None and getattr(module, "_compiled_call_impl", None) is None:
+    for module in _compiled_parts(model):
+        if getattr(module, "_compiled_call_impl", None) is None:
             module.compile(mode=None if mode == "default" else mode, dynamic=False, backend=backend)
             done = True
     return done
@@ -300,9 +300,14 @@ def prepare_for_sampling(model, cfg: SamplingConfig) -> None:
 
 def uncompile_model(model) -> None:
     """Undo :func:`compile_model` (the modules run eagerly again; compiled code is dropped)."""
-    for module in (model.unet, getattr(getattr(model, "vae", None), "decoder", None)):
-        if module is not None:
-            module._compiled_call_impl = None
+    for module in _compiled_parts(model):
+        module._compiled_call_impl = None
+
+
+def _compiled_parts(model) -> list[torch.nn.Module]:
+    """The modules ``sampling.compile`` compiles: the UNet, and the VAE decoder where there is one."""
+    decoder = getattr(getattr(model, "vae", None), "decoder", None)
+    return [model.unet] + ([decoder] if decoder is not None else [])
 
 
 @contextlib.contextmanager

@@ -125,11 +125,12 @@ def build_pairs(cfg: TrainConfig, model, device: str, progress: bool = True):
     datasets, val_sets, weights = [], [], []
 
     def add(pool, seed: int, weight: float, gap: int = 0) -> None:
-        val_pool = pool
-        if cfg.val_scenes > 0:
+        if cfg.val_scenes > 0:  # validation pairs from held-out scenes
             pool, val_pool = pool.split_scenes(cfg.val_scenes)
+            val_sets.append(PairDataset(val_pool, mode, seed=seed, max_frame_gap=gap))
         datasets.append(PairDataset(pool, mode, seed=seed, max_frame_gap=gap))
-        val_sets.append(PairDataset(val_pool, mode, seed=seed, max_frame_gap=gap))
+        if cfg.val_scenes == 0:  # ... else from the training pairs themselves
+            val_sets.append(datasets[-1])
         weights.append(weight)
 
     for i, src in enumerate(cfg.data):
