@@ -18,8 +18,10 @@ each for ``--iters`` iterations after ``--warmup`` (CUDA-synchronised, median ms
 * ``ema_foreach`` / ``ema_loop``: ``EMA.update`` vs the per-parameter reference loop.
 * ``manual_step``: loss + backward + grad clip + optimizer + EMA in a plain loop (no Lightning),
   on a batch with the cached VAE posterior (as ``nvs train`` by default); ``manual_step_uncached``
-  encodes the images every step. ``--compile``: ``manual_step_compiled`` with ``torch.compile``
-  of the UNet (and its first step, the compilation); ``--profile N``: the top ops of N steps.
+  encodes the images every step. ``--compile``: ``manual_step_compiled`` after
+  ``train.module.prepare_for_training`` (what ``nvs train compile=true`` does: UNet and image
+  encoder compiled in place; ``--channels-last`` adds ``channels_last=true``), its first step
+  (the compilation), and ``lightning_compiled``; ``--profile N``: the top ops of N steps.
 * ``lightning``: ``run_train`` itself (pool saved to a temp folder, ``--lightning-steps``
   steps, ``--workers`` workers, no progress bar): steps/s between step ``--warmup`` and the
   last step (timestamps from ``on_train_batch_end``, synchronised), plus the whole call.
@@ -57,6 +59,7 @@ from novelviews.io.runs import atomic_write_json
 from novelviews.model import ViewConditionedLDM, model_config
 from novelviews.runtime import resolve_device
 from novelviews.train.data import PairBatches, PairDataset, ViewPool, images_to_float
+from novelviews.train.module import prepare_for_training
 from novelviews.train.run import TrainConfig
 
 AUTOCAST = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
@@ -122,6 +125,63 @@ def lightning_run(cfg_dict: dict, pool: ViewPool, steps: int, warmup: int, devic
             "ms": round(1000 / rate, 3) if rate else None, "call_seconds": round(total, 1)}
 
 
+def component_rows(rows: dict, args, module, batches, batches_u8, batch: dict, opt, params: list,
+                   autocast, device: torch.device) -> None:
+    """The per-component rows (data, transfer, encoders, UNet, loss, optimizer, EMA)."""
+    model, b = module.model, args.batch
+    counter = iter(range(10**9))
+    rows["data_float"] = timed(lambda: batches[next(counter)], torch.device("cpu"), args.iters, 1)
+    rows["data_uint8"] = timed(lambda: batches_u8[next(counter)], torch.device("cpu"), args.iters, 1)
+    host, host_u8 = batches[0], batches_u8[0]
+    pin = device.type == "cuda"
+
+    def h2d(batch):
+        def go():
+            moved = {k: (v.pin_memory() if pin else v).to(device, non_blocking=pin) for k, v in batch.items()}
+            return images_to_float(moved)
+        return go
+
+    rows["h2d_float"] = timed(h2d(host), device, args.iters, args.warmup)
+    rows["h2d_uint8"] = timed(h2d(host_u8), device, args.iters, args.warmup)
+    with torch.no_grad(), autocast():
+        rows["vae_encode"] = timed(lambda: model.encode(batch["target"], sample=True), device, args.iters, args.warmup)
+        rows["image_embed"] = timed(lambda: model.image_embedding(batch["cond"]), device, args.iters, args.warmup)
+        rows["cond_latent"] = timed(lambda: model.vae.encode(batch["cond"]).latent_dist.mode(), device,
+                                    args.iters, args.warmup)
+        z0 = model.encode(batch["target"], sample=True).float()
+        emb, lat = model.embed_image(batch["cond"])
+    emb, lat = emb.float(), lat.float()
+    t = torch.randint(0, 1000, (b,), device=device)
+
+    def unet_step():
+        with autocast():
+            ctx = model.context(emb, batch["cam"])
+            out = model.predict_noise(z0, t, ctx, lat)
+            loss = out.float().square().mean()
+        loss.backward()
+
+    rows["unet_fwd_bwd"] = timed(unet_step, device, args.iters, args.warmup)
+
+    def loss_step():
+        with autocast():
+            loss = module.diffusion_loss(batch)
+        loss.backward()
+
+    rows["loss_fwd_bwd"] = timed(loss_step, device, args.iters, args.warmup)
+    def opt_step(o):
+        def go():
+            o.step()
+            o.zero_grad(set_to_none=False)
+        return go
+
+    loss_step()
+    rows["optimizer"] = timed(opt_step(opt), device, args.iters, args.warmup)
+    foreach = torch.optim.AdamW(params, lr=1e-4, foreach=True, fused=False)  # before: the foreach update
+    rows["optimizer_foreach"] = timed(opt_step(foreach), device, args.iters, args.warmup)
+    ema_ref = copy.deepcopy(module.ema)
+    rows["ema_foreach"] = timed(lambda: module.ema.update(model), device, args.iters, args.warmup)
+    rows["ema_loop"] = timed(lambda: ema_ref.update_reference(model), device, args.iters, args.warmup)
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--preset", default="demo")
@@ -134,7 +194,10 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--workers", type=int, default=6)
     ap.add_argument("--scenes", type=int, default=64)
     ap.add_argument("--views", type=int, default=16)
-    ap.add_argument("--compile", action="store_true", help="also time manual_step with torch.compile'd UNet")
+    ap.add_argument("--compile", action="store_true",
+                    help="also time manual_step and the Lightning run with nvs train's compile=true")
+    ap.add_argument("--channels-last", action="store_true", help="with --compile: channels_last=true too")
+    ap.add_argument("--skip-components", action="store_true", help="only the step rows (manual / Lightning)")
     ap.add_argument("--profile", type=int, default=0, help="profile N manual steps: top CUDA/CPU ops in the JSON")
     ap.add_argument("--out", default=None, help="JSON file (default: print only)")
     args = ap.parse_args(argv)
@@ -161,64 +224,11 @@ def main(argv: list[str] | None = None) -> dict:
     ac = AUTOCAST.get(args.precision)
     autocast = (lambda: torch.autocast(device.type, dtype=ac)) if ac else contextlib.nullcontext
     rows: dict[str, dict] = {}
-    counter = iter(range(10**9))
-
-    rows["data_float"] = timed(lambda: batches[next(counter)], torch.device("cpu"), args.iters, 1)
-    rows["data_uint8"] = timed(lambda: batches_u8[next(counter)], torch.device("cpu"), args.iters, 1)
-    host, host_u8 = batches[0], batches_u8[0]
-    pin = device.type == "cuda"
-
-    def h2d(batch):
-        def go():
-            moved = {k: (v.pin_memory() if pin else v).to(device, non_blocking=pin) for k, v in batch.items()}
-            return images_to_float(moved)
-        return go
-
-    rows["h2d_float"] = timed(h2d(host), device, args.iters, args.warmup)
-    rows["h2d_uint8"] = timed(h2d(host_u8), device, args.iters, args.warmup)
-    batch = {k: v.to(device) for k, v in host.items()}
-    with torch.no_grad(), autocast():
-        rows["vae_encode"] = timed(lambda: model.encode(batch["target"], sample=True), device, args.iters, args.warmup)
-        rows["image_embed"] = timed(lambda: model.image_embedding(batch["cond"]), device, args.iters, args.warmup)
-        rows["cond_latent"] = timed(lambda: model.vae.encode(batch["cond"]).latent_dist.mode(), device,
-                                    args.iters, args.warmup)
-        z0 = model.encode(batch["target"], sample=True).float()
-        emb, lat = model.embed_image(batch["cond"])
-    emb, lat = emb.float(), lat.float()
-    t = torch.randint(0, 1000, (b,), device=device)
-
-    def unet_step():
-        with autocast():
-            ctx = model.context(emb, batch["cam"])
-            out = model.predict_noise(z0, t, ctx, lat)
-            loss = out.float().square().mean()
-        loss.backward()
-
-    rows["unet_fwd_bwd"] = timed(unet_step, device, args.iters, args.warmup)
-
-    def loss_step():
-        with autocast():
-            loss = module.diffusion_loss(batch)
-        loss.backward()
-
-    rows["loss_fwd_bwd"] = timed(loss_step, device, args.iters, args.warmup)
+    batch = {k: v.to(device) for k, v in batches[0].items()}
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = module.configure_optimizers()["optimizer"]
-
-    def opt_step(o):
-        def go():
-            o.step()
-            o.zero_grad(set_to_none=False)
-        return go
-
-    loss_step()
-    rows["optimizer"] = timed(opt_step(opt), device, args.iters, args.warmup)
-    if device.type == "cuda":
-        fused = torch.optim.AdamW([p for p in params], lr=1e-4, fused=True)
-        rows["optimizer_fused"] = timed(opt_step(fused), device, args.iters, args.warmup)
-    ema_ref = copy.deepcopy(module.ema)
-    rows["ema_foreach"] = timed(lambda: module.ema.update(model), device, args.iters, args.warmup)
-    rows["ema_loop"] = timed(lambda: ema_ref.update_reference(model), device, args.iters, args.warmup)
+    opt = module.configure_optimizers()["optimizer"]  # fused AdamW on CUDA, as nvs train
+    if not args.skip_components:
+        component_rows(rows, args, module, batches, batches_u8, batch, opt, params, autocast, device)
 
     with torch.no_grad():  # the pool's cached VAE posterior, as nvs train uses by default (cache_latents)
         post_t, post_c = model.vae.encode(batch["target"]).latent_dist, model.vae.encode(batch["cond"]).latent_dist
@@ -251,8 +261,8 @@ def main(argv: list[str] | None = None) -> dict:
         key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
         profile = prof.key_averages().table(sort_by=key, row_limit=25)
         print(profile)
-    if args.compile:
-        model.unet = torch.compile(model.unet)
+    if args.compile:  # as nvs train compile=true (channels_last=true with --channels-last)
+        prepare_for_training(model, compile=True, channels_last=args.channels_last)
         t0 = time.perf_counter()
         manual_step()
         if device.type == "cuda":
@@ -265,6 +275,9 @@ def main(argv: list[str] | None = None) -> dict:
     if args.lightning_steps > 0:
         steps = max(args.lightning_steps, args.warmup + 2)
         rows["lightning"] = lightning_run(base_cfg, pool, steps, args.warmup, device)
+        if args.compile:
+            fast = base_cfg | {"compile": True, "channels_last": args.channels_last}
+            rows["lightning_compiled"] = lightning_run(fast, pool, steps, args.warmup, device)
 
     result = {
         "preset": args.preset, "batch": b, "image_size": size, "latent_size": mcfg.latent_size,

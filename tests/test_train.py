@@ -10,7 +10,7 @@ from novelviews.errors import ConfigError, DatasetError
 from novelviews.model.configuration import model_config
 from novelviews.model.ldm import ViewConditionedLDM
 from novelviews.train.data import PairBatches, PairDataset, ViewPool
-from novelviews.train.module import LDMModule
+from novelviews.train.module import LDMModule, prepare_for_training
 from novelviews.train.run import TrainConfig, parse_data_args, run_train
 
 
@@ -276,7 +276,7 @@ def test_diverged_training_stops_with_clear_error_and_keeps_finite_checkpoints(t
     """A NaN loss stops the run within log_every steps: TrainingError naming the fix, nothing
     exported, and the checkpoint on disk is the last one with finite weights."""
     from novelviews.errors import TrainingError
-    from novelviews.train.module import LDMModule
+    from novelviews.train.module import LDMModule, prepare_for_training
 
     make_pool(scenes=2, views=4).save(tmp_path / "pool.pt")
     real = LDMModule.diffusion_loss
@@ -296,3 +296,54 @@ def test_diverged_training_stops_with_clear_error_and_keeps_finite_checkpoints(t
     assert ckpt["global_step"] == 2  # the step-3 checkpoint (NaN weights) was refused
     weights = [v for v in ckpt["state_dict"].values() if v.is_floating_point()]
     assert weights and all(torch.isfinite(v).all() for v in weights)
+
+
+def test_prepare_for_training_compiles_in_place_with_the_same_loss_gradients_and_keys():
+    """compile / channels_last of the training hot path: same loss and gradients as eager at the same draws,
+    parameters and state-dict keys unchanged (checkpoints, EMA and export keep working)."""
+    torch.manual_seed(0)
+    cfg = from_dict(TrainConfig, {"model": "tiny", "synth": {"scenes": 1}})
+    eager = LDMModule(ViewConditionedLDM(model_config("tiny")), cfg)
+    fast = LDMModule(ViewConditionedLDM(model_config("tiny")), cfg)
+    fast.model.load_state_dict(eager.model.state_dict())
+    keys = list(fast.state_dict())
+    batch = PairBatches([PairDataset(make_pool(), "6dof+1")], [1.0], 4, 1)[0]
+    torch._dynamo.reset()
+    done = prepare_for_training(fast.model, compile=True, channels_last=True, backend="aot_eager")
+    assert done == ["unet:channels_last", "unet:compile", "image_encoder:channels_last", "image_encoder:compile"]
+    assert prepare_for_training(fast.model, compile=True) == []  # already compiled: left as it is
+    assert fast.model.unet._compiled_call_impl is not None
+    assert fast.model.unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
+    assert list(fast.state_dict()) == keys
+    # the EMA copy made before stays eager and contiguous (validation, export)
+    assert fast.ema.shadow.unet._compiled_call_impl is None and fast.ema.shadow.unet.conv_in.weight.is_contiguous()
+    losses = []
+    for m in (eager, fast):
+        loss = m.diffusion_loss(batch, generator=torch.Generator().manual_seed(5))
+        loss.backward()
+        losses.append(loss.detach())
+    torch.testing.assert_close(losses[1], losses[0], rtol=1e-5, atol=1e-6)
+    for (name, a), b in zip(eager.model.named_parameters(), fast.model.parameters()):
+        if a.grad is not None:
+            torch.testing.assert_close(b.grad, a.grad, rtol=1e-4, atol=1e-6, msg=name)
+    # a frozen image encoder is neither compiled nor re-laid-out
+    frozen = ViewConditionedLDM(model_config("tiny"))
+    frozen.image_encoder.requires_grad_(False)
+    assert prepare_for_training(frozen, compile=False, channels_last=True) == ["unet:channels_last"]
+
+
+def test_run_train_compiled_channels_last_trains_validates_and_exports(tmp_path):
+    make_pool(scenes=3, views=4).save(tmp_path / "pool.pt")
+    torch._dynamo.reset()
+    cfg = from_dict(TrainConfig, {"model": "tiny", "batch_size": 2, "num_workers": 0, "val_every": 2,
+                                  "ckpt_every": 100, "val_batch": 3, "val_steps": 1, "log_every": 1, "max_steps": 3,
+                                  "ema_decay": 0.0, "compile": True, "compile_backend": "aot_eager",
+                                  "channels_last": True, "data": [{"path": str(tmp_path / "pool.pt")}]})
+    info = run_train(cfg, tmp_path / "run", progress=False)
+    assert info["steps"] == 3 and np.isfinite(info["metrics"]["val/psnr"])
+    from novelviews.model.checkpoints import load_model
+
+    model, _ = load_model(tmp_path / "run" / "model")  # no EMA: the compiled channels-last model itself
+    assert model.unet.conv_in.weight.is_contiguous()
+    with pytest.raises(ConfigError, match="ldm stage"):
+        from_dict(TrainConfig, {"stage": "vae", "compile": True, "synth": {"scenes": 1}}).validate()

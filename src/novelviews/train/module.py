@@ -209,6 +209,32 @@ def camera_use(model, image_emb: torch.Tensor, cond_latent: torch.Tensor, target
             "camera_gain_rel": float((zero - true) / true.clamp_min(1e-12))}
 
 
+def prepare_for_training(model, compile: bool = False, channels_last: bool = False,
+                         backend: str = "inductor") -> list[str]:
+    """Make the trainable hot path of ``model`` faster, in place; returns what was changed.
+
+    ``channels_last``: the UNet's and image encoder's 4-D weights in channels-last format.
+    ``compile``: ``nn.Module.compile`` of the UNet and of a trainable image encoder
+    (``dynamic=False``: a training run has one batch shape; the first step pays the
+    compilation). Both keep parameters and state-dict keys, so checkpoints, EMA and export
+    are unchanged. Call it after the training module (and its EMA copy, which stays eager
+    and contiguous for validation and export) exists.
+    """
+    parts = [("unet", model.unet)]
+    enc = getattr(model, "image_encoder", None)
+    if enc is not None and any(p.requires_grad for p in enc.parameters()):
+        parts.append(("image_encoder", enc))
+    done = []
+    for name, module in parts:
+        if channels_last:
+            module.to(memory_format=torch.channels_last)
+            done.append(f"{name}:channels_last")
+        if compile and getattr(module, "_compiled_call_impl", None) is None:
+            module.compile(dynamic=False, backend=backend)
+            done.append(f"{name}:compile")
+    return done
+
+
 def _warmup(step: int, warmup: int) -> float:
     return min(1.0, (step + 1) / max(1, warmup))
 
@@ -332,6 +358,10 @@ class LDMModule(_EMATrainModule):
         return loss
 
     def validation_step(self, batch, batch_idx):
+        with torch.compiler.set_stance("force_eager"):  # no recompilation for the validation shapes
+            return self._validate(batch)
+
+    def _validate(self, batch):
         from ..evaluate import psnr
         from ..sampling import SamplingConfig, guided_denoiser, sample
 
@@ -360,6 +390,8 @@ class LDMModule(_EMATrainModule):
         opt = torch.optim.AdamW(
             [{"params": rest, "lr": self.cfg.lr}, {"params": cc, "lr": self.cfg.lr * self.cfg.cc_lr_mult}],
             weight_decay=self.cfg.weight_decay,
+            # one fused kernel on the GPU (H100, batch 256: 2.6 ms against 8.9 ms foreach); same update
+            fused=all(p.is_cuda for p in rest + cc) or None,
         )
         return self._with_warmup(opt)
 

@@ -82,7 +82,11 @@ class TrainConfig:
     ckpt_every: int = 500
     log_every: int = 25
     seed: int = 0
+    # torch.compile of the UNet and the trainable image encoder, in place (train.module.prepare_for_training:
+    # checkpoint / export keys unchanged); the first step pays ~1 min of compilation per process
     compile: bool = False
+    compile_backend: str = "inductor"  # torch.compile backend (aot_eager: no C++ compiler needed, for debugging)
+    channels_last: bool = False  # UNet / image encoder weights channels-last (pays off with compile)
     max_minutes: float = 0.0  # stop (and export) after this much training time; 0 = no limit
     latent_scale: float = 0.0  # LDM stage: 0 keeps the model's scaling factor; -1 sets 1/std of the data's latents
     # LDM stage with a frozen VAE: encode every pool view once before training (posterior mean + std)
@@ -102,6 +106,8 @@ class TrainConfig:
             raise ConfigError("drop_context + drop_both + drop_latent must not exceed 1")
         if self.precision not in ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true"):
             raise ConfigError(f"config key 'precision' = {self.precision!r}: use 32-true, bf16-mixed or 16-mixed")
+        if self.stage == "vae" and (self.compile or self.channels_last):
+            raise ConfigError("compile / channels_last speed up the ldm stage only: leave them off for stage=vae")
         if self.stage == "ldm" and not self.data and self.synth.scenes == 0:
             raise ConfigError("no training data: give dataset folders (nvs train DATA...) or synth.scenes=N")
 
@@ -151,7 +157,7 @@ def run_train(cfg: TrainConfig, out: str | Path, resume: bool = False, overwrite
     from torch.utils.data import DataLoader
 
     from ..io.runs import atomic_write_json, prepare_run_dir
-    from .module import Exporter, LDMModule, SpeedMonitor, VAEModule
+    from .module import Exporter, LDMModule, SpeedMonitor, VAEModule, prepare_for_training
 
     out = Path(out)
     last = out / "checkpoints" / "last.ckpt"
@@ -180,8 +186,9 @@ def run_train(cfg: TrainConfig, out: str | Path, resume: bool = False, overwrite
         cache_seconds = time.time() - t1
     train_ds.uint8 = True  # a quarter of the bytes through workers / pinning / H2D; made float on the device
     module = (LDMModule if cfg.stage == "ldm" else VAEModule)(model, cfg)
-    if cfg.compile:
-        module.model.unet = torch.compile(module.model.unet)
+    changed = prepare_for_training(module.model, cfg.compile, cfg.channels_last, cfg.compile_backend)
+    if changed:
+        print(f"training speed-ups: {', '.join(changed)}")
     devices: str | int | list[int] = cfg.devices
     if isinstance(devices, str) and devices.isdigit():
         devices = int(devices)
@@ -216,7 +223,8 @@ def run_train(cfg: TrainConfig, out: str | Path, resume: bool = False, overwrite
     info.update({k: round(float(v), 4) for k, v in perf.items()})
     if trainer.global_rank == 0:
         if cfg.export_model:
-            module.eval_model().save_pretrained(out / "model", overwrite=True)
+            # safetensors stores contiguous tensors only (channels_last without EMA)
+            module.eval_model().to(memory_format=torch.contiguous_format).save_pretrained(out / "model", overwrite=True)
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
         info["metrics"] = metrics
         atomic_write_json(out / "train_summary.json", info)
