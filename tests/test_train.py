@@ -347,3 +347,51 @@ def test_run_train_compiled_channels_last_trains_validates_and_exports(tmp_path)
     assert model.unet.conv_in.weight.is_contiguous()
     with pytest.raises(ConfigError, match="ldm stage"):
         from_dict(TrainConfig, {"stage": "vae", "compile": True, "synth": {"scenes": 1}}).validate()
+
+
+def test_mirrored_pool_is_what_the_mirror_world_looks_like():
+    """ViewPool.mirrored: a scene symmetric under x -> -x, rendered from S c2w F, is the left-right flip of its
+    render from c2w (the camera algebra is physical); embeddings transform as F E F (6dof+1) / -azimuth (3dof)."""
+    from novelviews.synth.render import render
+    from novelviews.synth.scenes import box, build_scene, sphere
+
+    scene = build_scene([sphere((0.0, 0.4, 0.35), 0.35), box((0.0, -0.5, 0.25), (0.2, 0.3, 0.25))],
+                        light_dir=(0.0, 0.3, 0.9))
+    eye = torch.tensor([[2.2, 1.1, 1.3], [-0.7, -2.4, 0.9]], dtype=torch.float64)
+    c2w = C.look_at(eye, torch.tensor([0.1, -0.05, 0.2], dtype=torch.float64))
+    K = C.intrinsics_from_fov(torch.full((2,), 0.8, dtype=torch.float64), 24, 24)
+    out = render(scene, c2w, K, 24, 24, shadows=False, ao=False)
+    pool = ViewPool(images=(out["rgb"].clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 3, 1, 2),
+                    c2w=c2w, fov=torch.full((2,), 0.8, dtype=torch.float64), scale=torch.tensor([1.2, 1.5]).double(),
+                    scene=torch.zeros(2, dtype=torch.long), frame=torch.arange(2), names=["s"],
+                    scene_gap=torch.tensor([1]))
+    m = pool.mirrored()
+    assert torch.equal(m.images, pool.images.flip(-1)) and m.names == ["s-mirror"] and torch.equal(m.scene_gap, pool.scene_gap)
+    R = m.c2w[:, :3, :3]
+    torch.testing.assert_close(torch.linalg.det(R), torch.ones(2, dtype=torch.float64))
+    torch.testing.assert_close(m.c2w[:, :3, 3], eye * torch.tensor([-1.0, 1.0, 1.0], dtype=torch.float64))
+    depth = render(scene, m.c2w, K, 24, 24, shadows=False, ao=False)["depth"]
+    hit = torch.isfinite(out["depth"]) & (out["depth"] < 30)
+    assert hit.float().mean() > 0.5
+    torch.testing.assert_close(depth, out["depth"].flip(-1), atol=2e-3, rtol=1e-3)
+    # a pair's camera embedding: F E F for 6dof+1 (same fov, same scale), the azimuth change negated for 3dof
+    e, em = (PairDataset(p, "6dof+1").gather(torch.tensor([0]), torch.tensor([1]))["cam"][0] for p in (pool, m))
+    sign = torch.tensor([1, -1, -1, -1, -1, 1, 1, 1, -1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1], dtype=torch.float32)
+    torch.testing.assert_close(em, e * sign, atol=1e-6, rtol=1e-6)
+    assert e[[1, 2, 3, 4, 8]].abs().min() > 1e-3  # the flipped entries are not trivially zero
+    d, dm = (PairDataset(p, "3dof").gather(torch.tensor([0]), torch.tensor([1]))["cam"][0] for p in (pool, m))
+    torch.testing.assert_close(dm, d * torch.tensor([1.0, -1.0, 1.0, 1.0]), atol=1e-6, rtol=1e-6)
+    back = m.mirrored()
+    assert torch.equal(back.images, pool.images) and torch.equal(back.c2w, pool.c2w) and back.names == ["s"]
+
+
+def test_mirror_option_doubles_training_scenes_but_not_validation(tmp_path):
+    from novelviews.train.run import build_pairs
+
+    cfg = from_dict(TrainConfig, {"model": "tiny", "mirror": True, "val_scenes": 1, "batch_size": 2,
+                                  "data": [{"path": str(tmp_path / "pool.pt")}]})
+    make_pool(scenes=3, views=4).save(tmp_path / "pool.pt")
+    train, val = build_pairs(cfg, ViewConditionedLDM(model_config("tiny")), "cpu", progress=False)
+    tp, vp = train.mixed.datasets[0].pool, val.datasets[0].pool
+    assert tp.num_scenes == 4 and vp.num_scenes == 1  # 2 training scenes + their mirrors; 1 held out, unmirrored
+    torch.testing.assert_close(tp.images[8:], tp.images[:8].flip(-1), rtol=0, atol=0)

@@ -11,6 +11,7 @@
 #   3. export fp16 (demo_model.tar.part-*).
 #   BASE=20000 bash scripts/gpu/x2_session5.sh   (env: END, RENDER_S, NPROC, CPU_PROCS, BASE, VIEWS, INIT, EB, LR)
 #   CPU_PROCS=N adds N renderer processes on the CPU during the GPU rendering (rounds 6-7 ran without)
+#   TRAIN_EXTRA="mirror=true compile=true channels_last=true": more nvs train overrides (session 6)
 # CPU smoke test: ACCEL=cpu DPRESET=tiny INIT= SIZE=32 EB=8 NPROC=2 RENDER_S=6 END=240 VAL_SCENES=4 \
 #   OUT=/tmp/x2s5 R=/tmp/x2s5run bash scripts/gpu/x2_session5.sh
 set -uo pipefail
@@ -44,7 +45,7 @@ save res/pool*.log res/timeline.txt
 
 # 2. DDP training on every GPU from INIT, validated on held-out scenes
 INIT="$INIT" POOL="$R/pool.pt" EB="${EB:-2048}" LR="${LR:-2e-4}" WARMUP=50 CC_MULT=10 \
-    EXTRA="ema_decay=0.995 val_every=${VAL_EVERY:-200} val_batch=64 val_scenes=${VAL_SCENES:-64} ckpt_every=100000" \
+    EXTRA="ema_decay=0.995 val_every=${VAL_EVERY:-200} val_batch=64 val_scenes=${VAL_SCENES:-64} ckpt_every=100000 ${TRAIN_EXTRA:-}" \
     demo_round N "$R/demo6" demo6 $(( $(left 75) - 45 )) "$(left 45)"
 stamp "end"; save res/timeline.txt res/gpus.txt
 ls -la "$DEST"

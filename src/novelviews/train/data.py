@@ -110,6 +110,24 @@ class ViewPool:
                         self.scale_source, names, self.gaps()[torch.tensor(scenes, dtype=torch.long)],
                         pick(self.latent_mean), pick(self.latent_std))
 
+    def mirrored(self) -> "ViewPool":
+        """The same scenes in a mirror world: every image flipped left-right and every camera
+        ``c2w -> S @ c2w @ F`` (``S`` reflects the world's x axis, ``F`` the camera's).
+
+        The mirrored views are exactly what the mirrored scene looks like from the mirrored
+        cameras (a proper rotation again, as ``det(S R F) = 1``), so a pair of them is a valid
+        training pair: the relative pose becomes ``F @ E @ F`` (6DoF+1) and the azimuth change
+        flips sign (3DoF; z-up worlds keep their elevation), while fov, depth-quantile scale,
+        frames and frame gaps are unchanged. Doubles the distinct pairs of a pool at no
+        rendering cost (``nvs train mirror=true``). Scene names get ``-mirror``; cached latents
+        are dropped (the flipped images need their own). Mirroring twice gives the pool back.
+        """
+        flip = torch.diag(torch.tensor([-1.0, 1.0, 1.0, 1.0], dtype=self.c2w.dtype))
+        return ViewPool(self.images.flip(-1), flip @ self.c2w @ flip, self.fov.clone(), self.scale.clone(),
+                        self.scene.clone(), self.frame.clone(), self.scale_source,
+                        [n[:-len("-mirror")] if n.endswith("-mirror") else n + "-mirror" for n in self.names],
+                        None if self.scene_gap is None else self.scene_gap.clone())
+
     def split_scenes(self, holdout: int) -> tuple["ViewPool", "ViewPool"]:
         """``(train, held_out)``: the last ``holdout`` scenes (whole scenes, never single views)
         are held out, e.g. for validation on scenes the model never trains on."""

@@ -77,6 +77,9 @@ class TrainConfig:
     # last N scenes of the source); 0 = validation pairs come from the training scenes, which hides
     # memorisation of a small scene pool (docs/RESULTS.md, round 6)
     val_scenes: int = 0
+    # also train on the mirror image of every training scene (ViewPool.mirrored: images flipped, cameras
+    # reflected - a valid scene, twice the distinct pairs at no rendering cost); validation stays unmirrored
+    mirror: bool = False
     val_steps: int = 20
     val_guidance: float = 3.0
     ckpt_every: int = 500
@@ -125,7 +128,7 @@ def build_model(cfg: TrainConfig):
 
 
 def build_pairs(cfg: TrainConfig, model, device: str, progress: bool = True):
-    from .data import MixedPairDataset, PairBatches, PairDataset, pool_from_paths, pool_from_synth
+    from .data import MixedPairDataset, PairBatches, PairDataset, ViewPool, pool_from_paths, pool_from_synth
 
     size, mode = model.config.image_size, model.config.camera_mode
     datasets, val_sets, weights = [], [], []
@@ -134,8 +137,10 @@ def build_pairs(cfg: TrainConfig, model, device: str, progress: bool = True):
         if cfg.val_scenes > 0:  # validation pairs from held-out scenes
             pool, val_pool = pool.split_scenes(cfg.val_scenes)
             val_sets.append(PairDataset(val_pool, mode, seed=seed, max_frame_gap=gap))
+        if cfg.mirror:
+            pool = ViewPool.cat([pool, pool.mirrored()])
         datasets.append(PairDataset(pool, mode, seed=seed, max_frame_gap=gap))
-        if cfg.val_scenes == 0:  # ... else from the training pairs themselves
+        if cfg.val_scenes == 0:  # ... else from the training pairs themselves (mirrored ones too, with mirror)
             val_sets.append(datasets[-1])
         weights.append(weight)
 
