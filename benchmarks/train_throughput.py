@@ -263,6 +263,9 @@ def main(argv: list[str] | None = None) -> dict:
         print(profile)
     if args.compile:  # as nvs train compile=true (channels_last=true with --channels-last)
         prepare_for_training(model, compile=True, channels_last=args.channels_last)
+        # a new optimizer, as nvs train makes it after prepare_for_training: its state must have the
+        # parameters' memory format (the fused AdamW refuses channels-last weights with contiguous state)
+        opt = module.configure_optimizers()["optimizer"]
         t0 = time.perf_counter()
         manual_step()
         if device.type == "cuda":
