@@ -32,7 +32,9 @@ demo_round() {
   [ "$only" = N ] && gpus=$NGPU
   RUN=$run OUT=$R/res ONLY=$only NGPU="$NGPU" ACCEL="$ACCEL" PRESET="$DPRESET" SECONDS="$4" \
       timeout "$5" bash scripts/gpu/ddp_scaling.sh > "$R/res/$tag.log" 2>&1
-  stamp "$tag: demo on $gpus GPU(s) done"
+  local rc=$?
+  stamp "$tag: demo on $gpus GPU(s) done (exit $rc)"
+  [ "$rc" = 0 ] || tail -n 5 "$R/res/$tag.log"
   local out="$run/${DPRESET}_${gpus}gpu"
   cp "$out/train_summary.json" "$R/res/${tag}_summary.json"; cp "$out/logs/metrics.csv" "$R/res/${tag}_metrics.csv"
   save "res/${tag}_summary.json" "res/${tag}_metrics.csv" "res/$tag.log"
