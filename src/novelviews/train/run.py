@@ -12,6 +12,7 @@ training, on the training device, and the steps draw target latents from the cac
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -219,7 +220,10 @@ def run_train(cfg: TrainConfig, out: str | Path, resume: bool = False, overwrite
     train_dl = DataLoader(train_ds, batch_size=None, shuffle=False, num_workers=workers,
                           pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0)
     val_dl = DataLoader(val_ds, batch_size=cfg.val_batch, num_workers=0)
-    trainer.fit(module, train_dl, val_dl, ckpt_path=str(last) if resume else None)
+    # with compile: a graph that fails to compile runs eagerly (with a warning) instead of ending the run
+    guard = torch._dynamo.config.patch(suppress_errors=True) if cfg.compile else contextlib.nullcontext()
+    with guard:
+        trainer.fit(module, train_dl, val_dl, ckpt_path=str(last) if resume else None)
     train_seconds = time.time() - t0 - data_seconds - cache_seconds
     steps = max(int(trainer.global_step), int(trainer.callback_metrics.get("global_step", 0)))
     info = {"steps": steps, "data_seconds": round(data_seconds, 1), "cache_seconds": round(cache_seconds, 1),
