@@ -12,6 +12,9 @@
 #   BASE=20000 bash scripts/gpu/x2_session5.sh   (env: END, RENDER_S, NPROC, CPU_PROCS, BASE, VIEWS, INIT, EB, LR)
 #   CPU_PROCS=N adds N renderer processes on the CPU during the GPU rendering (rounds 6-7 ran without)
 #   TRAIN_EXTRA="mirror=true compile=true channels_last=true": more nvs train overrides (session 6)
+#   INDUCTOR_CACHE=DIR: torch.compile's cache (default .cache/inductor; returned as inductor_cache.tar.part-*;
+#     unpack it with `mkdir -p .cache/inductor && cat .../inductor_cache.tar.part-* | tar xf - -C .cache/inductor`
+#     and carry .cache/inductor into the next call)
 # CPU smoke test: ACCEL=cpu DPRESET=tiny INIT= SIZE=32 EB=8 NPROC=2 RENDER_S=6 END=240 VAL_SCENES=4 \
 #   OUT=/tmp/x2s5 R=/tmp/x2s5run bash scripts/gpu/x2_session5.sh
 set -uo pipefail
@@ -24,6 +27,11 @@ DPRESET=${DPRESET:-demo}
 INIT=${INIT-src/novelviews/data/demo_model}
 ACCEL=${ACCEL:-gpu}
 source scripts/gpu/lib.sh   # left, stamp, save, export_demo, demo_round
+# compile=true: the inductor / AOTAutograd caches come in from an earlier call (carry .cache/inductor,
+# ignored by git) and go back as $DEST/inductor_cache.tar.part-* - a cold compilation cost ~90 s of
+# round 8's ~340 s of training
+export TORCHINDUCTOR_CACHE_DIR=${INDUCTOR_CACHE:-$PWD/.cache/inductor}
+mkdir -p "$TORCHINDUCTOR_CACHE_DIR"
 NGPU=2
 [ "$ACCEL" = gpu ] && nvidia-smi -L > "$R/res/gpus.txt" && NGPU=$(wc -l < "$R/res/gpus.txt")
 
@@ -47,5 +55,12 @@ save res/pool*.log res/timeline.txt
 INIT="$INIT" POOL="$R/pool.pt" EB="${EB:-2048}" LR="${LR:-2e-4}" WARMUP=50 CC_MULT=10 \
     EXTRA="ema_decay=0.995 val_every=${VAL_EVERY:-200} val_batch=64 val_scenes=${VAL_SCENES:-64} ckpt_every=100000 ${TRAIN_EXTRA:-}" \
     demo_round N "$R/demo6" demo6 $(( $(left 75) - 45 )) "$(left 45)"
+mb=$(du -sm "$TORCHINDUCTOR_CACHE_DIR" | cut -f1)
+if [ "$mb" -gt 0 ] && [ "$mb" -le 45 ]; then   # at most 3 of the 8 files $OUT may return
+  tar cf - -C "$TORCHINDUCTOR_CACHE_DIR" . | split -b 15m - "$DEST/inductor_cache.tar.part-"
+  stamp "inductor cache ($mb MiB) saved"
+else
+  stamp "inductor cache ($mb MiB) not saved"
+fi
 stamp "end"; save res/timeline.txt res/gpus.txt
 ls -la "$DEST"
