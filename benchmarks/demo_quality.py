@@ -9,6 +9,12 @@ as in training); the baseline copies the input. PSNR / SSIM (skimage-style) per 
 
     python benchmarks/demo_quality.py --scenes 12 --out docs/results/demo_quality.json \
         --grid docs/images/demo_grid.png
+    python benchmarks/demo_quality.py --compare docs/results/demo_quality_round7_24scenes.json \
+        docs/results/demo_quality_round9_24scenes.json      # per-scene PSNR change, no sampling
+
+Two models scored on the same seeds share scenes, targets and sampler seeds, so their
+difference is best read per scene (``--compare``: mean and standard error of the per-scene
+PSNR difference at each offset), which is far less noisy than the difference of two means.
 """
 
 from __future__ import annotations
@@ -46,6 +52,21 @@ def targets_for(c2w_in: torch.Tensor, offsets_deg, rng: np.random.Generator) -> 
     return torch.stack(out)
 
 
+def paired_change(old: dict, new: dict) -> dict[str, dict[str, float]]:
+    """Per offset: mean and standard error of the per-scene PSNR change ``new - old`` of two
+    results of this benchmark (their JSON), which must cover the same seeds and offsets."""
+    if old.get("seeds") != new.get("seeds") or old["per_view"].keys() != new["per_view"].keys():
+        raise SystemExit(f"--compare: the results cover different scenes or offsets ({old.get('seeds')} / "
+                         f"{sorted(old['per_view'])} vs {new.get('seeds')} / {sorted(new['per_view'])}); "
+                         "score both models with the same --scenes / --seeds and --offsets")
+    out = {}
+    for off, rows in new["per_view"].items():
+        d = np.asarray(rows["psnr_model"]) - np.asarray(old["per_view"][off]["psnr_model"])
+        sem = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
+        out[off] = {"mean": float(d.mean()), "sem": sem, "n": len(d)}
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="demo")
@@ -61,7 +82,19 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--grid", type=Path, default=None, help="PNG: rows of input / model / ground truth")
+    ap.add_argument("--compare", nargs=2, type=Path, default=None, metavar=("OLD.json", "NEW.json"),
+                    help="no sampling: the per-scene PSNR change between two saved results of the same seeds")
     a = ap.parse_args()
+    if a.compare:
+        old, new = (json.loads(Path(f).read_text()) for f in a.compare)
+        change = paired_change(old, new)
+        print(f"PSNR change per scene, {a.compare[1]} - {a.compare[0]} ({old['seeds']}):")
+        for off, c in change.items():
+            print(f"{off:>6}°  {c['mean']:+.2f} +- {c['sem']:.2f}  (n = {c['n']})")
+        if a.out:
+            a.out.parent.mkdir(parents=True, exist_ok=True)
+            a.out.write_text(json.dumps({"old": str(a.compare[0]), "new": str(a.compare[1]), "change": change}, indent=2))
+        return
     t0 = time.time()
     dev = resolve_device(a.device)
     model = load_any_model(a.model, dev)
