@@ -276,7 +276,7 @@ def test_diverged_training_stops_with_clear_error_and_keeps_finite_checkpoints(t
     """A NaN loss stops the run within log_every steps: TrainingError naming the fix, nothing
     exported, and the checkpoint on disk is the last one with finite weights."""
     from novelviews.errors import TrainingError
-    from novelviews.train.module import LDMModule, prepare_for_training
+    from novelviews.train.module import LDMModule
 
     make_pool(scenes=2, views=4).save(tmp_path / "pool.pt")
     real = LDMModule.diffusion_loss
