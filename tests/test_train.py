@@ -348,6 +348,8 @@ def test_run_train_compiled_channels_last_mirrored_bf16_trains_validates_and_exp
 
     model, _ = load_model(tmp_path / "run" / "model")  # no EMA: the compiled channels-last model itself
     assert model.unet.conv_in.weight.is_contiguous()
+    with pytest.raises(ConfigError, match="'fastest' is not a torch.compile backend: use one of .*inductor"):
+        from_dict(TrainConfig, {"compile": True, "compile_backend": "fastest", "synth": {"scenes": 1}}).validate()
     with pytest.raises(ConfigError, match="ldm stage"):
         from_dict(TrainConfig, {"stage": "vae", "compile": True, "synth": {"scenes": 1}}).validate()
 

@@ -110,6 +110,9 @@ class TrainConfig:
             raise ConfigError("drop_context + drop_both + drop_latent must not exceed 1")
         if self.precision not in ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true"):
             raise ConfigError(f"config key 'precision' = {self.precision!r}: use 32-true, bf16-mixed or 16-mixed")
+        if self.compile and self.compile_backend not in torch._dynamo.list_backends(exclude_tags=()):
+            raise ConfigError(f"compile_backend = {self.compile_backend!r} is not a torch.compile backend: use one of "
+                              f"{', '.join(torch._dynamo.list_backends(exclude_tags=()))} (inductor is the fast one)")
         if self.stage == "vae" and (self.compile or self.channels_last):
             raise ConfigError("compile / channels_last speed up the ldm stage only: leave them off for stage=vae")
         if self.stage == "ldm" and not self.data and self.synth.scenes == 0:
