@@ -23,6 +23,7 @@ import torch
 
 from .config import check_range
 from .errors import ConfigError
+from .runtime import compile_in_place
 
 EpsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -280,12 +281,8 @@ def compile_model(model, mode: str, backend: str = "inductor") -> bool:
         return False
     if mode not in COMPILE_MODES:
         raise ConfigError(f"sampling.compile = {mode!r}: use one of {', '.join(COMPILE_MODES)}")
-    done = False
-    for module in _compiled_parts(model):
-        if getattr(module, "_compiled_call_impl", None) is None:
-            module.compile(mode=None if mode == "default" else mode, dynamic=False, backend=backend)
-            done = True
-    return done
+    done = [compile_in_place(m, None if mode == "default" else mode, backend) for m in _compiled_parts(model)]
+    return any(done)
 
 
 def prepare_for_sampling(model, cfg: SamplingConfig) -> None:

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import TrainingError
+from ..runtime import compile_in_place
 from ..sampling import schedule_alphas
 from .data import images_to_float
 
@@ -229,8 +230,7 @@ def prepare_for_training(model, compile: bool = False, channels_last: bool = Fal
         if channels_last:
             module.to(memory_format=torch.channels_last)
             done.append(f"{name}:channels_last")
-        if compile and getattr(module, "_compiled_call_impl", None) is None:
-            module.compile(dynamic=False, backend=backend)
+        if compile and compile_in_place(module, backend=backend):
             done.append(f"{name}:compile")
     return done
 

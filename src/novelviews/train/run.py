@@ -235,8 +235,7 @@ def run_train(cfg: TrainConfig, out: str | Path, resume: bool = False, overwrite
     info.update({k: round(float(v), 4) for k, v in perf.items()})
     if trainer.global_rank == 0:
         if cfg.export_model:
-            # safetensors stores contiguous tensors only (channels_last without EMA)
-            module.eval_model().to(memory_format=torch.contiguous_format).save_pretrained(out / "model", overwrite=True)
+            module.eval_model().save_pretrained(out / "model", overwrite=True)
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
         info["metrics"] = metrics
         atomic_write_json(out / "train_summary.json", info)
