@@ -25,6 +25,7 @@ from novelviews.synth import (
     scene_from_seed,
     sphere,
 )
+from novelviews.synth.scenes import CameraRanges
 from novelviews.synth.render import _chunk_rays, _bounds, march, march_reference, soft_shadow
 
 
@@ -108,6 +109,39 @@ def test_cameras_orbit_and_walk():
     assert ((step * fwd[:-1]).sum(1) > 0).all()  # moves forward
     pitch = torch.rad2deg(torch.asin(fwd[:, 2]))
     assert ((pitch < 2) & (pitch > -20)).all()  # roughly horizontal / slightly down
+
+
+def test_arc_cameras_and_arc_fraction():
+    s = scene_from_seed(3, "orbit")
+    r = CameraRanges(orbit_path="arc", arc_deg=(40.0, 40.0))
+    c2w, K = sample_cameras(s, 5, 32, 32, r)
+    eye = c2w[:, :3, 3]
+    assert torch.allclose(eye.norm(dim=1), eye[:1].norm(dim=1).expand(5))  # one distance
+    az = torch.rad2deg(torch.atan2(eye[:, 1], eye[:, 0]))
+    step = torch.remainder(az[1:] - az[:-1], 360)
+    assert torch.allclose(step, torch.full((4,), 10.0, dtype=step.dtype), atol=1e-6)  # 40 deg in 4 steps
+    elev = torch.rad2deg(torch.asin(eye[:, 2] / eye.norm(dim=1)))
+    assert elev.max() - elev.min() <= 20 + 1e-6 and ((elev >= 5 - 1e-9) & (elev <= 60 + 1e-9)).all()
+    # one look-at point: every optical axis passes through it
+    fwd = -c2w[:, :3, 2]
+    for i in range(1, 5):  # the axes of views 0 and i intersect (their distance is 0)
+        n = torch.linalg.cross(fwd[0], fwd[i])
+        assert abs(float((eye[0] - eye[i]) @ n)) / float(n.norm()) < 1e-9
+    # arc_fraction = 0 leaves the mixed cameras of earlier versions (ordered / random per scene)
+    for seed in range(6):
+        sc = scene_from_seed(seed, "orbit")
+        assert torch.equal(sample_cameras(sc, 4, 32, 32)[0], sample_cameras(sc, 4, 32, 32, CameraRanges(arc_fraction=0.0))[0])
+    # arc_fraction = 1: every mixed scene is an arc (one distance, span <= 150 deg)
+    for seed in range(6):
+        c = sample_cameras(scene_from_seed(seed, "orbit"), 6, 32, 32, CameraRanges(arc_fraction=1.0))[0]
+        d = c[:, :3, 3].norm(dim=1)
+        a = torch.rad2deg(torch.atan2(c[:, 1, 3], c[:, 0, 3]))
+        span = float(torch.remainder(a[-1] - a[0], 360))
+        assert torch.allclose(d, d[:1].expand(6)) and 30 - 1e-6 <= span <= 150 + 1e-6
+    with pytest.raises(ConfigError, match="arc_fraction"):
+        sample_cameras(s, 2, 32, 32, CameraRanges(arc_fraction=1.5))
+    with pytest.raises(ConfigError, match="arc_fraction"):
+        SynthConfig(arc_fraction=-0.1).validate()
 
 
 # --------------------------------------------------------------------------- renderer

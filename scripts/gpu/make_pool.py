@@ -6,6 +6,7 @@ Scene i has seed SEED + i (training seeds start at 10000; evaluation uses seeds 
     python scripts/gpu/make_pool.py OUT.pt --procs 12 --seconds 100 --seed 20000 --max-scenes 2000
         # 12 renderer processes on the visible GPU at once (the renderer is launch-bound, so one
         # process leaves the GPU mostly idle); process k renders seeds SEED + k * MAX_SCENES onwards
+    python scripts/gpu/make_pool.py OUT.pt --arc-fraction 0.5    # half the orbits on arcs (session 7)
 """
 
 import argparse
@@ -15,6 +16,7 @@ import sys
 import time
 
 from novelviews.runtime import resolve_device
+from novelviews.synth.scenes import CameraRanges
 from novelviews.train.data import ViewPool, pool_from_synth
 
 ap = argparse.ArgumentParser()
@@ -27,6 +29,8 @@ ap.add_argument("--seed", type=int, default=10_000)
 ap.add_argument("--spp", type=int, default=2)
 ap.add_argument("--chunk", type=int, default=50)
 ap.add_argument("--cat", nargs="+", default=None, metavar="POOL.pt", help="concatenate these pools, render nothing")
+ap.add_argument("--arc-fraction", type=float, default=0.0,
+                help="share of orbit scenes whose views lie on an arc (many small azimuth offsets; CameraRanges)")
 ap.add_argument("--procs", type=int, default=1, help="renderer processes in parallel (seed ranges of MAX_SCENES each)")
 a = ap.parse_args()
 
@@ -43,7 +47,7 @@ if a.procs > 1:
     children = [subprocess.Popen([sys.executable, __file__, part, "--size", str(a.size), "--views", str(a.views),
                                   "--seconds", str(a.seconds), "--max-scenes", str(a.max_scenes),
                                   "--seed", str(a.seed + k * a.max_scenes), "--spp", str(a.spp),
-                                  "--chunk", str(a.chunk)], env=dict(os.environ, OMP_NUM_THREADS="1"))
+                                  "--chunk", str(a.chunk), "--arc-fraction", str(a.arc_fraction)], env=dict(os.environ, OMP_NUM_THREADS="1"))
                 for k, part in enumerate(parts)]
     codes = [c.wait() for c in children]
     done = [p for p, c in zip(parts, codes) if c == 0 and os.path.exists(p)]
@@ -64,7 +68,7 @@ t0, pools, n = time.time(), [], 0
 while n < a.max_scenes and time.time() - t0 < a.seconds:
     k = min(a.chunk, a.max_scenes - n)
     pools.append(pool_from_synth(k, a.views, a.size, seed=a.seed + n, family="mixed", device=dev, spp=a.spp,
-                                 progress=False))
+                                 progress=False, ranges=CameraRanges(arc_fraction=a.arc_fraction)))
     n += k
     print(f"{n} scenes, {time.time() - t0:.1f} s", flush=True)
 pool = ViewPool.cat(pools)

@@ -10,6 +10,7 @@
 #      VAL_SCENES scenes held out of training (val_scenes), every VAL_EVERY steps;
 #   3. export fp16 (demo_model.tar.part-*).
 #   BASE=20000 bash scripts/gpu/x2_session5.sh   (env: END, RENDER_S, NPROC, CPU_PROCS, BASE, VIEWS, INIT, EB, LR)
+#   ARC=F: share of orbit scenes rendered on an arc (make_pool.py --arc-fraction; session 7, default 0)
 #   CPU_PROCS=N adds N renderer processes on the CPU during the GPU rendering (rounds 6-7 ran without)
 #   TRAIN_EXTRA="mirror=true compile=true channels_last=true": more nvs train overrides (session 6)
 #   INDUCTOR_CACHE=DIR: torch.compile's cache (default .cache/inductor; returned as inductor_cache.tar.part-*;
@@ -38,12 +39,12 @@ NGPU=2
 for g in $(seq 0 $((NGPU - 1))); do   # 1. the pool, rendered on every GPU at once
   CUDA_VISIBLE_DEVICES=$g timeout "$((RENDER_S + 60))" python scripts/gpu/make_pool.py "$R/pool_g$g.pt" \
       --size "${SIZE:-128}" --seconds "$RENDER_S" --procs "$NPROC" --chunk 5 --max-scenes "$SPAN" \
-      --views "${VIEWS:-16}" --seed $((BASE + g * NPROC * SPAN)) > "$R/res/pool_g$g.log" 2>&1 &
+      --views "${VIEWS:-16}" --seed $((BASE + g * NPROC * SPAN)) --arc-fraction "${ARC:-0}" > "$R/res/pool_g$g.log" 2>&1 &
 done
 if [ "${CPU_PROCS:-0}" -gt 0 ]; then   # the cores the GPU renderers leave idle render too (~0.44 scenes/s each at 8 views)
   CUDA_VISIBLE_DEVICES= timeout "$((RENDER_S + 60))" python scripts/gpu/make_pool.py "$R/pool_gcpu.pt" \
       --size "${SIZE:-128}" --seconds "$RENDER_S" --procs "$CPU_PROCS" --chunk 2 --max-scenes "$SPAN" \
-      --views "${VIEWS:-16}" --seed $((BASE + NGPU * NPROC * SPAN)) > "$R/res/pool_gcpu.log" 2>&1 &
+      --views "${VIEWS:-16}" --seed $((BASE + NGPU * NPROC * SPAN)) --arc-fraction "${ARC:-0}" > "$R/res/pool_gcpu.log" 2>&1 &
 fi
 wait
 python scripts/gpu/make_pool.py "$R/pool.pt" --cat "$R"/pool_g*.pt > "$R/res/pool.log" 2>&1

@@ -62,8 +62,13 @@ class SynthConfig:
     """Orbit cameras: elevation range above the ground, degrees."""
     distance: tuple[float, float] = (2.5, 4.0)
     """Orbit cameras: distance range to the origin, scene units."""
-    orbit_path: Literal["random", "ordered", "mixed"] = "mixed"
-    """Orbit cameras: random per view, an ordered orbit, or either per scene."""
+    orbit_path: Literal["random", "ordered", "arc", "mixed"] = "mixed"
+    """Orbit cameras: random per view, an ordered orbit, an arc (views evenly along ``arc_deg``
+    of azimuth, one distance and look-at point), or one of them per scene (``mixed``)."""
+    arc_deg: tuple[float, float] = (30.0, 150.0)
+    """Orbit ``arc`` cameras: range of the azimuth span of a scene's views, degrees."""
+    arc_fraction: float = 0.0
+    """Orbit ``mixed``: share of scenes on an arc; the rest are ordered or random, half each."""
     objects: tuple[int, int] = (2, 6)
     """Orbit scenes: number of primitives (inclusive range)."""
     walk_objects: tuple[int, int] = (6, 14)
@@ -95,6 +100,9 @@ class SynthConfig:
         check_range("elevation_deg[1]", self.elevation_deg[1], self.elevation_deg[0], 89.0)
         check_range("distance[0]", self.distance[0], 1.5, 30.0)
         check_range("distance[1]", self.distance[1], self.distance[0], 30.0)
+        check_range("arc_deg[0]", self.arc_deg[0], 0.0, 360.0)
+        check_range("arc_deg[1]", self.arc_deg[1], self.arc_deg[0], 360.0)
+        check_range("arc_fraction", self.arc_fraction, 0.0, 1.0)
         check_range("objects[0]", self.objects[0], 0, 64)
         check_range("objects[1]", self.objects[1], self.objects[0], 64)
         check_range("walk_objects[0]", self.walk_objects[0], 0, 64)
@@ -105,7 +113,8 @@ def _ranges(cfg: SynthConfig):
     from .scenes import CameraRanges
 
     return CameraRanges(fov_deg=tuple(cfg.fov_deg), elevation_deg=tuple(cfg.elevation_deg),
-                        distance=tuple(cfg.distance), orbit_path=cfg.orbit_path)
+                        distance=tuple(cfg.distance), orbit_path=cfg.orbit_path,
+                        arc_deg=tuple(cfg.arc_deg), arc_fraction=cfg.arc_fraction)
 
 
 def scene_and_cameras(cfg: SynthConfig, index: int):

@@ -489,7 +489,9 @@ class CameraRanges:
     elevation_deg: tuple[float, float] = (5.0, 60.0)
     distance: tuple[float, float] = (2.5, 4.0)
     look_jitter: float = 0.1
-    orbit_path: str = "mixed"  # random | ordered | mixed (per scene)
+    orbit_path: str = "mixed"  # random | ordered | arc | mixed (per scene)
+    arc_deg: tuple[float, float] = (30.0, 150.0)  # arc: range of the azimuth span of the scene's views
+    arc_fraction: float = 0.0  # mixed: share of scenes on an arc (the rest ordered / random, half each)
 
 
 def sample_cameras(
@@ -505,7 +507,12 @@ def sample_cameras(
     One fov per scene (shared intrinsics). Deterministic in ``(seed or scene.seed,
     views, width, height, ranges)``; uses its own random stream, independent of the
     scene's. ``orbit``: cameras on a sphere around the origin looking at a jittered
-    origin; ``walk``: views spaced evenly along ``scene.path`` with small jitter.
+    origin - ``random`` (azimuth, elevation and distance per view), ``ordered`` (evenly round
+    the full circle, one distance), ``arc`` (evenly along an arc of ``arc_deg`` azimuth, one
+    distance and look-at point, elevation +-10 deg about the scene's: many small offsets, as
+    when walking round an object), ``mixed`` (per scene: ``arc`` with probability
+    ``arc_fraction``, else ordered or random); ``walk``: views spaced evenly along
+    ``scene.path`` with small jitter.
     """
     from ..cameras import intrinsics_from_fov, look_at
 
@@ -530,8 +537,26 @@ def sample_cameras(
         fwd = np.stack([np.cos(pitch) * np.cos(yaw), np.cos(pitch) * np.sin(yaw), np.sin(pitch)], 1)
         return look_at(eye, eye + fwd), K
     mode = r.orbit_path
-    if mode == "mixed":
-        mode = "ordered" if rng.random() < 0.5 else "random"
+    if not 0.0 <= r.arc_fraction <= 1.0:
+        raise ConfigError(f"arc_fraction must be in [0, 1], got {r.arc_fraction}")
+    if mode == "mixed":  # one draw; arc_fraction = 0 keeps the cameras of earlier versions
+        u = rng.random()
+        f = r.arc_fraction
+        mode = "arc" if u < f else "ordered" if u < f + 0.5 * (1 - f) else "random"
+    if mode == "arc":
+        lo, hi = r.arc_deg
+        if not 0.0 <= lo <= hi <= 360.0:
+            raise ConfigError(f"arc_deg must be 0 <= low <= high <= 360, got {r.arc_deg}")
+        span = math.radians(rng.uniform(lo, hi))
+        az = rng.uniform(0, 2 * math.pi) + span * (np.arange(views) / max(views - 1, 1))
+        e_lo, e_hi = r.elevation_deg
+        e0 = rng.uniform(e_lo, e_hi)
+        el = np.deg2rad(np.clip(e0 + rng.uniform(-10, 10, views), e_lo, e_hi))
+        dist = np.full(views, rng.uniform(*r.distance))
+        eye = np.stack([dist * np.cos(el) * np.cos(az), dist * np.cos(el) * np.sin(az), dist * np.sin(el)], 1)
+        target = rng.uniform(-r.look_jitter, r.look_jitter, size=3)
+        target[2] = abs(target[2]) + 0.15
+        return look_at(eye, np.broadcast_to(target, eye.shape).copy()), K
     if mode == "ordered":
         az0 = rng.uniform(0, 2 * math.pi)
         az = az0 + 2 * math.pi * np.arange(views) / views
@@ -543,7 +568,7 @@ def sample_cameras(
         el = np.deg2rad(rng.uniform(*r.elevation_deg, size=views))
         dist = rng.uniform(*r.distance, size=views)
     else:
-        raise ConfigError(f"unknown orbit_path '{r.orbit_path}': use random, ordered or mixed")
+        raise ConfigError(f"unknown orbit_path '{r.orbit_path}': use random, ordered, arc or mixed")
     eye = np.stack([dist * np.cos(el) * np.cos(az), dist * np.cos(el) * np.sin(az), dist * np.sin(el)], 1)
     target = rng.uniform(-r.look_jitter, r.look_jitter, size=(views, 3))
     target[:, 2] = np.abs(target[:, 2]) + 0.15  # look slightly above the ground's origin

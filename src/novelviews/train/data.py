@@ -202,8 +202,10 @@ def pool_from_paths(paths: Sequence[str | Path], size: int, mode: str = "crop", 
 
 
 def pool_from_synth(num_scenes: int, views: int, size: int, seed: int = 0, family: str = "mixed",
-                    device: str | torch.device = "cpu", spp: int = 1, progress: bool = True) -> ViewPool:
-    """Render a pool directly with the procedural renderer (no files): scene i has seed ``seed + i``."""
+                    device: str | torch.device = "cpu", spp: int = 1, progress: bool = True,
+                    ranges=None) -> ViewPool:
+    """Render a pool directly with the procedural renderer (no files): scene i has seed ``seed + i``;
+    ``ranges``: the cameras' :class:`~novelviews.synth.scenes.CameraRanges` (default ones if None)."""
     from tqdm.auto import tqdm
 
     from ..synth.render import render
@@ -212,7 +214,7 @@ def pool_from_synth(num_scenes: int, views: int, size: int, seed: int = 0, famil
     imgs, c2ws, fovs, scales, sc, fr, gaps = [], [], [], [], [], [], []
     for i in tqdm(range(num_scenes), desc="rendering scenes", disable=not progress):
         scene = scene_from_seed(seed + i, family)
-        c2w, K = sample_cameras(scene, views, size, size)
+        c2w, K = sample_cameras(scene, views, size, size, ranges)
         out = render(scene, c2w, K, size, size, device=device, spp=spp)
         imgs.append((out["rgb"].clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 3, 1, 2).cpu())
         c2ws.append(c2w.double())
