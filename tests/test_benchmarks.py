@@ -5,6 +5,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -100,3 +101,35 @@ def test_demo_quality_compare_pairs_scenes_and_refuses_other_seeds(tmp_path, mon
     assert json.loads((tmp_path / "c.json").read_text())["change"]["90"]["mean"] == pytest.approx(0.0)
     with pytest.raises(SystemExit, match="different scenes or offsets"):
         dq.paired_change(old, new | {"seeds": "0..23 (orbit family)"})
+
+
+def test_demo_quality_scores_mean_of_samples_and_blurred_copy_baseline(tmp_path, monkeypatch, tiny_model_dir):
+    spec = importlib.util.spec_from_file_location("bench_demo_quality", ROOT / "benchmarks" / "demo_quality.py")
+    dq = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(dq)
+    out = tmp_path / "q.json"
+    monkeypatch.setattr(sys, "argv", ["demo_quality.py", "--model", str(tiny_model_dir), "--scenes", "1",
+                                      "--offsets", "30,90", "--steps", "2", "--samples", "2", "--blur", "2,8",
+                                      "--device", "cpu", "--out", str(out)])
+    dq.main()
+    res = json.loads(out.read_text())
+    assert res["samples"] == 2 and res["blur_sigmas"] == [2.0, 8.0]
+    # the blurred-copy baseline, recomputed from the same render (32 px: sigma scales by 32 / 128)
+    from novelviews import cameras as C
+    from novelviews.evaluate import gaussian_blur, psnr
+    from novelviews.synth.render import render
+    from novelviews.synth.scenes import sample_cameras, scene_from_seed
+
+    scene = scene_from_seed(0, "orbit")
+    c2w, K = sample_cameras(scene, 1, 32, 32)
+    tgt = dq.targets_for(c2w[0], [30.0, 90.0], np.random.default_rng(0))
+    inp = render(scene, c2w, K, 32, 32, spp=2)["rgb"].permute(0, 3, 1, 2)
+    gt = render(scene, tgt, K[0].expand(2, 3, 3), 32, 32, spp=2)["rgb"].permute(0, 3, 1, 2)
+    for sg in (2, 8):
+        want = psnr(gaussian_blur(inp, sg / 4).expand_as(gt), gt)
+        got = [res["per_view"][o][f"psnr_blur{sg}"][0] for o in ("30", "90")]
+        assert got == pytest.approx(want.tolist(), abs=1e-4)
+    for o in ("30", "90"):
+        m = res["per_offset"][o]
+        assert m["psnr_blur_best"] == max(m["psnr_blur2"], m["psnr_blur8"])
+        assert m["gain_over_blur"] == pytest.approx(m["psnr_model"] - m["psnr_blur_best"])

@@ -70,6 +70,31 @@ def test_psnr_hand_computed_and_ssim_matches_skimage():
     assert rows[1]["psnr"] == pytest.approx(E.psnr(x[1], y[1]).item(), abs=1e-5)
 
 
+def test_gaussian_blur_matches_a_dense_reference():
+    from novelviews.evaluate import gaussian_blur
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 3, 17, 13, generator=g, dtype=torch.float64)
+    sigma = 1.7
+    # slow reference: every output pixel is the normalised 2-D Gaussian sum over the edge-replicated image
+    r = math.ceil(3 * sigma)
+    xp = torch.nn.functional.pad(x, (r, r, r, r), mode="replicate")
+    ax = torch.arange(-r, r + 1, dtype=torch.float64)
+    w = torch.exp(-(ax[:, None] ** 2 + ax[None, :] ** 2) / (2 * sigma**2))
+    w = w / w.sum()
+    ref = torch.zeros_like(x)
+    for i in range(17):
+        for j in range(13):
+            ref[:, :, i, j] = (xp[:, :, i : i + 2 * r + 1, j : j + 2 * r + 1] * w).sum((-1, -2))
+    torch.testing.assert_close(gaussian_blur(x, sigma), ref)
+    torch.testing.assert_close(gaussian_blur(x[0], sigma), ref[0])  # [C, H, W] in, [C, H, W] out
+    const = torch.full((1, 3, 9, 9), 0.3, dtype=torch.float64)
+    torch.testing.assert_close(gaussian_blur(const, 4.0), const)  # replicated edges keep a flat image flat
+    assert torch.equal(gaussian_blur(x, 0.0), x)
+    with pytest.raises(ValueError, match="sigma"):
+        gaussian_blur(x, -1.0)
+
+
 def test_lpips_unavailable_is_a_message_not_a_crash(monkeypatch):
     monkeypatch.setitem(sys.modules, "lpips", None)  # import lpips -> ImportError
     metric, msg = E.load_lpips("vgg", None)

@@ -94,8 +94,42 @@ def test_other_diffusers_scheduler_runs_and_denoises_oracle():
         S.make_diffusers_scheduler("Nope", SCHED)
 
 
+def test_samples_average_equals_mean_of_single_sample_calls():
+    """sampling.samples = K: each view is the mean of K samples drawn together in batches; the slow
+    reference draws them one call per sample with the documented seeds and averages them."""
+    from novelviews import cameras as C
+    from novelviews.errors import NovelViewsError
+    from novelviews.model import ViewConditionedLDM
+    from novelviews.model.configuration import model_config
+    from novelviews.views import generate
+
+    torch.manual_seed(0)
+    model = ViewConditionedLDM(model_config("tiny")).eval()
+    s = model.config.image_size
+    image = torch.rand(1, 3, s, s, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    cond = C.camera_on_sphere(0.3, 0.0, 2.0)[None]
+    targets = torch.stack([C.camera_on_sphere(0.3, a, 2.0) for a in (0.4, -0.6, 1.0)])
+    seeds = [7, 11, 40]
+    with torch.no_grad():
+        mean = generate(model, image, cond, targets, 0.8, seeds=seeds, progress=False,
+                        cfg=S.SamplingConfig(steps=3, batch_size=4, samples=3))
+        singles = [generate(model, image, cond, targets, 0.8, progress=False, cfg=S.SamplingConfig(steps=3),
+                            seeds=[x + k * S.SAMPLE_SEED_STRIDE for x in seeds]) for k in range(3)]
+    assert mean.shape == (3, 3, s, s)
+    torch.testing.assert_close(mean, torch.stack(singles).mean(0), atol=1e-5, rtol=1e-5)
+    assert (singles[0] - singles[1]).abs().mean() > 1e-3  # the samples differ, so the mean is not one of them
+    with torch.no_grad():  # samples = 1 is the single sample of each view's own seed
+        one = generate(model, image, cond, targets, 0.8, seeds=seeds, progress=False, cfg=S.SamplingConfig(steps=3))
+    torch.testing.assert_close(one, singles[0], atol=1e-5, rtol=1e-5)
+    with pytest.raises(NovelViewsError, match="one seed per target"):
+        generate(model, image, cond, targets, 0.8, seeds=[1, 2], progress=False, cfg=S.SamplingConfig(steps=1))
+
+
 def test_config_validation():
     from novelviews.config import from_dict
+
+    with pytest.raises(ConfigError, match="sampling.samples"):
+        from_dict(S.SamplingConfig, {"samples": 0})
 
     with pytest.raises(ConfigError, match="sampling.eta"):
         from_dict(S.SamplingConfig, {"eta": 2.0})

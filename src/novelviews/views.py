@@ -34,7 +34,7 @@ from . import cameras as C
 from .config import check_range, save_config
 from .errors import ConfigError, NovelViewsError
 from .runtime import resolve_device  # noqa: F401 - re-exported for the commands
-from .sampling import DTYPES, SamplingConfig, guided_denoiser, prepare_for_sampling, sample
+from .sampling import DTYPES, SAMPLE_SEED_STRIDE, SamplingConfig, guided_denoiser, prepare_for_sampling, sample
 
 DEMO_MODEL = "demo"
 
@@ -181,7 +181,9 @@ def generate(
     ``target_fov``: ``[N]`` vertical fov (radians); ``anchors``: ``[N]`` index of the
     conditioning view of each target (default all 0); ``scale``: scene scale per
     conditioning view (scalar or ``[M]``) for 6DoF+1. Returns ``[N, 3, S, S]`` in ``[-1, 1]``
-    on the CPU (float32).
+    on the CPU (float32). With ``cfg.samples = K > 1`` each view is the pixel-space mean of K
+    samples (sample k of view i uses seed ``seeds[i] + k * SAMPLE_SEED_STRIDE``), all K x N
+    drawn in the same batches.
     """
     cfg = cfg or SamplingConfig()
     device, dtype, cond_c2w, target_c2w = check_generation_inputs(model, cfg, cond_images, cond_c2w, target_c2w)
@@ -192,6 +194,13 @@ def generate(
     fov = torch.as_tensor(target_fov, dtype=torch.float64).expand(N)
     scale_t = torch.as_tensor(scale, dtype=torch.float64).expand(M)
     seeds = list(range(cfg.seed, cfg.seed + N)) if seeds is None else list(seeds)
+    if len(seeds) != N:
+        raise NovelViewsError(f"seeds must give one seed per target view ({N}), got {len(seeds)}")
+    K = cfg.samples
+    if K > 1:  # the K samples of every view as K x N targets, averaged at the end
+        target_c2w, fov, anchors = target_c2w.repeat(K, 1, 1), fov.repeat(K), anchors.repeat(K)
+        seeds = [s + k * SAMPLE_SEED_STRIDE for k in range(K) for s in seeds]
+        N = K * N
 
     cam = C.camera_embedding(model.config.camera_mode, cond_c2w[anchors], target_c2w, scale_t[anchors], fov)
     image_emb, cond_latent = model.embed_image(cond_images.to(device))
@@ -209,7 +218,8 @@ def generate(
                      progress=bar.update)
         out.append(decode_chunked(model, lat, cfg.vae_chunk, image_emb.dtype, cfg.vae_tiling))
     bar.close()
-    return torch.cat(out)
+    images = torch.cat(out)
+    return images.view(K, N // K, *images.shape[1:]).mean(0) if K > 1 else images
 
 
 # --------------------------------------------------------------------------- single image
