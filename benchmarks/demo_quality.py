@@ -88,6 +88,8 @@ def main() -> None:
                     help="DDIM eta (1 = the reference's stochastic DDIM)")
     ap.add_argument("--samples", type=int, default=1, help="samples averaged per view (sampling.samples)")
     ap.add_argument("--blur", default="2,4,8,16", help="sigmas (px at 128 px) of the blurred-copy baseline")
+    ap.add_argument("--batch-size", type=int, default=SamplingConfig.batch_size,
+                    help="views per UNet batch (results do not depend on it: per-view seeds)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--grid", type=Path, default=None, help="PNG: rows of input / model / ground truth")
@@ -127,7 +129,8 @@ def main() -> None:
         inp = r_in["rgb"].permute(0, 3, 1, 2)
         gt = r_t["rgb"].permute(0, 3, 1, 2)
         scale = C.depth_quantile_scale(r_in["depth"][0].double())
-        cfg = SamplingConfig(steps=a.steps, guidance_scale=a.guidance, eta=a.eta, seed=seed * 100, samples=a.samples)
+        cfg = SamplingConfig(steps=a.steps, guidance_scale=a.guidance, eta=a.eta, seed=seed * 100, samples=a.samples,
+                             batch_size=a.batch_size)
         out = (generate(model, inp * 2 - 1, c2w, tgt, fov.expand(len(offsets)), scale=scale, cfg=cfg,
                         progress=False) + 1) / 2
         with torch.no_grad():  # does the model use the camera? (0 = it ignores it)
