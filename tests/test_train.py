@@ -111,6 +111,36 @@ def test_parse_data_args_and_validation(tmp_path):
         from_dict(TrainConfig, {"synth": {"scenes": 1}, "drop_context": 0.6, "drop_both": 0.6})
 
 
+def test_lr_schedule_warmup_then_decay():
+    from novelviews.train.module import lr_factor
+
+    # hand values: warm-up 10, cosine to 0.1 at step 110 (halfway = 0.55), held after
+    assert lr_factor(0, 10, 110, "cosine", 0.1) == pytest.approx(0.1)
+    assert lr_factor(9, 10, 110, "cosine", 0.1) == pytest.approx(1.0)
+    assert lr_factor(60, 10, 110, "cosine", 0.1) == pytest.approx(0.55)
+    assert lr_factor(110, 10, 110, "cosine", 0.1) == pytest.approx(0.1)
+    assert lr_factor(500, 10, 110, "cosine", 0.1) == pytest.approx(0.1)
+    assert lr_factor(35, 10, 110, "linear", 0.0) == pytest.approx(0.75)
+    assert lr_factor(5000, 10, 110, "constant") == 1.0
+    # the module's scheduler applies it to both parameter groups (cc_projection at cc_lr_mult x lr)
+    cfg = from_dict(TrainConfig, {"model": "tiny", "synth": {"scenes": 1}, "lr": 1e-3, "warmup_steps": 2,
+                                  "max_steps": 12, "lr_schedule": "linear", "min_lr_ratio": 0.2})
+    opt_sched = LDMModule(ViewConditionedLDM(model_config("tiny")), cfg).configure_optimizers()
+    opt, sched = opt_sched["optimizer"], opt_sched["lr_scheduler"]["scheduler"]
+    base = [g["lr"] / lr_factor(0, 2, 12, "linear", 0.2) for g in opt.param_groups]
+    assert sorted(base) == pytest.approx([1e-3, 1e-2])
+    for step in range(1, 15):
+        opt.step()
+        sched.step()
+        want = lr_factor(step, 2, 12, "linear", 0.2)
+        assert [g["lr"] for g in opt.param_groups] == pytest.approx([b * want for b in base])
+    assert opt.param_groups[0]["lr"] == pytest.approx(base[0] * 0.2)
+    with pytest.raises(ConfigError, match="lr_schedule"):
+        from_dict(TrainConfig, {"synth": {"scenes": 1}, "lr_schedule": "step"})
+    with pytest.raises(ConfigError, match="min_lr_ratio"):
+        from_dict(TrainConfig, {"synth": {"scenes": 1}, "min_lr_ratio": 1.5})
+
+
 def test_tiny_model_loss_falls_on_fixed_batch():
     torch.manual_seed(0)
     model = ViewConditionedLDM(model_config("tiny"))

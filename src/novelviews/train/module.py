@@ -235,14 +235,23 @@ def prepare_for_training(model, compile: bool = False, channels_last: bool = Fal
     return done
 
 
-def _warmup(step: int, warmup: int) -> float:
-    return min(1.0, (step + 1) / max(1, warmup))
+def lr_factor(step: int, warmup: int, total: int = 0, schedule: str = "constant", min_ratio: float = 0.0) -> float:
+    """Multiplier of the base learning rate at optimizer step ``step`` (0-based): a linear warm-up
+    over ``warmup`` steps, then ``constant``, or a ``cosine`` / ``linear`` decay from 1 at the end
+    of the warm-up to ``min_ratio`` at step ``total`` (held there after)."""
+    w = min(1.0, (step + 1) / max(1, warmup))
+    if schedule == "constant":
+        return w
+    p = min(1.0, max(0.0, (step - warmup) / max(1, total - warmup)))
+    shape = 0.5 * (1 + math.cos(math.pi * p)) if schedule == "cosine" else 1 - p
+    return w * (min_ratio + (1 - min_ratio) * shape)
 
 
 class _EMATrainModule(L.LightningModule):
     """What both stages share: uint8 batches made float on the device, an EMA of the trainable
     weights (created by :meth:`_init_ema` once the subclass has chosen what trains), the EMA
-    weights for evaluation and export, and AdamW with a linear warm-up."""
+    weights for evaluation and export, and AdamW with a linear warm-up (then constant or decaying,
+    ``lr_schedule``)."""
 
     def __init__(self, model, cfg):
         super().__init__()
@@ -290,7 +299,9 @@ class _EMATrainModule(L.LightningModule):
         return self.ema.shadow if self.ema is not None else self.model
 
     def _with_warmup(self, opt: torch.optim.Optimizer) -> dict:
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _warmup(s, self.cfg.warmup_steps))
+        c = self.cfg
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: lr_factor(s, c.warmup_steps, c.max_steps, c.lr_schedule, c.min_lr_ratio))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 

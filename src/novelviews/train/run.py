@@ -57,6 +57,10 @@ class TrainConfig:
     cc_lr_mult: float = 10.0  # cc_projection learns 10x faster (reference)
     weight_decay: float = 0.01
     warmup_steps: int = 100
+    # after the warm-up: constant, or cosine / linear decay to min_lr_ratio x lr at max_steps (a run
+    # stopped earlier by max_minutes ends before the bottom)
+    lr_schedule: Literal["constant", "cosine", "linear"] = "constant"
+    min_lr_ratio: float = 0.1
     grad_clip: float = 1.0
     accumulate: int = 1
     precision: str = "32-true"  # 32-true | bf16-mixed | 16-mixed
@@ -103,6 +107,7 @@ class TrainConfig:
         check_range("max_steps", self.max_steps, 1)
         check_range("lr", self.lr, 0.0, 1.0, lo_open=True)
         check_range("accumulate", self.accumulate, 1)
+        check_range("min_lr_ratio", self.min_lr_ratio, 0.0, 1.0)
         check_range("val_scenes", self.val_scenes, 0)
         for k in ("drop_context", "drop_both", "drop_latent"):
             check_range(k, getattr(self, k), 0.0, 1.0)
