@@ -13,6 +13,7 @@ DEST=${OUT:-runs/demo_eval}
 mkdir -p "$DEST"
 export PYTHONUNBUFFERED=1
 t0=$(date +%s)
+fail=0
 for m in $MODELS; do
   tag=$( [ "$m" = demo ] && echo demo || basename "$(dirname "$m/x")" )
   [ "$tag" = demo_model ] && tag=$(basename "$(dirname "$m")")
@@ -20,6 +21,8 @@ for m in $MODELS; do
     python benchmarks/demo_quality.py --model "$m" --scenes "$SCENES" --samples "$k" --batch-size 256 \
         --out "$DEST/${tag}_k$k.json" > "$DEST/${tag}_k$k.log" 2>&1
     rc=$?
+    [ "$rc" = 0 ] || { fail=1; tail -n 4 "$DEST/${tag}_k$k.log"; }
     echo "[$(( $(date +%s) - t0 )) s] $tag K=$k exit $rc: $(grep -A5 '^ offset' "$DEST/${tag}_k$k.log" | tr -s ' ' | tr '\n' ';')"
   done
 done
+exit $fail
