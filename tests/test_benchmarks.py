@@ -133,3 +133,35 @@ def test_demo_quality_scores_mean_of_samples_and_blurred_copy_baseline(tmp_path,
         m = res["per_offset"][o]
         assert m["psnr_blur_best"] == max(m["psnr_blur2"], m["psnr_blur8"])
         assert m["gain_over_blur"] == pytest.approx(m["psnr_model"] - m["psnr_blur_best"])
+
+
+def test_demo_diagnostics_runs_and_reports_vae_and_conditioning(tmp_path, monkeypatch, tiny_model_dir):
+    spec = importlib.util.spec_from_file_location("bench_demo_diag", ROOT / "benchmarks" / "demo_diagnostics.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = tmp_path / "d.json"
+    monkeypatch.setattr(sys, "argv", ["demo_diagnostics.py", "--model", str(tiny_model_dir), "--scenes", "2",
+                                      "--offsets", "30", "--timesteps", "200,800", "--device", "cpu", "--out", str(out)])
+    mod.main()
+    res = json.loads(out.read_text())
+    v = res["vae_recon_psnr"]
+    assert 0 < v["min"] <= v["mean"] <= v["max"] < 100
+    assert set(res["eps_mse_0deg"]) == {"full", "no_latent", "no_camera"}
+    assert all(set(d) == {"200", "800"} and all(x > 0 for x in d.values()) for d in res["eps_mse_0deg"].values())
+    # the copy baseline equals the quality benchmark's (same scenes and targets)
+    dq = importlib.util.spec_from_file_location("bench_dq2", ROOT / "benchmarks" / "demo_quality.py")
+    q = importlib.util.module_from_spec(dq)
+    dq.loader.exec_module(q)
+    from novelviews.evaluate import psnr
+    from novelviews.synth.render import render
+    from novelviews.synth.scenes import sample_cameras, scene_from_seed
+
+    want = []
+    for seed in range(2):
+        scene = scene_from_seed(seed, "orbit")
+        c2w, K = sample_cameras(scene, 1, 32, 32)
+        tgt = q.targets_for(c2w[0], [30.0], np.random.default_rng(seed))
+        x = render(scene, c2w, K, 32, 32, spp=2)["rgb"].permute(0, 3, 1, 2)
+        gt = render(scene, tgt, K[0][None], 32, 32, spp=2)["rgb"].permute(0, 3, 1, 2)
+        want.append(float(psnr(x, gt)[0]))
+    assert res["psnr_copy"]["30.0"] == pytest.approx(np.mean(want), abs=1e-4)
