@@ -103,10 +103,28 @@ def test_demo_quality_compare_pairs_scenes_and_refuses_other_seeds(tmp_path, mon
         dq.paired_change(old, new | {"seeds": "0..23 (orbit family)"})
 
 
+def _load_bench(name: str):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "benchmarks" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _benchmark_views(seed: int, offsets: list[float], size: int = 32):
+    """Input and target renders of one held-out scene, as benchmarks/demo_quality.py makes them."""
+    from novelviews.synth.render import render
+    from novelviews.synth.scenes import sample_cameras, scene_from_seed
+
+    scene = scene_from_seed(seed, "orbit")
+    c2w, K = sample_cameras(scene, 1, size, size)
+    tgt = _load_bench("demo_quality").targets_for(c2w[0], offsets, np.random.default_rng(seed))
+    inp = render(scene, c2w, K, size, size, spp=2)["rgb"].permute(0, 3, 1, 2)
+    gt = render(scene, tgt, K[0].expand(len(offsets), 3, 3), size, size, spp=2)["rgb"].permute(0, 3, 1, 2)
+    return inp, gt
+
+
 def test_demo_quality_scores_mean_of_samples_and_blurred_copy_baseline(tmp_path, monkeypatch, tiny_model_dir):
-    spec = importlib.util.spec_from_file_location("bench_demo_quality", ROOT / "benchmarks" / "demo_quality.py")
-    dq = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(dq)
+    dq = _load_bench("demo_quality")
     out = tmp_path / "q.json"
     monkeypatch.setattr(sys, "argv", ["demo_quality.py", "--model", str(tiny_model_dir), "--scenes", "1",
                                       "--offsets", "30,90", "--steps", "2", "--samples", "2", "--blur", "2,8",
@@ -115,16 +133,9 @@ def test_demo_quality_scores_mean_of_samples_and_blurred_copy_baseline(tmp_path,
     res = json.loads(out.read_text())
     assert res["samples"] == 2 and res["blur_sigmas"] == [2.0, 8.0]
     # the blurred-copy baseline, recomputed from the same render (32 px: sigma scales by 32 / 128)
-    from novelviews import cameras as C
     from novelviews.evaluate import gaussian_blur, psnr
-    from novelviews.synth.render import render
-    from novelviews.synth.scenes import sample_cameras, scene_from_seed
 
-    scene = scene_from_seed(0, "orbit")
-    c2w, K = sample_cameras(scene, 1, 32, 32)
-    tgt = dq.targets_for(c2w[0], [30.0, 90.0], np.random.default_rng(0))
-    inp = render(scene, c2w, K, 32, 32, spp=2)["rgb"].permute(0, 3, 1, 2)
-    gt = render(scene, tgt, K[0].expand(2, 3, 3), 32, 32, spp=2)["rgb"].permute(0, 3, 1, 2)
+    inp, gt = _benchmark_views(0, [30.0, 90.0])
     for sg in (2, 8):
         want = psnr(gaussian_blur(inp, sg / 4).expand_as(gt), gt)
         got = [res["per_view"][o][f"psnr_blur{sg}"][0] for o in ("30", "90")]
@@ -136,9 +147,7 @@ def test_demo_quality_scores_mean_of_samples_and_blurred_copy_baseline(tmp_path,
 
 
 def test_demo_diagnostics_runs_and_reports_vae_and_conditioning(tmp_path, monkeypatch, tiny_model_dir):
-    spec = importlib.util.spec_from_file_location("bench_demo_diag", ROOT / "benchmarks" / "demo_diagnostics.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = _load_bench("demo_diagnostics")
     out = tmp_path / "d.json"
     monkeypatch.setattr(sys, "argv", ["demo_diagnostics.py", "--model", str(tiny_model_dir), "--scenes", "2",
                                       "--offsets", "30", "--timesteps", "200,800", "--device", "cpu", "--out", str(out)])
@@ -149,19 +158,7 @@ def test_demo_diagnostics_runs_and_reports_vae_and_conditioning(tmp_path, monkey
     assert set(res["eps_mse_0deg"]) == {"full", "no_latent", "no_camera"}
     assert all(set(d) == {"200", "800"} and all(x > 0 for x in d.values()) for d in res["eps_mse_0deg"].values())
     # the copy baseline equals the quality benchmark's (same scenes and targets)
-    dq = importlib.util.spec_from_file_location("bench_dq2", ROOT / "benchmarks" / "demo_quality.py")
-    q = importlib.util.module_from_spec(dq)
-    dq.loader.exec_module(q)
     from novelviews.evaluate import psnr
-    from novelviews.synth.render import render
-    from novelviews.synth.scenes import sample_cameras, scene_from_seed
 
-    want = []
-    for seed in range(2):
-        scene = scene_from_seed(seed, "orbit")
-        c2w, K = sample_cameras(scene, 1, 32, 32)
-        tgt = q.targets_for(c2w[0], [30.0], np.random.default_rng(seed))
-        x = render(scene, c2w, K, 32, 32, spp=2)["rgb"].permute(0, 3, 1, 2)
-        gt = render(scene, tgt, K[0][None], 32, 32, spp=2)["rgb"].permute(0, 3, 1, 2)
-        want.append(float(psnr(x, gt)[0]))
+    want = [float(psnr(x, gt)[0]) for x, gt in (_benchmark_views(seed, [30.0]) for seed in range(2))]
     assert res["psnr_copy"]["30.0"] == pytest.approx(np.mean(want), abs=1e-4)
