@@ -23,12 +23,10 @@ import torch.nn.functional as F
 from novelviews import cameras as C
 from novelviews.evaluate import psnr
 from novelviews.sampling import schedule_alphas
-from novelviews.synth.render import render
-from novelviews.synth.scenes import sample_cameras, scene_from_seed
 from novelviews.views import load_any_model, resolve_device
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from demo_quality import targets_for  # noqa: E402  (the same targets as the quality benchmark)
+from demo_quality import scene_views  # noqa: E402  (the quality benchmark's scenes and targets)
 
 
 @torch.no_grad()
@@ -48,17 +46,11 @@ def main() -> None:
     alphas = schedule_alphas(m.config.schedule).float().to(dev)
     rec_in, rec_copy, copy, eps = [], [], [], {k: [] for k in ("full", "no_latent", "no_camera")}
 
-    def recon(x):  # [0, 1] images through the VAE (posterior mode)
-        return (m.vae.decode(m.vae.encode(x * 2 - 1).latent_dist.mode()).sample.clamp(-1, 1) + 1) / 2
-
     for seed in range(a.scenes):
-        scene = scene_from_seed(seed, "orbit")
-        c2w, K = sample_cameras(scene, 1, size, size)
-        r = render(scene, c2w, K, size, size, spp=2)
+        r, c2w, K, _, gt = scene_views(seed, offsets, size)
         x = r["rgb"].permute(0, 3, 1, 2).to(dev)
-        tgt = targets_for(c2w[0], offsets, np.random.default_rng(seed))
-        gt = render(scene, tgt, K[0].expand(len(offsets), 3, 3), size, size, spp=2)["rgb"].permute(0, 3, 1, 2)
-        xr = recon(x).cpu()
+        z0 = m.encode(x * 2 - 1, sample=False)  # the VAE's posterior mode (x scaling factor)
+        xr = ((m.decode(z0, clamp=True) + 1) / 2).cpu()
         rec_in.append(float(psnr(xr, x.cpu())[0]))
         rec_copy.append(psnr(xr.expand_as(gt), gt).numpy())
         copy.append(psnr(x.cpu().expand_as(gt), gt).numpy())
@@ -66,7 +58,6 @@ def main() -> None:
         fov = C.fov_from_intrinsics(K[0], size)
         cam = C.camera_embedding(m.config.camera_mode, c2w, c2w, C.depth_quantile_scale(r["depth"][0].double())[None],
                                  fov[None]).to(dev)
-        z0 = m.encode(x * 2 - 1, sample=False)
         noise = torch.randn(z0.shape, generator=torch.Generator().manual_seed(seed)).to(dev)
         rows = {k: [] for k in eps}
         for t in ts:

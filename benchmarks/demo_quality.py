@@ -59,6 +59,23 @@ def targets_for(c2w_in: torch.Tensor, offsets_deg, rng: np.random.Generator) -> 
     return torch.stack(out)
 
 
+def mean_sem(d) -> tuple[float, float]:
+    """Mean and standard error of the mean of per-scene values (sem NaN for one scene)."""
+    d = np.asarray(d, dtype=np.float64)
+    return float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
+
+
+def scene_views(seed: int, offsets, size: int):
+    """One held-out orbit scene of the benchmark: ``(input render, c2w [1,4,4], K [1,3,3], target
+    c2w [N,4,4], ground truth [N,3,S,S] in [0, 1])``; the input render is the renderer's dict."""
+    scene = scene_from_seed(seed, "orbit")
+    c2w, K = sample_cameras(scene, 1, size, size)
+    tgt = targets_for(c2w[0], offsets, np.random.default_rng(seed))
+    r_in = render(scene, c2w, K, size, size, spp=2)
+    gt = render(scene, tgt, K[0].expand(len(offsets), 3, 3), size, size, spp=2)["rgb"].permute(0, 3, 1, 2)
+    return r_in, c2w, K, tgt, gt
+
+
 def paired_change(old: dict, new: dict) -> dict[str, dict[str, float]]:
     """Per offset: mean and standard error of the per-scene PSNR change ``new - old`` of two
     results of this benchmark (their JSON), which must cover the same seeds and offsets."""
@@ -69,8 +86,8 @@ def paired_change(old: dict, new: dict) -> dict[str, dict[str, float]]:
     out = {}
     for off, rows in new["per_view"].items():
         d = np.asarray(rows["psnr_model"]) - np.asarray(old["per_view"][off]["psnr_model"])
-        sem = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
-        out[off] = {"mean": float(d.mean()), "sem": sem, "n": len(d)}
+        mean, sem = mean_sem(d)
+        out[off] = {"mean": mean, "sem": sem, "n": len(d)}
     return out
 
 
@@ -119,15 +136,9 @@ def main() -> None:
     use_sum = {"eps_mse": [], "camera_gain": [], "camera_gain_rel": []}
     seeds = [int(x) for x in a.seeds.split(",")] if a.seeds else list(range(a.scenes))
     for n_done, seed in enumerate(seeds):
-        scene = scene_from_seed(seed, "orbit")
-        c2w, K = sample_cameras(scene, 1, size, size)
-        rng = np.random.default_rng(seed)
-        tgt = targets_for(c2w[0], offsets, rng)
+        r_in, c2w, K, tgt, gt = scene_views(seed, offsets, size)
         fov = C.fov_from_intrinsics(K[0], size)
-        r_in = render(scene, c2w, K, size, size, spp=2)
-        r_t = render(scene, tgt, K[0].expand(len(offsets), 3, 3), size, size, spp=2)
         inp = r_in["rgb"].permute(0, 3, 1, 2)
-        gt = r_t["rgb"].permute(0, 3, 1, 2)
         scale = C.depth_quantile_scale(r_in["depth"][0].double())
         cfg = SamplingConfig(steps=a.steps, guidance_scale=a.guidance, eta=a.eta, seed=seed * 100, samples=a.samples,
                              batch_size=a.batch_size)
@@ -160,15 +171,13 @@ def main() -> None:
     print(f"{'offset':>7} {'PSNR model':>11} {'PSNR copy':>10} {'gain':>6} {'+-sem':>6} {'SSIM model':>11} {'SSIM copy':>10}")
     for off, r in rows.items():
         m = {k: float(np.mean(v)) for k, v in r.items()}
-        gains = np.asarray(r["psnr_model"]) - np.asarray(r["psnr_copy"])
         # standard error of the mean gain over scenes (how far the mean can move with other scenes)
-        m["gain_sem"] = float(gains.std(ddof=1) / np.sqrt(len(gains))) if len(gains) > 1 else float("nan")
+        m["gain_sem"] = mean_sem(np.asarray(r["psnr_model"]) - np.asarray(r["psnr_copy"]))[1]
         if blur_keys:  # the best blurred copy at this offset, and the model's paired gain over it
             best = max(blur_keys, key=lambda k: m[k])
-            over = np.asarray(r["psnr_model"]) - np.asarray(r[best])
+            over, over_sem = mean_sem(np.asarray(r["psnr_model"]) - np.asarray(r[best]))
             m |= {"blur_best_sigma": sigmas[blur_keys.index(best)], "psnr_blur_best": m[best],
-                  "gain_over_blur": float(over.mean()),
-                  "gain_over_blur_sem": float(over.std(ddof=1) / np.sqrt(len(over))) if len(over) > 1 else float("nan")}
+                  "gain_over_blur": over, "gain_over_blur_sem": over_sem}
         summary[f"{off:g}"] = m | {"n": len(r["psnr_model"])}
         blur_text = (f"   best blurred copy {m['psnr_blur_best']:.2f} (sigma {m['blur_best_sigma']:g}),"
                      f" model {m['gain_over_blur']:+.2f} +- {m['gain_over_blur_sem']:.2f}") if blur_keys else ""

@@ -80,29 +80,6 @@ def test_cost_model_matches_design(bench):
     assert bench.fmt(None, "9.1f") == "        -" and bench.fmt(1.25, "9.1f") == "      1.2"
 
 
-def test_demo_quality_compare_pairs_scenes_and_refuses_other_seeds(tmp_path, monkeypatch, capsys):
-    spec = importlib.util.spec_from_file_location("bench_demo_quality", ROOT / "benchmarks" / "demo_quality.py")
-    dq = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(dq)
-    old = {"seeds": "0..2 (orbit family)", "per_view": {"30": {"psnr_model": [10.0, 12.0, 20.0]},
-                                                      "90": {"psnr_model": [15.0, 15.0, 15.0]}}}
-    new = {"seeds": "0..2 (orbit family)", "per_view": {"30": {"psnr_model": [11.0, 12.5, 21.5]},
-                                                      "90": {"psnr_model": [14.0, 15.0, 16.0]}}}
-    change = dq.paired_change(old, new)
-    assert change["30"]["mean"] == pytest.approx(1.0) and change["30"]["n"] == 3
-    assert change["30"]["sem"] == pytest.approx(0.5 / 3**0.5)  # std of [1, 0.5, 1.5] is 0.5
-    assert change["90"]["mean"] == pytest.approx(0.0) and change["90"]["sem"] == pytest.approx(1 / 3**0.5)
-    a, b = tmp_path / "a.json", tmp_path / "b.json"
-    a.write_text(json.dumps(old))
-    b.write_text(json.dumps(new))
-    monkeypatch.setattr(sys, "argv", ["demo_quality.py", "--compare", str(a), str(b), "--out", str(tmp_path / "c.json")])
-    dq.main()
-    assert "+1.00 +- 0.29" in capsys.readouterr().out
-    assert json.loads((tmp_path / "c.json").read_text())["change"]["90"]["mean"] == pytest.approx(0.0)
-    with pytest.raises(SystemExit, match="different scenes or offsets"):
-        dq.paired_change(old, new | {"seeds": "0..23 (orbit family)"})
-
-
 def _load_bench(name: str):
     spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "benchmarks" / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
@@ -121,6 +98,27 @@ def _benchmark_views(seed: int, offsets: list[float], size: int = 32):
     inp = render(scene, c2w, K, size, size, spp=2)["rgb"].permute(0, 3, 1, 2)
     gt = render(scene, tgt, K[0].expand(len(offsets), 3, 3), size, size, spp=2)["rgb"].permute(0, 3, 1, 2)
     return inp, gt
+
+
+def test_demo_quality_compare_pairs_scenes_and_refuses_other_seeds(tmp_path, monkeypatch, capsys):
+    dq = _load_bench("demo_quality")
+    old = {"seeds": "0..2 (orbit family)", "per_view": {"30": {"psnr_model": [10.0, 12.0, 20.0]},
+                                                      "90": {"psnr_model": [15.0, 15.0, 15.0]}}}
+    new = {"seeds": "0..2 (orbit family)", "per_view": {"30": {"psnr_model": [11.0, 12.5, 21.5]},
+                                                      "90": {"psnr_model": [14.0, 15.0, 16.0]}}}
+    change = dq.paired_change(old, new)
+    assert change["30"]["mean"] == pytest.approx(1.0) and change["30"]["n"] == 3
+    assert change["30"]["sem"] == pytest.approx(0.5 / 3**0.5)  # std of [1, 0.5, 1.5] is 0.5
+    assert change["90"]["mean"] == pytest.approx(0.0) and change["90"]["sem"] == pytest.approx(1 / 3**0.5)
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps(old))
+    b.write_text(json.dumps(new))
+    monkeypatch.setattr(sys, "argv", ["demo_quality.py", "--compare", str(a), str(b), "--out", str(tmp_path / "c.json")])
+    dq.main()
+    assert "+1.00 +- 0.29" in capsys.readouterr().out
+    assert json.loads((tmp_path / "c.json").read_text())["change"]["90"]["mean"] == pytest.approx(0.0)
+    with pytest.raises(SystemExit, match="different scenes or offsets"):
+        dq.paired_change(old, new | {"seeds": "0..23 (orbit family)"})
 
 
 def test_demo_quality_scores_mean_of_samples_and_blurred_copy_baseline(tmp_path, monkeypatch, tiny_model_dir):

@@ -15,7 +15,7 @@ export PYTHONUNBUFFERED=1
 t0=$(date +%s)
 fail=0
 for m in $MODELS; do
-  tag=$( [ "$m" = demo ] && echo demo || basename "$(dirname "$m/x")" )
+  tag=$(basename "$m")   # demo, or the folder's name (its parent's for .../demo_model)
   [ "$tag" = demo_model ] && tag=$(basename "$(dirname "$m")")
   for k in $SAMPLES; do
     python benchmarks/demo_quality.py --model "$m" --scenes "$SCENES" --samples "$k" --batch-size 256 \

@@ -15,7 +15,8 @@
 #   TRAIN_EXTRA="mirror=true compile=true channels_last=true": more nvs train overrides (session 6)
 #   INDUCTOR_CACHE=DIR: torch.compile's cache (default .cache/inductor; returned as inductor_cache.tar.part-*;
 #     unpack it with `mkdir -p .cache/inductor && cat .../inductor_cache.tar.part-* | tar xf - -C .cache/inductor`
-#     and carry .cache/inductor into the next call)
+#     and carry .cache/inductor into the next call); only a cache of at most 45 MiB comes back - on
+#     2 x H200 it was 321 MiB (rounds 10-11), so GPU calls compile cold
 # CPU smoke test: ACCEL=cpu DPRESET=tiny INIT= SIZE=32 EB=8 NPROC=2 RENDER_S=6 END=240 VAL_SCENES=4 \
 #   OUT=/tmp/x2s5 R=/tmp/x2s5run bash scripts/gpu/x2_session5.sh
 set -uo pipefail

@@ -59,30 +59,33 @@ def psnr(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-12) -> torch.
     return (-10.0 * torch.log10(mse.clamp_min(eps))).float()
 
 
+def _gaussian_1d(sigma: float, radius: int, dtype, device) -> torch.Tensor:
+    """Normalised 1-D Gaussian taps ``[2 radius + 1]``."""
+    coords = torch.arange(-radius, radius + 1, dtype=dtype, device=device)
+    g = torch.exp(-(coords**2) / (2 * sigma**2))
+    return g / g.sum()
+
+
 def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
     """Blur ``[B, C, H, W]`` (or ``[C, H, W]``) with a Gaussian of ``sigma`` pixels, edges replicated;
     separable, kernel radius ``ceil(3 sigma)``. ``sigma = 0`` returns the input. A baseline: a
     blurred copy of the input view scores well in PSNR, which rewards hedging over detail."""
     if sigma < 0 or sigma != sigma:
         raise ValueError(f"gaussian_blur: sigma must be >= 0, got {sigma}")
-    x = _batch(images)
+    images = torch.as_tensor(images)
     if sigma == 0:
-        return torch.as_tensor(images).clone()
-    r = max(1, math.ceil(3 * sigma))
-    coords = torch.arange(-r, r + 1, dtype=x.dtype, device=x.device)
-    g = torch.exp(-(coords**2) / (2 * sigma**2))
-    g = (g / g.sum()).repeat(x.shape[1], 1, 1)  # [C, 1, 2r+1]
-    c = x.shape[1]
+        return images.clone()
+    x = _batch(images)
+    c, r = x.shape[1], max(1, math.ceil(3 * sigma))
+    g = _gaussian_1d(sigma, r, x.dtype, x.device).repeat(c, 1, 1)  # [C, 1, 2r+1]
     y = F.conv2d(F.pad(x, (r, r, 0, 0), mode="replicate"), g[:, :, None, :], groups=c)
     y = F.conv2d(F.pad(y, (0, 0, r, r), mode="replicate"), g[:, :, :, None], groups=c)
-    return y[0] if x.shape[0] == 1 and torch.as_tensor(images).ndim == 3 else y
+    return y[0] if images.ndim == 3 else y
 
 
 def _window(gaussian: bool, dtype, device) -> torch.Tensor:
     if gaussian:
-        coords = torch.arange(11, dtype=dtype, device=device) - 5
-        g = torch.exp(-(coords**2) / (2 * 1.5**2))
-        g = g / g.sum()
+        g = _gaussian_1d(1.5, 5, dtype, device)
         return torch.outer(g, g)
     return torch.full((7, 7), 1.0 / 49.0, dtype=dtype, device=device)
 
