@@ -116,10 +116,33 @@ def demo_model_path() -> Path:
     return Path(__file__).resolve().parent / "data" / "demo_model"
 
 
+#: ``--model PRESET-random`` (e.g. ``zeronvs-random``): that preset's architecture with random
+#: weights, built on the device (seed 0). For speed and memory benchmarks of the full-size model
+#: without its checkpoint: speed and memory do not depend on the weights' values, the images do.
+RANDOM_SUFFIX = "-random"
+
+
+def random_model(preset: str, device: torch.device, dtype: torch.dtype = torch.float32, seed: int = 0):
+    """A :class:`~novelviews.model.ViewConditionedLDM` of ``preset`` with random weights, built on
+    ``device`` (no file is read; seeded, so two calls give the same weights on one device)."""
+    from .model import PRESETS, ViewConditionedLDM, model_config
+
+    if preset not in PRESETS:
+        raise NovelViewsError(f"unknown model preset '{preset}' in '{preset}{RANDOM_SUFFIX}': use one of "
+                              f"{', '.join(p + RANDOM_SUFFIX for p in PRESETS)}")
+    torch.manual_seed(seed)
+    with torch.device(device):
+        model = ViewConditionedLDM(model_config(preset))
+    return model.to(dtype).eval()
+
+
 def load_any_model(spec: str, device: torch.device, dtype: torch.dtype = torch.float32, use_ema: bool = True):
-    """``"demo"`` -> the bundled demo model; anything else -> a checkpoint path."""
+    """``"demo"`` -> the bundled demo model; ``"PRESET-random"`` -> :func:`random_model` (when no
+    file of that name exists); anything else -> a checkpoint path."""
     from .model.checkpoints import load_model
 
+    if spec.endswith(RANDOM_SUFFIX) and not Path(spec).exists():
+        return random_model(spec[: -len(RANDOM_SUFFIX)], device, dtype)
     if spec == DEMO_MODEL:
         path = demo_model_path()
         if not path.exists():

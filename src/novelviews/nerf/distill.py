@@ -35,6 +35,7 @@ history), ``metrics.csv``, ``previews/step_NNNNNN.png``, and at the end ``video.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import math
@@ -213,6 +214,9 @@ class DistillConfig:
     """autocast of the diffusion model on GPU (auto: bf16 where supported); CPU always fp32"""
     use_ema: bool = True
     seed: int = 0
+    offload_unused: bool = True
+    """on a GPU, keep the image encoder and the VAE decoder on the CPU while training (a step runs
+    only the UNet and the VAE encoder; ZeroNVS's CLIP ViT-L/14 and decoder hold 1.4 GB)"""
     camera: InputCameraConfig = _field(default_factory=InputCameraConfig)
     image: ImageConfig = _field(default_factory=ImageConfig)
     cameras: RandomCameraConfig = _field(default_factory=RandomCameraConfig)
@@ -398,7 +402,8 @@ def train_step(step: int, scene: Scene, model, pool: Conditioning, target: torch
     loss_orient = torch.stack(orient).mean() if orient else zero  # issue 5
 
     # SDS on the renders, each conditioned on the input or its nearest anchor
-    lat = encode_renders(model, rgb, cfg.guidance.sample_posterior, gen if dev.type == "cpu" else None, amp_dtype)
+    lat = encode_renders(model, rgb, cfg.guidance.sample_posterior, gen if dev.type == "cpu" else None, amp_dtype,
+                         cfg.guidance.encoder_chunk)
     t_min, t_max = timestep_range(step, cfg.schedule.steps, cfg.guidance.t_keyframes, len(alphas))
     t = torch.randint(t_min, t_max + 1, (B,), generator=gen).to(dev)
     noise = torch.randn(lat.shape, generator=gen).to(dev)
@@ -501,7 +506,7 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[D
     if not cfg_path.is_file():
         raise NovelViewsError(f"'{run_dir}' is not a distillation run (no config.yaml): pass the --out folder "
                               "of `nvs distill`")
-    cfg = from_dict(DistillConfig, read_yaml(cfg_path))
+    cfg = read_run_config(cfg_path)
     dev = torch.device(device)
     state = load_checkpoint(run_dir / CHECKPOINT, map_location=dev)
     scene = build_scene(cfg, int(state["meta"]["image_size"]), dev)
@@ -588,6 +593,25 @@ def write_preview(path: Path, scene: Scene, cfg: DistillConfig, size: int) -> No
 # --------------------------------------------------------------------------- run
 
 
+@contextlib.contextmanager
+def unused_parts_offloaded(model, enabled: bool = True):
+    """For the block, the model's image encoder and VAE decoder (+ its post-quant conv) live on
+    the CPU; they are moved back after it, whatever happens (a caller's model stays usable)."""
+    parts = [getattr(model, "image_encoder", None), getattr(model.vae, "decoder", None),
+             getattr(model.vae, "post_quant_conv", None)] if enabled else []
+    parts = [p for p in parts if isinstance(p, torch.nn.Module)]
+    devices = [next(p.parameters(), torch.empty(0)).device for p in parts]
+    try:
+        for p in parts:
+            p.to("cpu")
+        if parts and torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        yield model
+    finally:
+        for p, d in zip(parts, devices):
+            p.to(d)
+
+
 class _StopFlag:
     """Ctrl-C handler: the first press finishes the current step, saves and stops; the second aborts."""
 
@@ -612,6 +636,18 @@ class _StopFlag:
         if self._old is not None:
             signal.signal(signal.SIGINT, self._old)
         return False
+
+
+def read_run_config(path: Path) -> DistillConfig:
+    """A run's saved ``config.yaml``; configs written before the hash grid's backend moved to
+    ``field.grid.backend`` (``field.backend``: torch | tcnn | auto) are read too."""
+    data = read_yaml(path)
+    fld = data.get("field") if isinstance(data, dict) else None
+    if isinstance(fld, dict) and "backend" in fld:
+        old = fld.pop("backend")
+        if old == "tcnn":  # the only layout that differs; torch / auto weights load on every backend
+            fld.setdefault("grid", {})["backend"] = "tcnn"
+    return from_dict(DistillConfig, data)
 
 
 def _same_config(a: DistillConfig, b: DistillConfig) -> bool:
@@ -646,7 +682,7 @@ def run_distill(image: str | Path, out: str | Path, cfg: DistillConfig, resume: 
     if resume:
         if not (out / CHECKPOINT).is_file():
             raise NovelViewsError(f"cannot resume: '{out / CHECKPOINT}' does not exist (start without --resume)")
-        saved = from_dict(DistillConfig, read_yaml(out / "config.yaml"))
+        saved = read_run_config(out / "config.yaml")
         if not _same_config(saved, cfg):
             print(f"note: resuming with the run's saved config ({out / 'config.yaml'}); other settings are ignored")
         saved.device, saved.output = cfg.device, cfg.output
@@ -713,7 +749,7 @@ def run_distill(image: str | Path, out: str | Path, cfg: DistillConfig, resume: 
     stopped = None
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    with _StopFlag() as flag:
+    with _StopFlag() as flag, unused_parts_offloaded(model, cfg.offload_unused and device.type == "cuda"):
         while step < end:
             loss, info = train_step(step, scene, model, pool, target, cfg, gen, alphas, amp)
             optimizer_step(loss, opt, scaler)

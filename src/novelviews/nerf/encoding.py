@@ -17,11 +17,18 @@ Vertex ``(i, j, k)`` of level ``l`` is stored in that level's table of
 All level tables are packed into one parameter ``[sum_l T_l, F]`` (level ``l`` starts at
 ``offsets[l]``), initialised uniformly in ``[-1e-4, 1e-4]`` as in Instant-NGP.
 
-:meth:`HashGridEncoding.forward` is the vectorised path; :func:`hash_encode_reference`
-is a slow, obviously-correct per-point loop used by the tests to check it. An optional
-``tinycudann`` backend (``backend="tcnn"``) uses the CUDA kernels when that package is
-installed; its parameters are laid out differently, so it is not weight-compatible
-with the torch backend.
+Backends (``HashGridConfig.backend``), all computing this one function:
+
+* ``torch``: the vectorised PyTorch path (:meth:`HashGridEncoding._encode`), the reference
+  and the CPU path; :func:`hash_encode_reference` is a slow, obviously-correct per-point loop
+  the tests check it against;
+* ``triton``: the fused CUDA kernels of :mod:`.hashgrid_triton` (same table, same values; the
+  table gradient accumulated with atomics, so equal up to float32 reordering). Calls whose
+  points need a gradient (autograd normals) take the torch path;
+* ``auto`` (default): ``triton`` for CUDA inputs when Triton imports, else ``torch``; chosen
+  per call, so a module moved between devices keeps working;
+* ``tcnn``: tinycudann's kernels when that optional package is installed; its parameters are
+  laid out differently, so it is not weight-compatible with the others (never chosen by auto).
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ from ..config import check_range
 from ..errors import ConfigError
 
 PRIMES = (1, 2654435761, 805459861)
+BACKENDS = ("auto", "torch", "triton", "tcnn")
 
 # The 8 corners of a cell, as (dx, dy, dz) in {0, 1}^3, x fastest.
 _CORNERS = ((0, 0, 0), (1, 0, 0), (0, 1, 0), (1, 1, 0), (0, 0, 1), (1, 0, 1), (0, 1, 1), (1, 1, 1))
@@ -56,8 +64,13 @@ class HashGridConfig:
     """cells per axis of the coarsest level"""
     per_level_scale: float = 1.4473
     """resolution growth factor between levels"""
+    backend: Literal["auto", "torch", "triton", "tcnn"] = "auto"
+    """implementation: auto (fused Triton kernels on CUDA, PyTorch elsewhere), torch, triton, tcnn"""
 
     def validate(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"hash grid backend {self.backend!r} is not one of "
+                              f"{', '.join(repr(b) for b in BACKENDS)}")
         check_range("n_levels", self.n_levels, 1, 32)
         check_range("n_features_per_level", self.n_features_per_level, 1, 16)
         check_range("log2_hashmap_size", self.log2_hashmap_size, 4, 26)
@@ -94,17 +107,19 @@ def level_layout(cfg: HashGridConfig) -> tuple[list[int], list[int], list[int], 
 class HashGridEncoding(nn.Module):
     """Multiresolution hash encoding of points in ``[0, 1]^3`` -> ``[N, L*F]`` features.
 
-    ``backend``: ``"torch"`` (default, runs anywhere), ``"tcnn"`` (tinycudann, CUDA only;
-    raises MissingDependencyError if absent) or ``"auto"`` (tcnn when it imports and CUDA is
-    available, else torch; chosen once, at construction).
+    ``backend`` (default: ``cfg.backend``; see the module docstring): ``"auto"``, ``"torch"``,
+    ``"triton"`` (CUDA inputs only; MissingDependencyError without Triton or CUDA) or ``"tcnn"``
+    (tinycudann, CUDA only; MissingDependencyError if absent).
     """
 
-    def __init__(self, cfg: HashGridConfig | None = None, backend: Literal["torch", "tcnn", "auto"] = "torch"):
+    def __init__(self, cfg: HashGridConfig | None = None, backend: str | None = None):
         super().__init__()
         self.cfg = cfg = cfg or HashGridConfig()
         cfg.validate()
-        if backend not in ("torch", "tcnn", "auto"):
-            raise ConfigError(f"hash grid backend {backend!r} is not one of 'torch', 'tcnn', 'auto'")
+        backend = cfg.backend if backend is None else backend
+        if backend not in BACKENDS:
+            raise ConfigError(f"hash grid backend {backend!r} is not one of {', '.join(repr(b) for b in BACKENDS)}")
+        self.requested_backend = backend
         res, sizes, offsets, dense = level_layout(cfg)
         self.resolutions = res
         self.sizes = sizes
@@ -113,10 +128,10 @@ class HashGridEncoding(nn.Module):
         self.num_dense_levels = sum(dense)  # resolutions grow, so dense levels come first
         self.output_dim = cfg.output_dim
         self._tcnn = None
-        if backend == "tcnn" or (backend == "auto" and torch.cuda.is_available()):
-            self._tcnn = _make_tcnn(cfg, required=backend == "tcnn")
+        if backend == "tcnn":
+            self._tcnn = _make_tcnn(cfg, required=True)
         if self._tcnn is None:
-            self.backend = "torch"
+            self.backend = "torch" if backend == "auto" else backend
             self.table = nn.Parameter(torch.empty(sum(sizes), cfg.n_features_per_level).uniform_(-1e-4, 1e-4))
             self.register_buffer("_res", torch.tensor(res, dtype=torch.int64), persistent=False)
             self.register_buffer("_size", torch.tensor(sizes, dtype=torch.int64), persistent=False)
@@ -132,8 +147,28 @@ class HashGridEncoding(nn.Module):
         if self._tcnn is not None:
             out = self._tcnn(u.clamp(0.0, 1.0)).float()
             return out.reshape(*lead, self.output_dim)
-        out = self._encode(u)
+        if self._use_triton(u):
+            from .hashgrid_triton import hash_encode_triton
+
+            out = hash_encode_triton(u, self.table, self._res, self._size, self._offset, self._dense)
+        else:
+            out = self._encode(u)
         return out.reshape(*lead, self.output_dim)
+
+    def _use_triton(self, u: torch.Tensor) -> bool:
+        """Whether this call takes the fused kernels (see the module docstring)."""
+        if self.requested_backend not in ("auto", "triton"):
+            return False
+        from .hashgrid_triton import triton_available
+
+        if self.requested_backend == "triton" and not (u.is_cuda and triton_available()):
+            from ..errors import MissingDependencyError
+
+            raise MissingDependencyError(
+                "hash grid backend 'triton' needs CUDA tensors and the triton package (it ships with the CUDA "
+                "builds of PyTorch): run on a CUDA device or set the grid's backend to 'torch' or 'auto'")
+        needs_point_grad = u.requires_grad and torch.is_grad_enabled()
+        return u.is_cuda and triton_available() and self.table.dtype == torch.float32 and not needs_point_grad
 
     def _encode(self, u: torch.Tensor) -> torch.Tensor:
         # Per-axis work first ([N, L, 2] per axis for the two corner coordinates c, c + 1), then
@@ -237,4 +272,4 @@ def hash_encode_reference(enc: HashGridEncoding, u: torch.Tensor) -> torch.Tenso
     return torch.stack(out).reshape(*u.shape[:-1], cfg.output_dim)
 
 
-__all__ = ["HashGridConfig", "HashGridEncoding", "hash_encode_reference", "level_resolutions", "level_layout", "PRIMES"]
+__all__ = ["BACKENDS", "HashGridConfig", "HashGridEncoding", "hash_encode_reference", "level_resolutions", "level_layout", "PRIMES"]

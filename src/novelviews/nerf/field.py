@@ -60,6 +60,29 @@ def normalize_points(x: torch.Tensor, bound: float, unbounded: bool) -> tuple[to
     return ((y + 1.0) / 2.0).clamp(0.0, 1.0), inside
 
 
+def checkpointed(fn, x: torch.Tensor, chunk: int):
+    """``fn(x)`` (a tensor or a tuple of tensors with leading shape ``x.shape[:-1]``), evaluated in
+    chunks of ``chunk`` points under activation checkpointing when autograd is on.
+
+    Only each chunk's points and outputs are kept for the backward, which recomputes the chunk's
+    forward: memory is bounded by ``chunk`` points, not by the render (the hash-grid gathers and
+    the MLP's activations of millions of samples were most of a distillation step's peak). The
+    values and gradients are those of ``fn(x)`` (the tests compare them). Plain ``fn(x)`` when
+    ``chunk`` is 0, autograd is off or ``x`` needs a gradient itself (autograd normals). ``fn``
+    must be deterministic (it runs twice).
+    """
+    if chunk <= 0 or not torch.is_grad_enabled() or x.requires_grad:
+        return fn(x)
+    from torch.utils.checkpoint import checkpoint
+
+    lead = x.shape[:-1]
+    flat = x.reshape(-1, x.shape[-1])
+    parts = [checkpoint(fn, c, use_reentrant=False) for c in flat.split(int(chunk))]
+    if isinstance(parts[0], torch.Tensor):
+        return torch.cat(parts).reshape(*lead, *parts[0].shape[1:])
+    return tuple(torch.cat(p).reshape(*lead, *p[0].shape[1:]) for p in zip(*parts))
+
+
 def make_mlp(n_in: int, width: int, hidden_layers: int, n_out: int) -> nn.Sequential:
     """``hidden_layers`` ReLU layers of ``width`` then a linear output layer."""
     layers: list[nn.Module] = []
@@ -90,8 +113,9 @@ class NeRFFieldConfig:
     normal_method: Literal["finite_difference", "autograd"] = "finite_difference"
     normal_eps: float = 0.01
     """finite-difference step (scene units)"""
-    backend: Literal["torch", "tcnn", "auto"] = "torch"
-    """hash grid implementation (tcnn needs tinycudann + CUDA)"""
+    checkpoint_points: int = 2**18
+    """with autograd on, the field runs in chunks of this many points whose activations are
+    recomputed in the backward (memory bounded by the chunk, not the render); 0 = keep them all"""
 
     def validate(self) -> None:
         check_range("bound", self.bound, 0.0, None, lo_open=True)
@@ -100,6 +124,7 @@ class NeRFFieldConfig:
         check_range("blob_density", self.blob_density, 0.0, None)
         check_range("blob_radius", self.blob_radius, 0.0, None, lo_open=True)
         check_range("normal_eps", self.normal_eps, 0.0, None, lo_open=True)
+        check_range("checkpoint_points", self.checkpoint_points, 0, None)
         self.grid.validate()
 
 
@@ -116,7 +141,7 @@ class NeRFField(nn.Module):
         super().__init__()
         self.cfg = cfg = cfg or NeRFFieldConfig()
         cfg.validate()
-        self.encoding = HashGridEncoding(cfg.grid, backend=cfg.backend)
+        self.encoding = HashGridEncoding(cfg.grid)
         self.mlp = make_mlp(self.encoding.output_dim, cfg.mlp_width, cfg.mlp_hidden_layers, 4)
 
     # -- core
@@ -128,6 +153,9 @@ class NeRFField(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """World points ``[..., 3]`` -> (density ``[...]`` >= 0, albedo ``[..., 3]`` in [0, 1])."""
+        return checkpointed(self._forward, x, self.cfg.checkpoint_points)
+
+    def _forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         u, inside = normalize_points(x, self.cfg.bound, self.cfg.unbounded)
         h = self.mlp(self.encoding(u))
         sigma = _activate(h[..., 0] + self.blob(x), self.cfg.density_activation)
@@ -215,6 +243,7 @@ class Background(nn.Module):
 
 
 __all__ = [
+    "checkpointed",
     "contract",
     "normalize_points",
     "make_mlp",

@@ -52,8 +52,13 @@ class GuidanceConfig:
     """clip every element of the SDS gradient to [-grad_clip, grad_clip]; null = no clipping"""
     sample_posterior: bool = True
     """encode renders with a posterior sample (reference) instead of the mode"""
+    encoder_chunk: int = 1
+    """renders per checkpointed VAE-encoder call: the encoder's activations (at the model's image
+    size, for every render of the step) are recomputed in the backward instead of kept; 0 = one
+    call for the whole batch, everything kept"""
 
     def validate(self) -> None:
+        check_range("guidance.encoder_chunk", self.encoder_chunk, 0, None)
         check_range("guidance.guidance_scale", self.guidance_scale, 0.0, 100.0)
         if self.grad_clip is not None:
             check_range("guidance.grad_clip", self.grad_clip, 0.0, None, lo_open=True)
@@ -132,22 +137,41 @@ def sds_loss_from_grad(latents: torch.Tensor, grad: torch.Tensor) -> torch.Tenso
 
 
 def encode_renders(model, rgb: torch.Tensor, sample: bool = True, generator: torch.Generator | None = None,
-                   autocast_dtype: torch.dtype | None = None) -> torch.Tensor:
+                   autocast_dtype: torch.dtype | None = None, chunk: int = 0) -> torch.Tensor:
     """Renders ``[B, 3, r, r]`` in ``[0, 1]`` -> diffusion latents (scaled), differentiable.
 
     Bilinear resize to ``model.config.image_size``; ``[-1, 1]``; VAE posterior sample (or
-    mode) times the scaling factor. ``autocast_dtype`` (fp16 / bf16) on GPU.
+    mode) times the scaling factor. ``autocast_dtype`` (fp16 / bf16) on GPU. ``chunk > 0``
+    (with autograd on): the encoder runs on ``chunk`` renders at a time under activation
+    checkpointing, so the backward keeps only its inputs and the posterior's mean / std and
+    recomputes the rest; the posterior noise is drawn after the encoder, once for the batch, in
+    the posterior's dtype as diffusers draws it, so the latents are those of the unchunked call.
     """
+    from diffusers.utils.torch_utils import randn_tensor
+
     size = model.config.image_size
     x = rgb
     if x.shape[-1] != size or x.shape[-2] != size:
         x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
-    x = x * 2.0 - 1.0
+    x = (x * 2.0 - 1.0).to(model.dtype)
     ctx = (torch.autocast(x.device.type, dtype=autocast_dtype) if autocast_dtype is not None
            else contextlib.nullcontext())
-    with ctx:
-        dist = model.vae.encode(x.to(model.dtype)).latent_dist
-        z = dist.sample(generator=generator) if sample else dist.mode()
+
+    def moments(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with ctx:
+            dist = model.vae.encode(images).latent_dist
+            return dist.mean, dist.std
+
+    if chunk > 0 and torch.is_grad_enabled():
+        from torch.utils.checkpoint import checkpoint
+
+        parts = [checkpoint(moments, c, use_reentrant=False) for c in x.split(int(chunk))]
+        mean, std = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+    else:
+        mean, std = moments(x)
+    z = mean
+    if sample:
+        z = mean + std * randn_tensor(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
     return z.float() * model.scaling_factor
 
 

@@ -33,7 +33,7 @@ from torch.nn import functional as F
 
 from ..config import check_range
 from .encoding import HashGridConfig, HashGridEncoding
-from .field import make_mlp, normalize_points
+from .field import checkpointed, make_mlp, normalize_points
 from .render import render_weights
 
 
@@ -140,9 +140,12 @@ class ProposalFieldConfig:
     mlp_hidden_layers: int = 1
     blob_density: float = 10.0
     blob_radius: float = 0.5
+    checkpoint_points: int = 2**18
+    """points per checkpointed chunk with autograd on (as the NeRF field's); 0 = keep all activations"""
 
     def validate(self) -> None:
         self.grid.validate()
+        check_range("checkpoint_points", self.checkpoint_points, 0, None)
         check_range("mlp_width", self.mlp_width, 1, 1024)
         check_range("mlp_hidden_layers", self.mlp_hidden_layers, 0, 16)
         check_range("blob_density", self.blob_density, 0.0, None)
@@ -215,6 +218,9 @@ class DensityField(nn.Module):
         self.mlp = make_mlp(self.encoding.output_dim, cfg.mlp_width, cfg.mlp_hidden_layers, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return checkpointed(self._forward, x, self.cfg.checkpoint_points)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         u, inside = normalize_points(x, self.bound, self.unbounded)
         raw = self.mlp(self.encoding(u))[..., 0]
         if self.cfg.blob_density > 0:

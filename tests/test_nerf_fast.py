@@ -1,0 +1,222 @@
+"""The distillation's fast, memory-bounded paths against their plain references.
+
+* the fused Triton hash-grid encoding vs the PyTorch encoding (values and table gradients; on
+  CUDA, or on the CPU under Triton's interpreter with ``TRITON_INTERPRET=1``; skipped otherwise,
+  as in CI);
+* activation-checkpointed field chunks vs one plain call (values and every gradient);
+* the checkpointed, chunked VAE encoding of renders vs one plain call (latents and gradients);
+* backend selection and its errors; configs of older runs; random-weight model presets.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from novelviews.config import from_dict
+from novelviews.errors import ConfigError, MissingDependencyError, NovelViewsError
+from novelviews.nerf import HashGridConfig, HashGridEncoding, NeRFField, NeRFFieldConfig, SamplerConfig, make_sampler
+from novelviews.nerf.field import checkpointed
+from novelviews.nerf.guidance import encode_renders
+
+INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def _triton_device(interpreter: bool = True) -> str:
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        pytest.skip("triton is not installed")
+    if torch.cuda.is_available():
+        return "cuda"
+    if INTERPRET and interpreter:
+        return "cpu"
+    pytest.skip("the fused hash grid needs CUDA (or TRITON_INTERPRET=1 for Triton's CPU interpreter)")
+
+
+GRIDS = [
+    # dense and hashed levels, the reference's F = 2
+    HashGridConfig(n_levels=6, n_features_per_level=2, log2_hashmap_size=12, base_resolution=4, per_level_scale=2.0),
+    # F = 3 (padded to 4 in the kernel), a coarse all-hashed grid with heavy collisions
+    HashGridConfig(n_levels=3, n_features_per_level=3, log2_hashmap_size=6, base_resolution=8, per_level_scale=3.0),
+]
+
+
+@pytest.mark.parametrize("cfg", GRIDS)
+def test_triton_hash_grid_matches_the_torch_encoding(cfg):
+    """Same values (to float32 rounding) and the same table gradient up to the reordering of
+    atomic adds: 1e-5 relative + 1e-6 absolute on entries that are sums of many terms."""
+    from novelviews.nerf.hashgrid_triton import hash_encode_triton
+
+    dev = _triton_device()
+    g = torch.Generator().manual_seed(0)
+    enc = HashGridEncoding(HashGridConfig(**{**cfg.__dict__, "backend": "torch"})).to(dev)
+    with torch.no_grad():
+        enc.table.copy_((torch.rand(enc.table.shape, generator=g) * 2 - 1).to(dev))
+    n = 4000 if dev == "cuda" else 300
+    u = (torch.rand(n, 3, generator=g) * 1.2 - 0.1).to(dev)  # some outside [0, 1]: clamped
+    u[:4] = torch.tensor([[0.0, 0.0, 0.0], [1.0, 1.0, 1.0], [1.0, 0.0, 0.5], [0.5, 1.0, 0.0]])
+    grad_out = torch.randn(n, cfg.output_dim, generator=g).to(dev)
+    ref = enc(u)
+    (ref * grad_out).sum().backward()
+    ref_grad, enc.table.grad = enc.table.grad.clone(), None
+    poison = torch.full_like(ref, float("nan"))  # freed, so the kernel's output block likely reuses it:
+    del poison  # every element must be written
+    out = hash_encode_triton(u, enc.table, enc._res, enc._size, enc._offset, enc._dense)
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out, ref, rtol=1e-6, atol=1e-7)
+    (out * grad_out).sum().backward()
+    torch.testing.assert_close(enc.table.grad, ref_grad, rtol=1e-5, atol=1e-6)
+    assert ref_grad.abs().sum() > 0
+
+
+def test_triton_backend_through_the_field():
+    """``field.grid.backend=triton`` and ``torch`` give the same densities and table gradients."""
+    dev = _triton_device(interpreter=False)  # the backend itself takes CUDA tensors only
+    torch.manual_seed(0)
+    grid = dict(n_levels=4, log2_hashmap_size=10, base_resolution=4, per_level_scale=2.0)
+    fields = []
+    for backend in ("torch", "triton"):
+        torch.manual_seed(0)
+        fields.append(NeRFField(NeRFFieldConfig(grid=HashGridConfig(**grid, backend=backend))).to(dev))
+    x = torch.randn(512, 3).to(dev)
+    outs = []
+    for f in fields:
+        sigma, rgb = f(x)
+        (sigma.sum() + rgb.square().sum()).backward()
+        outs.append((sigma.detach(), rgb.detach(), f.encoding.table.grad.clone()))
+    for a, b in zip(*outs):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_triton_backend_needs_cuda_and_auto_falls_back():
+    enc = HashGridEncoding(HashGridConfig(n_levels=2, log2_hashmap_size=8, base_resolution=2, backend="triton"))
+    if not torch.cuda.is_available():
+        with pytest.raises(MissingDependencyError, match="backend 'triton' needs CUDA tensors"):
+            enc(torch.rand(5, 3))
+    auto = HashGridEncoding(HashGridConfig(n_levels=2, log2_hashmap_size=8, base_resolution=2))
+    assert auto.requested_backend == "auto"
+    u = torch.rand(7, 3)
+    torch.testing.assert_close(auto(u), auto._encode(u))  # CPU input: the torch path
+    with pytest.raises(ConfigError, match="'cuda' is not one of 'auto', 'torch', 'triton', 'tcnn'"):
+        HashGridConfig(backend="cuda").validate()
+
+
+# --------------------------------------------------------------------------- checkpointing
+
+
+def _small_field(checkpoint_points: int) -> NeRFField:
+    torch.manual_seed(0)
+    grid = HashGridConfig(n_levels=4, log2_hashmap_size=10, base_resolution=4, per_level_scale=2.0, backend="torch")
+    return NeRFField(NeRFFieldConfig(grid=grid, checkpoint_points=checkpoint_points))
+
+
+def test_checkpointed_field_chunks_equal_one_plain_call():
+    plain, chunked = _small_field(0), _small_field(100)  # 1000 points -> 10 recomputed chunks
+    x = torch.randn(10, 100, 3)
+    res = []
+    for f in (plain, chunked):
+        sigma, rgb = f(x)
+        assert sigma.shape == (10, 100) and rgb.shape == (10, 100, 3)
+        (sigma.square().sum() + (rgb * torch.linspace(0, 1, 3)).sum()).backward()
+        res.append([sigma.detach(), rgb.detach()] + [p.grad.clone() for p in f.parameters()])
+    for a, b in zip(*res):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_checkpointed_keeps_less_for_the_backward():
+    """The saved tensors of the autograd graph shrink to the chunks' inputs and outputs."""
+    x = torch.randn(4096, 3)
+
+    def saved_bytes(field) -> int:
+        total = 0
+
+        def pack(t):
+            nonlocal total
+            total += t.numel() * t.element_size()
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            field(x)
+        return total
+
+    assert saved_bytes(_small_field(512)) < 0.25 * saved_bytes(_small_field(0))
+
+
+def test_checkpointed_is_plain_without_grad_or_for_point_gradients():
+    calls = []
+
+    def fn(x):
+        calls.append(x.shape[0])
+        return x.sum(-1)
+
+    with torch.no_grad():
+        checkpointed(fn, torch.randn(10, 3), 3)
+    xg = torch.randn(10, 3, requires_grad=True)
+    checkpointed(fn, xg, 3)
+    assert calls == [10, 10]
+
+
+def test_proposal_field_checkpointed_equals_plain():
+    outs = []
+    for chunk in (0, 64):
+        torch.manual_seed(0)
+        cfg = SamplerConfig(num_samples=8, num_proposal_samples=16)
+        cfg.proposal.checkpoint_points = chunk
+        sampler = make_sampler(cfg, 2.0, True)
+        x = torch.randn(32, 16, 3)
+        sigma = sampler.density_field(x)
+        sigma.sum().backward()
+        outs.append((sigma.detach(), [p.grad.clone() for p in sampler.parameters()]))
+    torch.testing.assert_close(outs[0][0], outs[1][0])
+    for a, b in zip(outs[0][1], outs[1][1]):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("sample", [True, False])
+def test_chunked_render_encoding_equals_one_call(sample):
+    from novelviews.model import ViewConditionedLDM
+    from novelviews.model.configuration import model_config
+
+    torch.manual_seed(0)
+    model = ViewConditionedLDM(model_config("tiny")).eval().requires_grad_(False)
+    rgb0 = torch.rand(3, 3, 16, 16)
+    res = []
+    for chunk in (0, 1):
+        rgb = rgb0.clone().requires_grad_(True)
+        lat = encode_renders(model, rgb, sample, torch.Generator().manual_seed(5), None, chunk=chunk)
+        (lat * torch.linspace(-1, 1, lat.numel()).reshape(lat.shape)).sum().backward()
+        res.append((lat.detach(), rgb.grad))
+    torch.testing.assert_close(res[0][0], res[1][0], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(res[0][1], res[1][1], rtol=1e-5, atol=1e-6)
+    assert res[0][1].abs().sum() > 0
+
+
+# --------------------------------------------------------------------------- configs and presets
+
+
+def test_older_run_configs_read_with_the_grid_backend(tmp_path):
+    from novelviews.config import save_config
+    from novelviews.nerf.distill import DistillConfig, read_run_config
+
+    for old, new in (("torch", "auto"), ("auto", "auto"), ("tcnn", "tcnn")):
+        save_config(DistillConfig(), tmp_path / "config.yaml")
+        text = (tmp_path / "config.yaml").read_text().replace("field:\n", f"field:\n  backend: {old}\n", 1)
+        (tmp_path / "config.yaml").write_text(text)
+        assert read_run_config(tmp_path / "config.yaml").field.grid.backend == new
+    with pytest.raises(ConfigError):
+        from_dict(DistillConfig, {"field": {"backend": "torch"}})
+
+
+def test_random_model_presets():
+    from novelviews.views import load_any_model
+
+    a = load_any_model("tiny-random", torch.device("cpu"))
+    b = load_any_model("tiny-random", torch.device("cpu"))
+    assert a.config.name == "tiny"
+    for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert ka == kb and torch.equal(va, vb)
+    with pytest.raises(NovelViewsError, match="unknown model preset 'huge' in 'huge-random': use one of"):
+        load_any_model("huge-random", torch.device("cpu"))
