@@ -17,6 +17,12 @@ Examples::
 
     python benchmarks/distill.py --preset tiny                     # CPU smoke run (~1-2 min)
     python benchmarks/distill.py --device cuda --budget-seconds 540 --steps 4000 --anchors 4
+    python benchmarks/distill.py --device cuda --anchors 0 --reference-path --out runs/ref   # the plain PyTorch path
+    python benchmarks/distill.py --device cuda --anchors 0 --model zeronvs-random          # full-size timing
+
+``--reference-path`` runs the plain PyTorch path (``novelviews.nerf.distill.REFERENCE_PATH``) for
+paired comparisons with the fast defaults (same scene, seed and settings); ``--model
+zeronvs-random`` times the full-size architecture with random weights (its images are noise).
 """
 
 from __future__ import annotations
@@ -32,10 +38,10 @@ import torch
 
 from novelviews import cameras as C
 from novelviews import synth
-from novelviews.config import load
+from novelviews.config import load, merge, nest_dotted
 from novelviews.evaluate import psnr, ssim
 from novelviews.io.images import save_image
-from novelviews.nerf.distill import DistillConfig, load_run, render_view, run_distill
+from novelviews.nerf.distill import REFERENCE_PATH, DistillConfig, load_run, render_view, run_distill
 from novelviews.views import load_any_model, resolve_device
 
 TINY = {
@@ -61,6 +67,7 @@ def main(argv=None) -> dict:
     p.add_argument("--heldout", type=int, default=7, help="held-out azimuths (evenly spaced, excluding the input)")
     p.add_argument("--budget-seconds", type=float, default=540.0, help="wall-time budget of the whole benchmark")
     p.add_argument("--out", default=None)
+    p.add_argument("--reference-path", action="store_true", help="the plain PyTorch path (REFERENCE_PATH)")
     p.add_argument("overrides", nargs="*", help="extra DistillConfig overrides key=value")
     args = p.parse_args(argv)
     t0 = time.time()
@@ -72,7 +79,8 @@ def main(argv=None) -> dict:
 
     # input + ground truth from the procedural scene
     scene = synth.scene_from_seed(args.scene_seed, "orbit")
-    base = load(DistillConfig, base=TINY if args.preset == "tiny" else {}, overrides=args.overrides)
+    preset = merge(TINY if args.preset == "tiny" else {}, nest_dotted(REFERENCE_PATH) if args.reference_path else {})
+    base = load(DistillConfig, base=preset, overrides=args.overrides)
     el = math.radians(base.camera.elevation_deg)
     fov = math.radians(base.camera.fov_deg)
     K = C.intrinsics_from_fov(fov, S, S)
@@ -90,7 +98,8 @@ def main(argv=None) -> dict:
     variants = ([] if args.no_plain and args.anchors > 0 else [0]) + ([args.anchors] if args.anchors > 0 else [])
     setup_s = time.time() - t0
     result = {"device": str(device), "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-              "model": args.model, "image_size": S, "preset": args.preset, "scene_seed": args.scene_seed,
+              "model": args.model, "image_size": S, "preset": args.preset, "reference_path": args.reference_path,
+              "scene_seed": args.scene_seed,
               "scale": scale, "heldout_azimuth_deg": [round(math.degrees(a), 2) for a in az[1:].tolist()],
               "setup_seconds": round(setup_s, 2), "variants": {}}
     for i, k in enumerate(variants):
@@ -99,7 +108,7 @@ def main(argv=None) -> dict:
             over.append(f"schedule.steps={args.steps}")
         if args.anchor_steps:
             over.append(f"anchors.steps={args.anchor_steps}")
-        cfg = load(DistillConfig, base=TINY if args.preset == "tiny" else {}, overrides=list(args.overrides) + over)
+        cfg = load(DistillConfig, base=preset, overrides=list(args.overrides) + over)
         cfg.device = str(device)
         left = args.budget_seconds - (time.time() - t0)
         budget = max(5.0, 0.8 * left / (len(variants) - i) - 15.0)  # leave room for anchors, videos, scoring

@@ -12,6 +12,14 @@ time, kernels launched per step, CPU time per step). Writes JSON (``--out``).
         schedule.batch_sizes=[2,1] field.grid.n_levels=8            # CPU smoke run
     python benchmarks/distill_step.py --device cuda --out $OUT/distill_step.json
     python benchmarks/distill_step.py --device cuda --low-memory --out $OUT/distill_step_lowmem.json
+    python benchmarks/distill_step.py --device cuda --model zeronvs-random     # ZeroNVS-size, random weights
+    python benchmarks/distill_step.py --device cuda --reference-path          # the plain PyTorch path
+
+``--model PRESET-random`` (``zeronvs-random``: 859 M UNet, SD VAE, CLIP ViT-L/14) builds that
+architecture with random weights on the device, so the full-size numbers need no checkpoint
+(speed and memory do not depend on the weights' values). ``--reference-path`` applies
+``novelviews.nerf.distill.REFERENCE_PATH`` (PyTorch hash grid, no checkpointing, nothing
+offloaded) before the overrides.
 """
 
 from __future__ import annotations
@@ -25,8 +33,9 @@ import torch
 
 from novelviews.config import load, nest_dotted
 from novelviews.io.images import image_to_tensor
-from novelviews.nerf.distill import (LOW_MEMORY, DistillConfig, build_scene, embed_pool, make_optimizer,
-                                     optimizer_step, phase, resolve_precision, train_step)
+from novelviews.nerf.distill import (LOW_MEMORY, REFERENCE_PATH, DistillConfig, build_scene, embed_pool,
+                                     make_optimizer, optimizer_step, phase, resolve_precision, train_step,
+                                     unused_parts_offloaded)
 from novelviews.sampling import schedule_alphas
 from novelviews.views import input_scale, load_any_model, prepare_input_image, resolve_device
 
@@ -71,9 +80,11 @@ def main(argv=None) -> dict:
     p.add_argument("--profile", type=int, default=3, help="profiled steps per phase (0: no profile)")
     p.add_argument("--out", type=Path, default=None, help="JSON file")
     p.add_argument("--low-memory", action="store_true", help="start from `nvs distill --low-memory`'s settings")
+    p.add_argument("--reference-path", action="store_true", help="the plain PyTorch path (REFERENCE_PATH)")
     p.add_argument("overrides", nargs="*", help="DistillConfig overrides key=value")
     args = p.parse_args(argv)
-    cfg = load(DistillConfig, base=nest_dotted(LOW_MEMORY if args.low_memory else {}), overrides=args.overrides)
+    base = {**(LOW_MEMORY if args.low_memory else {}), **(REFERENCE_PATH if args.reference_path else {})}
+    cfg = load(DistillConfig, base=nest_dotted(base), overrides=args.overrides)
     cfg.validate()
     device = resolve_device(args.device)
     amp = resolve_precision(cfg.precision, device)
@@ -93,38 +104,42 @@ def main(argv=None) -> dict:
         m.train()
 
     result = {"device": str(device), "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-              "torch": torch.__version__, "model": args.model, "precision": cfg.precision, "low_memory": args.low_memory,
-              "overrides": list(args.overrides), "phases": []}
-    starts = [0] + [int(m * cfg.schedule.steps) for m in cfg.schedule.milestones]
-    for i, s0 in enumerate(starts):
-        B, r = phase(s0, cfg.schedule, S)
-        state = {"step": s0}
+              "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"), "model": args.model,
+              "model_parameters": model.num_parameters(), "precision": cfg.precision, "low_memory": args.low_memory,
+              "reference_path": args.reference_path, "overrides": list(args.overrides), "phases": []}
+    # as nvs distill's training loop: the image encoder and the VAE decoder off the GPU
+    with unused_parts_offloaded(model, cfg.offload_unused and device.type == "cuda"):
+        starts = [0] + [int(m * cfg.schedule.steps) for m in cfg.schedule.milestones]
+        for i, s0 in enumerate(starts):
+            B, r = phase(s0, cfg.schedule, S)
+            state = {"step": s0}
 
-        def run_step():
-            loss, _ = train_step(state["step"], scene, model, pool, target, cfg, gen, alphas, amp)
-            optimizer_step(loss, opt, scaler)
-            state["step"] += 1
+            def run_step():
+                loss, _ = train_step(state["step"], scene, model, pool, target, cfg, gen, alphas, amp)
+                optimizer_step(loss, opt, scaler)
+                state["step"] += 1
 
-        for _ in range(args.warmup):
-            run_step()
-        _sync(device)
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
-        t0 = time.perf_counter()
-        for _ in range(args.steps):
-            run_step()
-        _sync(device)
-        dt = (time.perf_counter() - t0) / max(args.steps, 1)
-        row = {"phase": i, "first_step": s0, "batch": B, "render_size": r, "timed_steps": args.steps,
-               "ms_per_step": round(1e3 * dt, 2), "steps_per_s": round(1.0 / dt, 3)}
-        if device.type == "cuda":
-            row["peak_memory_gb"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 3)
-        if args.profile > 0:
-            row["profile"] = profile_steps(run_step, args.profile, device)
-        print(json.dumps({k: v for k, v in row.items() if k != "profile"}), flush=True)
-        if "profile" in row:
-            print(row["profile"]["table"], flush=True)
-        result["phases"].append(row)
+            for _ in range(args.warmup):
+                run_step()
+            _sync(device)
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+            t0 = time.perf_counter()
+            for _ in range(args.steps):
+                run_step()
+            _sync(device)
+            dt = (time.perf_counter() - t0) / max(args.steps, 1)
+            row = {"phase": i, "first_step": s0, "batch": B, "render_size": r, "timed_steps": args.steps,
+                   "ms_per_step": round(1e3 * dt, 2), "steps_per_s": round(1.0 / dt, 3)}
+            if device.type == "cuda":
+                row["peak_memory_gb"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 3)
+                row["peak_reserved_gb"] = round(torch.cuda.max_memory_reserved(device) / 2**30, 3)
+            if args.profile > 0:
+                row["profile"] = profile_steps(run_step, args.profile, device)
+            print(json.dumps({k: v for k, v in row.items() if k != "profile"}), flush=True)
+            if "profile" in row:
+                print(row["profile"]["table"], flush=True)
+            result["phases"].append(row)
     # a full run at these settings: the phases' step counts at their measured speed
     bounds = starts + [cfg.schedule.steps]
     result["estimated_run_minutes"] = round(sum((bounds[k + 1] - bounds[k]) * result["phases"][k]["ms_per_step"]

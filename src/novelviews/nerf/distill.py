@@ -250,6 +250,19 @@ LOW_MEMORY: dict[str, object] = {
 }
 
 
+#: The plain PyTorch path of a distillation step, the reference the fast defaults are checked against
+#: (benchmarks ``--reference-path``): the PyTorch hash grid, no activation checkpointing, the VAE
+#: encoder on the whole batch, every model part on the device. Same function, more memory and time.
+REFERENCE_PATH: dict[str, object] = {
+    "field.grid.backend": "torch",
+    "sampler.proposal.grid.backend": "torch",
+    "field.checkpoint_points": 0,
+    "sampler.proposal.checkpoint_points": 0,
+    "guidance.encoder_chunk": 0,
+    "offload_unused": False,
+}
+
+
 # --------------------------------------------------------------------------- schedules and cameras
 
 
@@ -857,7 +870,7 @@ def run_export(run_dir: str | Path, out: str | Path | None = None, what: str = "
 
 
 __all__ = ["RandomCameraConfig", "ScheduleConfig", "LossConfig", "OptimConfig", "RenderConfig", "OutputConfig",
-           "DistillConfig", "phase", "camera_ranges", "sample_views", "orbit_cameras", "resolve_precision",
+           "DistillConfig", "LOW_MEMORY", "REFERENCE_PATH", "phase", "camera_ranges", "sample_views", "orbit_cameras", "resolve_precision",
            "Scene", "build_scene", "render_view", "Conditioning", "embed_pool", "train_step", "save_checkpoint",
            "load_checkpoint", "load_run", "depth_frames", "render_orbit", "write_views", "run_distill",
            "run_export", "CHECKPOINT"]
