@@ -112,15 +112,17 @@ def main(argv=None) -> dict:
         starts = [0] + [int(m * cfg.schedule.steps) for m in cfg.schedule.milestones]
         for i, s0 in enumerate(starts):
             B, r = phase(s0, cfg.schedule, S)
-            state = {"step": s0}
+            state = {"step": s0, "infos": []}
 
             def run_step():
-                loss, _ = train_step(state["step"], scene, model, pool, target, cfg, gen, alphas, amp)
+                loss, info = train_step(state["step"], scene, model, pool, target, cfg, gen, alphas, amp)
                 optimizer_step(loss, opt, scaler)
                 state["step"] += 1
+                state["infos"].append(info)
 
             for _ in range(args.warmup):
                 run_step()
+            state["infos"].clear()
             _sync(device)
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
@@ -131,6 +133,11 @@ def main(argv=None) -> dict:
             dt = (time.perf_counter() - t0) / max(args.steps, 1)
             row = {"phase": i, "first_step": s0, "batch": B, "render_size": r, "timed_steps": args.steps,
                    "ms_per_step": round(1e3 * dt, 2), "steps_per_s": round(1.0 / dt, 3)}
+            # samples per ray the fields were queried at (empty-space skipping), mean over the timed steps
+            for key, n in (("field_kept", cfg.sampler.num_samples), ("proposal_kept", cfg.sampler.num_proposal_samples)):
+                kept = [inf[key] for inf in state["infos"] if key in inf]
+                if kept:
+                    row[key.replace("_kept", "_samples_per_ray")] = round(n * sum(kept) / len(kept), 2)
             if device.type == "cuda":
                 row["peak_memory_gb"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 3)
                 row["peak_reserved_gb"] = round(torch.cuda.max_memory_reserved(device) / 2**30, 3)

@@ -114,7 +114,7 @@ def test_distill_and_export_cli(tmp_path, tiny_model_dir, capsys):
     Image.fromarray(img).save(tmp_path / "in.png")
     run = tmp_path / "nerf"
     assert main(["distill", str(tmp_path / "in.png"), "--out", str(run), "--model", str(tiny_model_dir),
-                 "--steps", "2", "--device", "cpu", "--quiet", "output.video_frames=4"]) == 0
+                 "--steps", "2", "--device", "cpu", "--quiet", "output.video_frames=4", "occupancy.resolution=16"]) == 0
     assert (run / "checkpoints" / "last.pt").exists() and (run / "config.yaml").exists()
     assert main(["export", str(run), "--what", "mesh", "--format", "ply", "--resolution", "24", "--quiet",
                  "--threshold", "0.5"]) == 0

@@ -56,6 +56,7 @@ def tiny_cfg(**over) -> D.DistillConfig:
         "field": {"grid": {"n_levels": 4, "log2_hashmap_size": 10, "base_resolution": 4, "per_level_scale": 1.5},
                   "mlp_width": 16},
         "sampler": {"kind": "uniform", "num_samples": 12},
+        "occupancy": {"resolution": 16},
         "output": {"checkpoint_every": 2, "preview_every": 2, "log_every": 1, "video_frames": 2},
     }
     return load(D.DistillConfig, base=data, overrides=[f"{k}={v}" for k, v in over.items()])

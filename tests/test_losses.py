@@ -161,6 +161,7 @@ def _cfg(**over) -> D.DistillConfig:
         "anchors": {"num": 0},
         "field": {"grid": TINY_GRID, "mlp_width": 8},
         "sampler": {"kind": "uniform", "num_samples": 8},
+        "occupancy": {"resolution": 16},
     }
     return load(D.DistillConfig, base=data, overrides=[f"{k}={v}" for k, v in over.items()])
 
@@ -283,9 +284,9 @@ def test_geometry_losses_at_their_own_render_size(monkeypatch, tiny_ldm_and_phot
     cfg = _cfg(**{"schedule.render_scales": f"[{16 / S}]", "loss.geometry_size": size})
     loss, info = _one_train_step(*tiny_ldm_and_photo, cfg)
     assert normal_rays == [expected * expected]  # one geometry view (the default), at its own size
-    # plain 16 px renders: the input view (RGB loss), the second SDS view, and the geometry view's
-    # SDS render when the normal render had another size
-    assert plain_rays == [16 * 16] * (3 if expected != 16 else 2)
+    # plain 16 px renders: the SDS views in one call (the second view, and the geometry view's SDS
+    # render when the normal render had another size), then the input view (RGB loss)
+    assert plain_rays == [16 * 16 * (2 if expected != 16 else 1), 16 * 16]
     assert info["normal_smooth"] > 0 and torch.isfinite(loss)
     from novelviews.errors import ConfigError
 

@@ -36,7 +36,8 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 TINY_DISTILL = {"schedule.batch_sizes": "[2,1]", "field.grid.n_levels": 4, "field.grid.log2_hashmap_size": 10,
                 "field.grid.base_resolution": 4, "field.grid.per_level_scale": 1.5, "field.mlp_width": 16,
-                "sampler.kind": "uniform", "sampler.num_samples": 12, "output.video_frames": 2}
+                "sampler.kind": "uniform", "sampler.num_samples": 12, "output.video_frames": 2,
+                "occupancy.resolution": 16}
 
 
 @pytest.fixture()

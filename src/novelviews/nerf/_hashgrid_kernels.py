@@ -90,3 +90,78 @@ def hash_encode_bwd(u_ptr, grad_out_ptr, res_ptr, size_ptr, offset_ptr, dense_pt
         row, w = _corner(cx, cy, cz, wx, wy, wz, res, size, dense, c & 1, (c >> 1) & 1, (c >> 2) & 1)
         tl.atomic_add(grad_table_ptr + (off + row)[:, None] * F + f[None, :], w[:, None] * g, mask=mm,
                       sem="relaxed")
+
+
+# ----------------------------------------------------------------------------- all levels per program
+# A program takes BLOCK points x all levels as one [BLOCK, LP] tile (LP = L padded to a power of two),
+# levels the minor axis: the lanes of a warp then work on different levels, i.e. different tables,
+# so the atomic adds of one warp rarely hit the same row (with points the minor axis, consecutive
+# samples of one ray share the coarse levels' cells and their atomics serialise).
+
+
+@triton.jit
+def _tile_rows(u_ptr, n, m, res, dense, size):
+    ux = tl.minimum(tl.maximum(tl.load(u_ptr + n * 3 + 0, mask=m, other=0.0), 0.0), 1.0)[:, None]
+    uy = tl.minimum(tl.maximum(tl.load(u_ptr + n * 3 + 1, mask=m, other=0.0), 0.0), 1.0)[:, None]
+    uz = tl.minimum(tl.maximum(tl.load(u_ptr + n * 3 + 2, mask=m, other=0.0), 0.0), 1.0)[:, None]
+    rf = res.to(tl.float32)[None, :]
+    r = res[None, :]
+    x, y, z = ux * rf, uy * rf, uz * rf
+    cx = tl.minimum(tl.floor(x).to(tl.int64), r - 1)
+    cy = tl.minimum(tl.floor(y).to(tl.int64), r - 1)
+    cz = tl.minimum(tl.floor(z).to(tl.int64), r - 1)
+    return cx, cy, cz, x - cx.to(tl.float32), y - cy.to(tl.float32), z - cz.to(tl.float32)
+
+
+@triton.jit
+def _tile_corner(cx, cy, cz, wx, wy, wz, res, size, dense, dx: tl.constexpr, dy: tl.constexpr, dz: tl.constexpr):
+    i, j, k = cx + dx, cy + dy, cz + dz
+    r1 = res[None, :] + 1
+    dense_row = i + j * r1 + k * (r1 * r1)
+    hashed_row = (i * 1 ^ j * 2654435761 ^ k * 805459861) % size[None, :]
+    row = tl.where(dense[None, :] != 0, dense_row, hashed_row)
+    w = (wz if dz else 1.0 - wz) * (wy if dy else 1.0 - wy) * (wx if dx else 1.0 - wx)
+    return row, w
+
+
+@triton.jit
+def hash_encode_fwd_tile(u_ptr, table_ptr, res_ptr, size_ptr, offset_ptr, dense_ptr, out_ptr, N,
+                         L: tl.constexpr, LP: tl.constexpr, F: tl.constexpr, BLOCK: tl.constexpr):
+    pid = tl.program_id(0)
+    n = pid.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    m = n < N
+    lv = tl.arange(0, LP)
+    lm = lv < L
+    res = tl.load(res_ptr + lv, mask=lm, other=1)
+    size = tl.load(size_ptr + lv, mask=lm, other=1)
+    off = tl.load(offset_ptr + lv, mask=lm, other=0)
+    dense = tl.load(dense_ptr + lv, mask=lm, other=1)
+    cx, cy, cz, wx, wy, wz = _tile_rows(u_ptr, n, m, res, dense, size)
+    mm = m[:, None] & lm[None, :]
+    for fi in tl.static_range(F):
+        acc = tl.zeros((BLOCK, LP), dtype=tl.float32)
+        for c in tl.static_range(8):
+            row, w = _tile_corner(cx, cy, cz, wx, wy, wz, res, size, dense, c & 1, (c >> 1) & 1, (c >> 2) & 1)
+            acc += w * tl.load(table_ptr + (off[None, :] + row) * F + fi, mask=mm, other=0.0)
+        tl.store(out_ptr + n[:, None] * (L * F) + lv[None, :] * F + fi, acc, mask=mm)
+
+
+@triton.jit
+def hash_encode_bwd_tile(u_ptr, grad_out_ptr, res_ptr, size_ptr, offset_ptr, dense_ptr, grad_table_ptr, N,
+                         L: tl.constexpr, LP: tl.constexpr, F: tl.constexpr, BLOCK: tl.constexpr):
+    pid = tl.program_id(0)
+    n = pid.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    m = n < N
+    lv = tl.arange(0, LP)
+    lm = lv < L
+    res = tl.load(res_ptr + lv, mask=lm, other=1)
+    size = tl.load(size_ptr + lv, mask=lm, other=1)
+    off = tl.load(offset_ptr + lv, mask=lm, other=0)
+    dense = tl.load(dense_ptr + lv, mask=lm, other=1)
+    cx, cy, cz, wx, wy, wz = _tile_rows(u_ptr, n, m, res, dense, size)
+    mm = m[:, None] & lm[None, :]
+    for fi in tl.static_range(F):
+        g = tl.load(grad_out_ptr + n[:, None] * (L * F) + lv[None, :] * F + fi, mask=mm, other=0.0)
+        for c in tl.static_range(8):
+            row, w = _tile_corner(cx, cy, cz, wx, wy, wz, res, size, dense, c & 1, (c >> 1) & 1, (c >> 2) & 1)
+            tl.atomic_add(grad_table_ptr + (off[None, :] + row) * F + fi, w * g, mask=mm, sem="relaxed")

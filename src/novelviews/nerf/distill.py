@@ -58,8 +58,9 @@ from ..views import ImageConfig, InputCameraConfig
 from .anchors import AnchoringConfig, anchor_probability, choose_conditions, load_anchors, sample_anchors, save_anchors
 from .field import Background, BackgroundConfig, NeRFField, NeRFFieldConfig
 from .guidance import GuidanceConfig, encode_renders, sds_gradient, sds_loss_from_grad, timestep_range
-from .losses import normal_smoothness_2d, orientation_loss, render_rays_with_normals  # issue 5
+from .losses import normal_smoothness_2d, orientation_loss, render_rays_with_normals
 from .render import get_rays, render_image, render_rays
+from .occupancy import OccupancyGrid, OccupancyGridConfig
 from .sampler import SamplerConfig, make_sampler
 
 CHECKPOINT = "checkpoints/last.pt"
@@ -128,7 +129,7 @@ class LossConfig:
     lambda_rgb: float = 1500.0
     lambda_interlevel: float = 1.0
     """proposal-sampler loss (trains only the proposal field)"""
-    # issue 5: geometry regularisers on the SDS renders (nerf/losses.py); 0 disables
+    # geometry regularisers on the SDS renders (nerf/losses.py); 0 disables
     normal_smooth: float = 8.0
     """2D smoothness of the rendered camera-space normal map (mean |n(x) - n(x + 1px)|)"""
     orientation: float = 5.0
@@ -172,6 +173,9 @@ class RenderConfig:
     far: float = 1000.0
     chunk: int = 16384
     """rays per chunk (bounds memory of evaluation renders)"""
+    view_batch: int = 0
+    """SDS views rendered in one call during training (their rays concatenated; memory stays
+    bounded by the field's checkpoint_points); 0 = all of a step's views at once, 1 = one by one"""
     random_background: bool = True
     """a random background colour per SDS image (reference)"""
 
@@ -179,6 +183,7 @@ class RenderConfig:
         check_range("render.near", self.near, 0.0, None)
         check_range("render.far", self.far, self.near, None, lo_open=True)
         check_range("render.chunk", self.chunk, 1, None)
+        check_range("render.view_batch", self.view_batch, 0, None)
 
 
 @dataclass
@@ -205,6 +210,15 @@ class OutputConfig:
 
 
 @dataclass
+class DistillOccupancyConfig(OccupancyGridConfig):
+    """The occupancy grid of a distillation: on, 128^3 cells (64 across the inner ball of radius
+    ``field.bound``, 1/16 of a scene unit each at the default bound)."""
+
+    enabled: bool = True
+    resolution: int = 128
+
+
+@dataclass
 class DistillConfig:
     """``nvs distill``: one image -> a NeRF by SDS (with optional anchoring)."""
 
@@ -227,32 +241,39 @@ class DistillConfig:
     optim: OptimConfig = _field(default_factory=OptimConfig)
     field: NeRFFieldConfig = _field(default_factory=NeRFFieldConfig)
     sampler: SamplerConfig = _field(default_factory=SamplerConfig)
+    occupancy: DistillOccupancyConfig = _field(default_factory=DistillOccupancyConfig)
+    """empty-space skipping: field and proposal queries in cells the grid finds empty are skipped"""
     background: BackgroundConfig = _field(default_factory=BackgroundConfig)
     render: RenderConfig = _field(default_factory=RenderConfig)
     output: OutputConfig = _field(default_factory=OutputConfig)
 
     def validate(self) -> None:
         for sub in (self.camera, self.image, self.cameras, self.schedule, self.guidance, self.anchors, self.loss,
-                    self.optim, self.field, self.sampler, self.background, self.render, self.output):
+                    self.optim, self.field, self.sampler, self.occupancy, self.background, self.render,
+                    self.output):
             sub.validate()
 
 
-#: ``nvs distill --low-memory``: settings that bound the training render (the memory peak is the
-#: autograd graph of all rays x samples of a step, which chunking cannot bound): half the first
-#: phase's batch (3 views instead of 6, so the 128 px single-view phase becomes the peak) and 48
-#: final samples per ray instead of 64; evaluation renders in smaller chunks (the normal renders
-#: are already bounded by ``loss.geometry_size`` / ``loss.geometry_views``). They are the base
-#: of the config: ``--config`` files and ``key=value`` overrides still win.
+#: ``nvs distill --low-memory``: settings that bound a step's memory further: half the first phase's
+#: batch (3 views instead of 6), 48 final samples per ray instead of 64, the fields' activation
+#: checkpoints every 2**18 points instead of 2**21, the VAE encoder one render at a time, and
+#: evaluation renders in smaller chunks. They are the base of the config: ``--config`` files and
+#: ``key=value`` overrides still win.
 LOW_MEMORY: dict[str, object] = {
     "schedule.batch_sizes": [3, 1],
     "sampler.num_samples": 48,
     "render.chunk": 4096,
+    "field.checkpoint_points": 2**18,
+    "sampler.proposal.checkpoint_points": 2**18,
+    "guidance.encoder_chunk": 1,
 }
 
 
 #: The plain PyTorch path of a distillation step, the reference the fast defaults are checked against
 #: (benchmarks ``--reference-path``): the PyTorch hash grid, no activation checkpointing, the VAE
-#: encoder on the whole batch, every model part on the device. Same function, more memory and time.
+#: encoder on the whole batch, every model part on the device, one render per SDS view, no
+#: empty-space skipping. The same function up to what the occupancy grid skips (density below its
+#: threshold) and the order of random draws; more memory and time.
 REFERENCE_PATH: dict[str, object] = {
     "field.grid.backend": "torch",
     "sampler.proposal.grid.backend": "torch",
@@ -260,6 +281,8 @@ REFERENCE_PATH: dict[str, object] = {
     "sampler.proposal.checkpoint_points": 0,
     "guidance.encoder_chunk": 0,
     "offload_unused": False,
+    "render.view_batch": 1,
+    "occupancy.enabled": False,
 }
 
 
@@ -323,12 +346,27 @@ class Scene:
     fov: float  # vertical, radians
     input_c2w: torch.Tensor  # 4x4 OpenGL, float64
     image_size: int  # the model's image side (default render side)
+    occupancy: OccupancyGrid | None = None  # empty-space skipping of field and proposal queries
 
     def parameters(self):
         return list(self.field.parameters()) + list(self.sampler.parameters()) + list(self.background.parameters())
 
     def modules(self) -> dict[str, torch.nn.Module]:
-        return {"field": self.field, "sampler": self.sampler, "background": self.background}
+        mods = {"field": self.field, "sampler": self.sampler, "background": self.background}
+        if self.occupancy is not None:
+            mods["occupancy"] = self.occupancy
+        return mods
+
+    def query_counts(self) -> dict[str, float]:
+        """Field / proposal points queried per ray-sample since the last call, then reset:
+        ``{"field_kept": fraction, "proposal_kept": fraction}`` (empty without a grid)."""
+        out = {}
+        for name, m in (("field", self.field), ("proposal", getattr(self.sampler, "density_field", None))):
+            counts = getattr(m, "query_counts", None)
+            if counts and counts.get("points"):
+                out[f"{name}_kept"] = float(counts["kept"]) / float(counts["points"])
+                counts.clear()
+        return out
 
 
 def build_scene(cfg: DistillConfig, image_size: int, device: torch.device) -> Scene:
@@ -336,8 +374,14 @@ def build_scene(cfg: DistillConfig, image_size: int, device: torch.device) -> Sc
     f = NeRFField(cfg.field).to(device)
     s = make_sampler(cfg.sampler, cfg.field.bound, cfg.field.unbounded).to(device)
     b = Background(cfg.background).to(device)
+    grid = None
+    if cfg.occupancy.enabled:
+        grid = OccupancyGrid(cfg.occupancy).to(device)
+        f.set_occupancy(grid)
+        if hasattr(s, "density_field"):
+            s.density_field.set_occupancy(grid)
     return Scene(f, s, b, math.radians(cfg.camera.fov_deg), C.camera_on_sphere(
-        math.radians(cfg.camera.elevation_deg), 0.0, cfg.camera.distance), image_size)
+        math.radians(cfg.camera.elevation_deg), 0.0, cfg.camera.distance), image_size, grid)
 
 
 def render_view(scene: Scene, cfg: DistillConfig, c2w, size: int, fov: float | None = None) -> dict[str, torch.Tensor]:
@@ -380,39 +424,51 @@ def train_step(step: int, scene: Scene, model, pool: Conditioning, target: torch
     from ..sampling import guided_denoiser
 
     dev = next(scene.field.parameters()).device
+    occ_info = {}
+    if scene.occupancy is not None and scene.occupancy.should_update(step):
+        occ_info = scene.occupancy.update(scene.field.density_at_grid, step, gen if dev.type == "cpu" else None)
     B, r = phase(step, cfg.schedule, scene.image_size)
     c2w = sample_views(step, B, cfg, gen)
     K = C.intrinsics_from_fov(scene.fov, r, r)
     bg = torch.rand(B, 3, generator=gen) if cfg.render.random_background else None
-    rgbs, inter = [], []
-    # issue 5: normals only when a geometry regulariser is on
+    rgbs: list[torch.Tensor | None] = [None] * B
+    inter: list[torch.Tensor] = []
+    # normals only when a geometry regulariser is on
     geo = cfg.loss.normal_smooth > 0 or cfg.loss.orientation > 0
     smooth, orient = [], []
     n_geo = B if cfg.loss.geometry_views == 0 else min(B, cfg.loss.geometry_views)
     g = r if cfg.loss.geometry_size == 0 else min(r, cfg.loss.geometry_size)  # side of the normal renders
-    for b in range(B):
-        o, d, _ = get_rays(c2w[b], K, r, r, device=dev)
-        bgc = None if bg is None else bg[b].to(dev)
-        out = None
-        if geo and b < n_geo:  # the views are i.i.d., so the first n_geo are a random subset
-            og, dg = (o, d) if g == r else get_rays(c2w[b], C.intrinsics_from_fov(scene.fov, g, g), g, g,
-                                                     device=dev)[:2]
-            geo_out = render_rays_with_normals(scene.field, og, dg, scene.sampler, scene.background,
-                                               cfg.render.near, cfg.render.far, stratified=True, bg_color=bgc,
-                                               c2w=c2w[b], min_weight=cfg.loss.normal_min_weight)
-            smooth.append(normal_smoothness_2d(geo_out["normal"].reshape(g, g, 3)))
-            orient.append(orientation_loss(geo_out["weights"], geo_out["normals"], dg))
-            out = geo_out if g == r else None  # at the render size it is also this view's SDS render
-        if out is None:
-            out = render_rays(scene.field, o, d, scene.sampler, scene.background, cfg.render.near, cfg.render.far,
-                              stratified=True, chunk=o.shape[0], bg_color=bgc)
-        rgbs.append(out["rgb"].reshape(r, r, 3).permute(2, 0, 1))
-        if "interlevel" in out:
-            inter.append(out["interlevel"])
+    rays = [get_rays(c2w[b], K, r, r, device=dev)[:2] for b in range(B)]
+    for b in range(n_geo if geo else 0):  # the views are i.i.d., so the first n_geo are a random subset
+        og, dg = rays[b] if g == r else get_rays(c2w[b], C.intrinsics_from_fov(scene.fov, g, g), g, g,
+                                                 device=dev)[:2]
+        geo_out = render_rays_with_normals(scene.field, og, dg, scene.sampler, scene.background,
+                                           cfg.render.near, cfg.render.far, stratified=True,
+                                           bg_color=None if bg is None else bg[b].to(dev),
+                                           c2w=c2w[b], min_weight=cfg.loss.normal_min_weight)
+        smooth.append(normal_smoothness_2d(geo_out["normal"].reshape(g, g, 3)))
+        orient.append(orientation_loss(geo_out["weights"], geo_out["normals"], dg))
+        if g == r:  # at the render size it is also this view's SDS render
+            rgbs[b] = geo_out["rgb"].reshape(r, r, 3).permute(2, 0, 1)
+            if "interlevel" in geo_out:
+                inter.append(geo_out["interlevel"])
+    # the other views' SDS renders, render.view_batch views per call (their rays concatenated)
+    todo = [b for b in range(B) if rgbs[b] is None]
+    vb = cfg.render.view_batch or max(len(todo), 1)
+    for group in (todo[i:i + vb] for i in range(0, len(todo), vb)):
+        o = torch.cat([rays[b][0] for b in group])
+        d = torch.cat([rays[b][1] for b in group])
+        bgc = None if bg is None else bg[group].to(dev).repeat_interleave(r * r, 0)
+        out = render_rays(scene.field, o, d, scene.sampler, scene.background, cfg.render.near, cfg.render.far,
+                          stratified=True, chunk=o.shape[0], bg_color=bgc)
+        for k, b in enumerate(group):
+            rgbs[b] = out["rgb"][k * r * r:(k + 1) * r * r].reshape(r, r, 3).permute(2, 0, 1)
+        if "interlevel" in out:  # the mean over the group's rays = the mean of its views' (equal sizes)
+            inter.extend([out["interlevel"]] * len(group))
     rgb = torch.stack(rgbs)  # [B, 3, r, r] in [0, 1]
     zero = torch.zeros((), device=dev)
-    loss_smooth = torch.stack(smooth).mean() if smooth else zero  # issue 5
-    loss_orient = torch.stack(orient).mean() if orient else zero  # issue 5
+    loss_smooth = torch.stack(smooth).mean() if smooth else zero
+    loss_orient = torch.stack(orient).mean() if orient else zero
 
     # SDS on the renders, each conditioned on the input or its nearest anchor
     lat = encode_renders(model, rgb, cfg.guidance.sample_posterior, gen if dev.type == "cpu" else None, amp_dtype,
@@ -442,11 +498,15 @@ def train_step(step: int, scene: Scene, model, pool: Conditioning, target: torch
     loss_rgb = F.mse_loss(out["rgb"], tgt)
     loss_inter = torch.stack(inter).mean() if inter else torch.zeros((), device=dev)
     total = cfg.loss.lambda_sds * loss_sds + cfg.loss.lambda_rgb * loss_rgb + cfg.loss.lambda_interlevel * loss_inter
-    total = total + cfg.loss.normal_smooth * loss_smooth + cfg.loss.orientation * loss_orient  # issue 5
+    total = total + cfg.loss.normal_smooth * loss_smooth + cfg.loss.orientation * loss_orient
     info = {"loss": float(total.detach()), "sds": float(loss_sds.detach()), "rgb": float(loss_rgb.detach()),
             "interlevel": float(loss_inter.detach()), "normal_smooth": float(loss_smooth.detach()),
             "orientation": float(loss_orient.detach()), "t_mean": float(t.float().mean()),
             "anchor_frac": float((idx > 0).double().mean()), "batch": B, "res": r}
+    if scene.occupancy is not None:
+        info.update(scene.query_counts())
+        if occ_info:
+            info["occupied_fraction"] = occ_info["occupied_fraction"]
     return total, info
 
 
@@ -512,6 +572,15 @@ def load_checkpoint(path: Path, map_location="cpu") -> dict:
     return state
 
 
+def _load_modules(scene: Scene, state: dict) -> None:
+    """The scene's modules from a checkpoint; an occupancy grid missing from it (a run saved
+    without one) starts all occupied, which skips nothing."""
+    for k, m in scene.modules().items():
+        if k == "occupancy" and k not in state["modules"]:
+            continue
+        m.load_state_dict(state["modules"][k])
+
+
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[DistillConfig, Scene, dict]:
     """Rebuild a run's NeRF from ``config.yaml`` + ``checkpoints/last.pt`` (no diffusion model needed)."""
     run_dir = Path(run_dir)
@@ -523,8 +592,7 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[D
     dev = torch.device(device)
     state = load_checkpoint(run_dir / CHECKPOINT, map_location=dev)
     scene = build_scene(cfg, int(state["meta"]["image_size"]), dev)
-    for k, m in scene.modules().items():
-        m.load_state_dict(state["modules"][k])
+    _load_modules(scene, state)
     scene.fov = float(state["meta"]["fov"])
     for m in scene.modules().values():
         m.eval()
@@ -728,8 +796,7 @@ def run_distill(image: str | Path, out: str | Path, cfg: DistillConfig, resume: 
             "model": cfg.model}
     if resume:
         state = load_checkpoint(out / CHECKPOINT, map_location=device)
-        for k, m in scene.modules().items():
-            m.load_state_dict(state["modules"][k])
+        _load_modules(scene, state)
         opt.load_state_dict(state["optimizer"])
         if scaler is not None and state.get("scaler"):
             scaler.load_state_dict(state["scaler"])

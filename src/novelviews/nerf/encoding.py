@@ -207,7 +207,7 @@ def corner_sum(weights: torch.Tensor, feats: torch.Tensor, batched_matmul: bool)
     Two equal ways (tested against each other): a batched matmul of ``[N L, 1, 8] x [N L, 8, F]``
     - the fast one on CPU - or multiply + reduce, used on CUDA, where cuBLAS runs millions of
     such tiny products as dozens of gemm / gemv launches per call: 75 % of a distillation step's
-    GPU time in the profile of ``benchmarks/distill_step.py`` (issue 7).
+    GPU time in the profile of ``benchmarks/distill_step.py``.
     """
     n, L, _, F = feats.shape
     if batched_matmul:

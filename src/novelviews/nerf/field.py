@@ -83,6 +83,42 @@ def checkpointed(fn, x: torch.Tensor, chunk: int):
     return tuple(torch.cat(p).reshape(*lead, *p[0].shape[1:]) for p in zip(*parts))
 
 
+def grid_to_world(u: torch.Tensor, bound: float, unbounded: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inverse of :func:`normalize_points`: grid coordinates ``u [..., 3]`` -> (world points, valid ``[...]``).
+
+    Unbounded: ``c = 4 u - 2``; ``y = c`` for ``|c| <= 1`` and ``y = c / (|c| (2 - |c|))`` for
+    ``1 < |c| < 2`` (the contraction inverted); corners of the cube with ``|c| >= 2`` are images of
+    no point (``valid`` False, placed at a finite point). Bounded: ``x = (2 u - 1) bound``, all valid.
+    """
+    if not unbounded:
+        return (2.0 * u - 1.0) * bound, torch.ones(u.shape[:-1], dtype=torch.bool, device=u.device)
+    c = 4.0 * u - 2.0
+    mag = c.norm(dim=-1, keepdim=True)
+    valid = mag[..., 0] < 2.0 - 1e-6
+    far = c / mag.clamp_min(1e-12) / (2.0 - mag).clamp_min(1e-6)
+    return torch.where(mag <= 1.0, c, far) * bound, valid
+
+
+def query_occupied(fn, x: torch.Tensor, keep: torch.Tensor, counts: dict | None = None):
+    """``fn`` on the points of ``x [..., 3]`` where ``keep [...]``, zeros elsewhere (the occupancy
+    grid's empty-space skipping). ``fn(points [M, 3])`` returns a tensor or a tuple of tensors with
+    leading dimension ``M``; the result has ``x``'s leading shape, differentiable through ``fn``.
+    ``counts`` (optional): ``points`` and ``kept`` are incremented (as tensors: no host sync)."""
+    lead = x.shape[:-1]
+    idx = keep.reshape(-1).nonzero().squeeze(1)
+    if counts is not None:
+        counts["points"] = counts.get("points", 0) + keep.numel()
+        counts["kept"] = counts.get("kept", 0) + idx.numel()
+    out = fn(x.reshape(-1, x.shape[-1]).index_select(0, idx))
+    n = keep.numel()
+
+    def scatter(v: torch.Tensor) -> torch.Tensor:
+        full = v.new_zeros((n,) + v.shape[1:]).index_put((idx,), v)
+        return full.reshape(*lead, *v.shape[1:])
+
+    return scatter(out) if isinstance(out, torch.Tensor) else tuple(scatter(v) for v in out)
+
+
 def make_mlp(n_in: int, width: int, hidden_layers: int, n_out: int) -> nn.Sequential:
     """``hidden_layers`` ReLU layers of ``width`` then a linear output layer."""
     layers: list[nn.Module] = []
@@ -113,7 +149,7 @@ class NeRFFieldConfig:
     normal_method: Literal["finite_difference", "autograd"] = "finite_difference"
     normal_eps: float = 0.01
     """finite-difference step (scene units)"""
-    checkpoint_points: int = 2**18
+    checkpoint_points: int = 2**21
     """with autograd on, the field runs in chunks of this many points whose activations are
     recomputed in the backward (memory bounded by the chunk, not the render); 0 = keep them all"""
 
@@ -151,9 +187,32 @@ class NeRFField(nn.Module):
             return torch.zeros(x.shape[:-1], dtype=x.dtype, device=x.device)
         return self.cfg.blob_density * (1.0 - x.norm(dim=-1) / self.cfg.blob_radius)
 
+    # -- empty-space skipping
+    def set_occupancy(self, grid) -> None:
+        """Skip the points whose cell of ``grid`` (an :class:`~novelviews.nerf.occupancy.OccupancyGrid`
+        over this field's grid coordinates) is empty: density and albedo 0 there, not computed.
+        ``None`` switches it off. The grid is not a submodule (the scene saves it once)."""
+        self.__dict__["_occupancy"] = grid
+        self.query_counts: dict = {}
+
+    @property
+    def occupancy(self):
+        return self.__dict__.get("_occupancy")
+
+    def density_at_grid(self, u: torch.Tensor) -> torch.Tensor:
+        """Density ``[...]`` at grid coordinates ``u [..., 3]`` (0 where no world point maps),
+        never skipped: what the occupancy grid measures."""
+        x, valid = grid_to_world(u, self.cfg.bound, self.cfg.unbounded)
+        return torch.where(valid, self._forward(x)[0], torch.zeros((), device=u.device, dtype=u.dtype))
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """World points ``[..., 3]`` -> (density ``[...]`` >= 0, albedo ``[..., 3]`` in [0, 1])."""
-        return checkpointed(self._forward, x, self.cfg.checkpoint_points)
+        grid = self.occupancy
+        if grid is None:
+            return checkpointed(self._forward, x, self.cfg.checkpoint_points)
+        keep = grid.occupied_at(normalize_points(x, self.cfg.bound, self.cfg.unbounded)[0])
+        return query_occupied(lambda p: checkpointed(self._forward, p, self.cfg.checkpoint_points), x, keep,
+                              self.query_counts)
 
     def _forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         u, inside = normalize_points(x, self.cfg.bound, self.cfg.unbounded)
@@ -245,6 +304,8 @@ class Background(nn.Module):
 __all__ = [
     "checkpointed",
     "contract",
+    "grid_to_world",
+    "query_occupied",
     "normalize_points",
     "make_mlp",
     "NeRFFieldConfig",

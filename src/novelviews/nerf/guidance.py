@@ -52,7 +52,7 @@ class GuidanceConfig:
     """clip every element of the SDS gradient to [-grad_clip, grad_clip]; null = no clipping"""
     sample_posterior: bool = True
     """encode renders with a posterior sample (reference) instead of the mode"""
-    encoder_chunk: int = 1
+    encoder_chunk: int = 2
     """renders per checkpointed VAE-encoder call: the encoder's activations (at the model's image
     size, for every render of the step) are recomputed in the backward instead of kept; 0 = one
     call for the whole batch, everything kept"""

@@ -33,7 +33,7 @@ from torch.nn import functional as F
 
 from ..config import check_range
 from .encoding import HashGridConfig, HashGridEncoding
-from .field import checkpointed, make_mlp, normalize_points
+from .field import checkpointed, make_mlp, normalize_points, query_occupied
 from .render import render_weights
 
 
@@ -140,7 +140,7 @@ class ProposalFieldConfig:
     mlp_hidden_layers: int = 1
     blob_density: float = 10.0
     blob_radius: float = 0.5
-    checkpoint_points: int = 2**18
+    checkpoint_points: int = 2**21
     """points per checkpointed chunk with autograd on (as the NeRF field's); 0 = keep all activations"""
 
     def validate(self) -> None:
@@ -217,8 +217,19 @@ class DensityField(nn.Module):
         self.encoding = HashGridEncoding(cfg.grid)
         self.mlp = make_mlp(self.encoding.output_dim, cfg.mlp_width, cfg.mlp_hidden_layers, 1)
 
+    def set_occupancy(self, grid) -> None:
+        """Skip points in empty cells of ``grid`` (the NeRF field's occupancy grid): density 0 there,
+        so the resampled intervals avoid what the NeRF has found empty. Not a submodule."""
+        self.__dict__["_occupancy"] = grid
+        self.query_counts: dict = {}
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return checkpointed(self._forward, x, self.cfg.checkpoint_points)
+        grid = self.__dict__.get("_occupancy")
+        if grid is None:
+            return checkpointed(self._forward, x, self.cfg.checkpoint_points)
+        keep = grid.occupied_at(normalize_points(x, self.bound, self.unbounded)[0])
+        return query_occupied(lambda p: checkpointed(self._forward, p, self.cfg.checkpoint_points), x, keep,
+                              self.query_counts)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         u, inside = normalize_points(x, self.bound, self.unbounded)
