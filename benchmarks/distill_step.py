@@ -34,8 +34,8 @@ import torch
 from novelviews.config import load, nest_dotted
 from novelviews.io.images import image_to_tensor
 from novelviews.nerf.distill import (LOW_MEMORY, REFERENCE_PATH, DistillConfig, build_scene, embed_pool,
-                                     make_optimizer, optimizer_step, phase, resolve_precision, train_step,
-                                     unused_parts_offloaded)
+                                     make_denoiser, make_optimizer, optimizer_step, phase, resolve_precision,
+                                     train_step, unused_parts_offloaded)
 from novelviews.sampling import schedule_alphas
 from novelviews.views import input_scale, load_any_model, prepare_input_image, resolve_device
 
@@ -100,6 +100,7 @@ def main(argv=None) -> dict:
     pool = embed_pool(model, input_img.to(device), scene.input_c2w[None], scale)
     target = (input_img + 1.0) / 2.0
     alphas = schedule_alphas(model.config.schedule).to(device)
+    denoiser = make_denoiser(model, cfg, amp)
     for m in scene.modules().values():
         m.train()
 
@@ -115,7 +116,7 @@ def main(argv=None) -> dict:
             state = {"step": s0, "infos": []}
 
             def run_step():
-                loss, info = train_step(state["step"], scene, model, pool, target, cfg, gen, alphas, amp)
+                loss, info = train_step(state["step"], scene, model, pool, target, cfg, gen, alphas, amp, denoiser)
                 optimizer_step(loss, opt, scaler)
                 state["step"] += 1
                 state["infos"].append(info)

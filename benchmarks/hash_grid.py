@@ -1,4 +1,4 @@
-"""Benchmark: the hash-grid encoding alone - PyTorch vs the fused Triton kernels (both layouts).
+"""Benchmark: the hash-grid encoding alone - PyTorch vs the fused Triton kernels.
 
 Points are what a distillation render queries: samples along the rays of the input camera
 (elevation 31 deg, distance 1, fov 52.55 deg), ``--samples`` per ray in the contracted spacing
@@ -69,9 +69,7 @@ def main(argv=None) -> dict:
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
     device = torch.device(args.device)
-    backends = [("torch", None)]
-    if device.type == "cuda":
-        backends += [("triton", "tile"), ("triton", "level")]
+    backends = ["torch"] + (["triton"] if device.type == "cuda" else [])
     result = {"device": str(device), "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
               "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"), "grid": HashGridConfig().__dict__,
               "samples_per_ray": args.samples, "rows": []}
@@ -83,14 +81,14 @@ def main(argv=None) -> dict:
         u = ray_points(side, args.samples, device)
         grad_out = torch.randn(u.shape[0], enc.output_dim, device=device)
         ref = enc._encode(u).detach()
-        for backend, layout in backends:
+        for backend in backends:
             if backend == "torch":
                 fwd = enc._encode
             else:
                 from novelviews.nerf.hashgrid_triton import hash_encode_triton
 
-                def fwd(x, layout=layout):
-                    return hash_encode_triton(x, enc.table, enc._res, enc._size, enc._offset, enc._dense, layout)
+                def fwd(x):
+                    return hash_encode_triton(x, enc.table, enc._res, enc._size, enc._offset, enc._dense)
 
             def fwd_bwd():
                 enc.table.grad = None
@@ -108,7 +106,7 @@ def main(argv=None) -> dict:
                 fwd_bwd()
                 torch.cuda.synchronize(device)
                 peak = round((torch.cuda.max_memory_allocated(device) - base) / 2**30, 3)
-            row = {"side": side, "points": int(u.shape[0]), "backend": backend, "layout": layout,
+            row = {"side": side, "points": int(u.shape[0]), "backend": backend,
                    "forward_ms": round(ms_fwd, 3), "forward_backward_ms": round(ms_both, 3),
                    "backward_ms": round(ms_both - ms_fwd, 3), "extra_peak_gb": peak, "max_abs_diff": diff}
             print(json.dumps(row), flush=True)

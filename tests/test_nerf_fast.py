@@ -44,13 +44,13 @@ GRIDS = [
 ]
 
 
-@pytest.mark.parametrize("layout", ["tile", "level"])
 @pytest.mark.parametrize("cfg", GRIDS)
-def test_triton_hash_grid_matches_the_torch_encoding(cfg, layout):
+def test_triton_hash_grid_matches_the_torch_encoding(cfg):
     """Same values to float32 rounding and the same table gradient up to the reordering of atomic
     adds. Values: the compiled kernel may fuse ``u * N_l - c`` into one FMA (no rounding of the
     grid coordinate), so a weight can differ by one ulp of ``u * N_l``: the absolute tolerance is
-    8 ulp(max N_l) x max |table|. Gradients: 1e-5 relative + 1e-6 absolute."""
+    8 ulp(max N_l) x max |table|. Gradients (sums of hundreds of such terms per row, in another
+    order): 1e-5 relative + 1e-5 x max |gradient| absolute."""
     from novelviews.nerf.hashgrid_triton import hash_encode_triton
 
     dev = _triton_device()
@@ -67,12 +67,12 @@ def test_triton_hash_grid_matches_the_torch_encoding(cfg, layout):
     ref_grad, enc.table.grad = enc.table.grad.clone(), None
     poison = torch.full_like(ref, float("nan"))  # freed, so the kernel's output block likely reuses it:
     del poison  # every element must be written
-    out = hash_encode_triton(u, enc.table, enc._res, enc._size, enc._offset, enc._dense, layout=layout)
+    out = hash_encode_triton(u, enc.table, enc._res, enc._size, enc._offset, enc._dense)
     assert torch.isfinite(out).all()
     atol = 8 * max(enc.resolutions) * 2.0**-24 * float(enc.table.abs().max())
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=atol)
     (out * grad_out).sum().backward()
-    torch.testing.assert_close(enc.table.grad, ref_grad, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(enc.table.grad, ref_grad, rtol=1e-5, atol=1e-5 * float(ref_grad.abs().max()))
     assert ref_grad.abs().sum() > 0
 
 
@@ -337,3 +337,30 @@ def test_distill_step_reports_skipped_samples():
     assert 0 < info["occupied_fraction"] < 0.5
     assert 0 < info["field_kept"] < 1 and 0 < info["proposal_kept"] < 1
     assert "occupancy" in scene.modules()
+
+
+def test_graphed_sds_denoiser_equals_the_plain_call():
+    """The CUDA-graphed guided UNet call predicts what the plain call predicts, for a new
+    conditioning at every call (copied into the graph's static buffers) and for each batch size."""
+    if not torch.cuda.is_available():
+        pytest.skip("CUDA graphs need CUDA")
+    from novelviews.model import ViewConditionedLDM
+    from novelviews.model.configuration import model_config
+    from novelviews.nerf.guidance import SDSDenoiser
+
+    torch.manual_seed(0)
+    model = ViewConditionedLDM(model_config("tiny")).cuda().eval().requires_grad_(False)
+    plain = SDSDenoiser(model, 7.5, torch.bfloat16, cuda_graph=False)
+    graphed = SDSDenoiser(model, 7.5, torch.bfloat16, cuda_graph=True)
+    h = model.config.latent_size
+    for B in (3, 1, 3):
+        for _ in range(2):
+            ctx = torch.randn(B, 1, model.context_dim, device="cuda")
+            cond = torch.randn(B, model.latent_channels, h, h, device="cuda")
+            x = torch.randn(B, model.latent_channels, h, h, device="cuda")
+            t = torch.randint(20, 980, (B,), device="cuda")
+            with torch.no_grad():
+                ref = plain(ctx, cond)(x, t)
+                out = graphed(ctx, cond)(x, t)
+            torch.testing.assert_close(out, ref, rtol=1e-3, atol=1e-3)
+    assert len(graphed._graphs) == 2  # one graph per batch size

@@ -4,6 +4,7 @@
 #   2. benchmarks/hash_grid.py: the encoding alone, PyTorch vs both Triton layouts;
 #   3. benchmarks/distill_step.py (speed, peak memory, samples per ray, profile of each phase): the
 #      demo model, the ZeroNVS-size model (random weights) at the defaults and with --low-memory;
+#   REF=1: the ZeroNVS-size step on the plain PyTorch path too (--reference-path, REF_STEPS timed steps);
 #   4. PAIRS=1: paired whole runs of benchmarks/distill.py with the demo model, the fast defaults vs
 #      --reference-path, seeds 0 and 1, all four at once (held-out PSNR / SSIM; PAIR_STEPS steps).
 # Results: $OUT/*.json and $OUT/results.tar (logs).   OUT=... bash scripts/gpu/distill_fast.sh
@@ -41,6 +42,7 @@ bench() {
 bench distill_step_demo --model "$SMALL"
 bench distill_step_zeronvs --model "$BIG"
 bench distill_step_zeronvs_lowmem --model "$BIG" --low-memory
+[ "${REF:-0}" = 1 ] && STEPS=${REF_STEPS:-10} PROFILE=0 bench distill_step_zeronvs_reference --model "$BIG" --reference-path
 if [ "$PAIRS" = 1 ]; then
   for seed in 0 1; do
     for path in fast reference; do

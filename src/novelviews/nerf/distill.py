@@ -57,7 +57,7 @@ from ..errors import ConfigError, NovelViewsError
 from ..views import ImageConfig, InputCameraConfig
 from .anchors import AnchoringConfig, anchor_probability, choose_conditions, load_anchors, sample_anchors, save_anchors
 from .field import Background, BackgroundConfig, NeRFField, NeRFFieldConfig
-from .guidance import GuidanceConfig, encode_renders, sds_gradient, sds_loss_from_grad, timestep_range
+from .guidance import GuidanceConfig, SDSDenoiser, encode_renders, sds_gradient, sds_loss_from_grad, timestep_range
 from .losses import normal_smoothness_2d, orientation_loss, render_rays_with_normals
 from .render import get_rays, render_image, render_rays
 from .occupancy import OccupancyGrid, OccupancyGridConfig
@@ -281,6 +281,7 @@ REFERENCE_PATH: dict[str, object] = {
     "sampler.proposal.checkpoint_points": 0,
     "guidance.encoder_chunk": 0,
     "offload_unused": False,
+    "guidance.cuda_graph": False,
     "render.view_batch": 1,
     "occupancy.enabled": False,
 }
@@ -419,9 +420,13 @@ def _resize_image(img: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def train_step(step: int, scene: Scene, model, pool: Conditioning, target: torch.Tensor, cfg: DistillConfig,
-               gen: torch.Generator, alphas: torch.Tensor, amp_dtype: torch.dtype | None) -> tuple[torch.Tensor, dict]:
-    """Losses of one step (not yet backpropagated). ``target``: input photo ``[1, 3, S, S]`` in [0, 1]."""
-    from ..sampling import guided_denoiser
+               gen: torch.Generator, alphas: torch.Tensor, amp_dtype: torch.dtype | None,
+               denoiser: SDSDenoiser | None = None) -> tuple[torch.Tensor, dict]:
+    """Losses of one step (not yet backpropagated). ``target``: input photo ``[1, 3, S, S]`` in [0, 1].
+    ``denoiser``: the run's :class:`~novelviews.nerf.guidance.SDSDenoiser` (its CUDA graphs live
+    across steps); None = a plain one for this step."""
+    if denoiser is None:
+        denoiser = make_denoiser(model, cfg, amp_dtype, cuda_graph=False)
 
     dev = next(scene.field.parameters()).device
     occ_info = {}
@@ -483,8 +488,7 @@ def train_step(step: int, scene: Scene, model, pool: Conditioning, target: torch
     idx_d = idx.to(dev)
     with torch.no_grad():
         ctx = model.context(pool.image_emb[idx_d], cam.to(device=dev, dtype=pool.image_emb.dtype))
-    eps_fn = guided_denoiser(model, ctx, pool.cond_latent[idx_d], cfg.guidance.guidance_scale,
-                             amp_dtype or torch.float32)
+    eps_fn = denoiser(ctx, pool.cond_latent[idx_d])
     grad, _ = sds_gradient(lat, t, noise, eps_fn, alphas, cfg.guidance.weighting, cfg.guidance.grad_clip)
     loss_sds = sds_loss_from_grad(lat, grad)
 
@@ -508,6 +512,13 @@ def train_step(step: int, scene: Scene, model, pool: Conditioning, target: torch
         if occ_info:
             info["occupied_fraction"] = occ_info["occupied_fraction"]
     return total, info
+
+
+def make_denoiser(model, cfg: DistillConfig, amp_dtype: torch.dtype | None, cuda_graph: bool | None = None
+                  ) -> SDSDenoiser:
+    """The run's guided denoiser (``guidance.cuda_graph`` unless ``cuda_graph`` says otherwise)."""
+    graph = cfg.guidance.cuda_graph if cuda_graph is None else cuda_graph
+    return SDSDenoiser(model, cfg.guidance.guidance_scale, amp_dtype or torch.float32, graph)
 
 
 def make_optimizer(scene: Scene, cfg: DistillConfig, amp: torch.dtype | None):
@@ -820,6 +831,7 @@ def run_distill(image: str | Path, out: str | Path, cfg: DistillConfig, resume: 
 
     total = cfg.schedule.steps
     end = total if stop_after is None else min(total, int(stop_after))
+    denoiser = make_denoiser(model, cfg, amp)
     preview_size = cfg.output.size or S
     for m in scene.modules().values():
         m.train()
@@ -831,7 +843,7 @@ def run_distill(image: str | Path, out: str | Path, cfg: DistillConfig, resume: 
         torch.cuda.reset_peak_memory_stats(device)
     with _StopFlag() as flag, unused_parts_offloaded(model, cfg.offload_unused and device.type == "cuda"):
         while step < end:
-            loss, info = train_step(step, scene, model, pool, target, cfg, gen, alphas, amp)
+            loss, info = train_step(step, scene, model, pool, target, cfg, gen, alphas, amp, denoiser)
             optimizer_step(loss, opt, scaler)
             step += 1
             steps_done += 1
@@ -937,7 +949,8 @@ def run_export(run_dir: str | Path, out: str | Path | None = None, what: str = "
 
 
 __all__ = ["RandomCameraConfig", "ScheduleConfig", "LossConfig", "OptimConfig", "RenderConfig", "OutputConfig",
-           "DistillConfig", "LOW_MEMORY", "REFERENCE_PATH", "phase", "camera_ranges", "sample_views", "orbit_cameras", "resolve_precision",
-           "Scene", "build_scene", "render_view", "Conditioning", "embed_pool", "train_step", "save_checkpoint",
-           "load_checkpoint", "load_run", "depth_frames", "render_orbit", "write_views", "run_distill",
-           "run_export", "CHECKPOINT"]
+           "DistillOccupancyConfig", "DistillConfig", "LOW_MEMORY", "REFERENCE_PATH", "phase", "camera_ranges",
+           "sample_views", "orbit_cameras", "resolve_precision", "Scene", "build_scene", "render_view",
+           "Conditioning", "embed_pool", "train_step", "make_denoiser", "save_checkpoint", "load_checkpoint",
+           "load_run", "read_run_config", "unused_parts_offloaded", "depth_frames", "render_orbit", "write_views",
+           "run_distill", "run_export", "CHECKPOINT"]

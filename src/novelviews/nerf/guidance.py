@@ -52,10 +52,13 @@ class GuidanceConfig:
     """clip every element of the SDS gradient to [-grad_clip, grad_clip]; null = no clipping"""
     sample_posterior: bool = True
     """encode renders with a posterior sample (reference) instead of the mode"""
-    encoder_chunk: int = 2
+    encoder_chunk: int = 0
     """renders per checkpointed VAE-encoder call: the encoder's activations (at the model's image
-    size, for every render of the step) are recomputed in the backward instead of kept; 0 = one
-    call for the whole batch, everything kept"""
+    size, for every render of the step) are recomputed in the backward instead of kept (--low-memory:
+    1); 0 = one call for the whole batch, everything kept (fewer kernel launches)"""
+    cuda_graph: bool = True
+    """on a GPU, the guided UNet call is captured once per batch size in a CUDA graph and replayed
+    (a ZeroNVS-size UNet call is ~1500 kernel launches; the step is bound by the host launching them)"""
 
     def validate(self) -> None:
         check_range("guidance.encoder_chunk", self.encoder_chunk, 0, None)
@@ -136,6 +139,40 @@ def sds_loss_from_grad(latents: torch.Tensor, grad: torch.Tensor) -> torch.Tenso
     return 0.5 * F.mse_loss(latents.float(), target, reduction="sum") / latents.shape[0]
 
 
+class SDSDenoiser:
+    """``denoiser(context, cond_latent) -> eps_fn(x_t, t)``: the classifier-free-guided prediction of
+    :func:`novelviews.sampling.guided_denoiser` for one step's conditioning.
+
+    With ``cuda_graph`` (CUDA only) the call is captured in a CUDA graph the first time a batch size
+    is seen (:func:`novelviews.sampling.graphed_denoiser`) over static copies of the conditioning;
+    later steps copy their context and conditioning latent into those buffers and replay it. The
+    same kernels run on the same values, so the prediction equals the plain call's (a CUDA test
+    compares them). A returned ``eps_fn`` is valid until the next call of the denoiser.
+    """
+
+    def __init__(self, model, guidance_scale: float, dtype: torch.dtype = torch.float32, cuda_graph: bool = False):
+        self.model, self.guidance_scale, self.dtype = model, float(guidance_scale), dtype
+        self.cuda_graph = bool(cuda_graph) and model.device.type == "cuda"
+        self._graphs: dict = {}
+
+    def __call__(self, context: torch.Tensor, cond_latent: torch.Tensor):
+        from ..sampling import graphed_denoiser, guided_denoiser
+
+        if not self.cuda_graph:
+            return guided_denoiser(self.model, context, cond_latent, self.guidance_scale, self.dtype)
+        key = (tuple(context.shape), tuple(cond_latent.shape), context.dtype, cond_latent.dtype)
+        entry = self._graphs.get(key)
+        if entry is None:
+            static_ctx, static_cond = context.clone(), cond_latent.clone()
+            with torch.no_grad():
+                fn = graphed_denoiser(guided_denoiser(self.model, static_ctx, static_cond, self.guidance_scale,
+                                                      self.dtype), tuple(cond_latent.shape), cond_latent.device)
+            entry = self._graphs[key] = (static_ctx, static_cond, fn)
+        entry[0].copy_(context)
+        entry[1].copy_(cond_latent)
+        return entry[2]
+
+
 def encode_renders(model, rgb: torch.Tensor, sample: bool = True, generator: torch.Generator | None = None,
                    autocast_dtype: torch.dtype | None = None, chunk: int = 0) -> torch.Tensor:
     """Renders ``[B, 3, r, r]`` in ``[0, 1]`` -> diffusion latents (scaled), differentiable.
@@ -175,5 +212,5 @@ def encode_renders(model, rgb: torch.Tensor, sample: bool = True, generator: tor
     return z.float() * model.scaling_factor
 
 
-__all__ = ["GuidanceConfig", "REFERENCE_T_KEYFRAMES", "timestep_range", "sds_weight", "sds_gradient",
+__all__ = ["GuidanceConfig", "SDSDenoiser", "REFERENCE_T_KEYFRAMES", "timestep_range", "sds_weight", "sds_gradient",
            "sds_loss_from_grad", "encode_renders"]

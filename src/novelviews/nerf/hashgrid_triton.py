@@ -5,7 +5,9 @@ backend, the reference and the CPU path) materialises per point, level and corne
 a weight and the gathered features (~400 bytes per point for the 16-level grid), and its
 backward is an ``index_add_`` over all of them. The fused path keeps nothing but the output:
 
-* forward: one kernel hashes, gathers and blends; writes ``[N, L * F]`` float32;
+* forward: one kernel hashes, gathers and blends; writes ``[N, L * F]`` float32 (a program per
+  block of 128 points and level; a tiled variant with the levels across a warp's lanes was
+  slower in both directions on an H200, docs/BENCHMARKS.md);
 * backward: one kernel recomputes rows and weights from ``u`` and accumulates the table
   gradient with atomic adds (float32). Atomics make the summation order vary, so the table
   gradient equals the reference's up to float32 rounding of a reordered sum (relative error of
@@ -49,71 +51,56 @@ def _next_pow2(n: int) -> int:
     return 1 << max(0, (int(n) - 1).bit_length())
 
 
-#: kernel layouts: ``tile`` (a program takes BLOCK points x all levels, levels the minor axis) or
-#: ``level`` (a program takes BLOCK points of one level, points the minor axis)
-LAYOUTS = ("tile", "level")
-TILE_BLOCK = 64
-
-
-def _launch(kind: str, layout: str, u, src, res, size, offset, dense, dst, n_levels: int, F: int) -> None:
+def _launch(kind: str, u, src, res, size, offset, dense, dst, n_levels: int, F: int) -> None:
     k = _kernels()
-    N = u.shape[0]
-    if layout == "tile":
-        fn = k.hash_encode_fwd_tile if kind == "fwd" else k.hash_encode_bwd_tile
-        fn[(triton_grid(N, TILE_BLOCK),)](u, src, res, size, offset, dense, dst, N, L=n_levels,
-                                          LP=_next_pow2(n_levels), F=F, BLOCK=TILE_BLOCK)
-    else:
-        fn = k.hash_encode_fwd if kind == "fwd" else k.hash_encode_bwd
-        fn[(triton_grid(N, BLOCK), n_levels)](u, src, res, size, offset, dense, dst, N, L=n_levels, F=F,
-                                              FP=_next_pow2(F), BLOCK=BLOCK)
+    fn = k.hash_encode_fwd if kind == "fwd" else k.hash_encode_bwd
+    fn[(triton_grid(u.shape[0]), n_levels)](u, src, res, size, offset, dense, dst, u.shape[0], L=n_levels, F=F,
+                                            FP=_next_pow2(F), BLOCK=BLOCK)
 
 
 class HashEncodeFunction(torch.autograd.Function):
     """``u [N, 3]`` float32 CUDA, ``table [T, F]`` float32 -> ``[N, L * F]``; grad to the table only."""
 
     @staticmethod
-    def forward(ctx, u, table, res, size, offset, dense, n_levels: int, layout: str):
+    def forward(ctx, u, table, res, size, offset, dense, n_levels: int):
         N = u.shape[0]
         F = table.shape[1]
         out = torch.empty(N, n_levels * F, device=u.device, dtype=torch.float32)
         if N > 0:
-            _launch("fwd", layout, u, table, res, size, offset, dense, out, n_levels, F)
+            _launch("fwd", u, table, res, size, offset, dense, out, n_levels, F)
         ctx.save_for_backward(u, res, size, offset, dense)
-        ctx.meta = (n_levels, tuple(table.shape), layout)
+        ctx.meta = (n_levels, tuple(table.shape))
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
         u, res, size, offset, dense = ctx.saved_tensors
-        n_levels, shape, layout = ctx.meta
+        n_levels, shape = ctx.meta
         grad_table = torch.zeros(shape, device=u.device, dtype=torch.float32)
         if u.shape[0] > 0 and ctx.needs_input_grad[1]:
-            _launch("bwd", layout, u, grad_out.contiguous().float(), res, size, offset, dense, grad_table,
-                    n_levels, shape[1])
-        return None, grad_table, None, None, None, None, None, None
+            _launch("bwd", u, grad_out.contiguous().float(), res, size, offset, dense, grad_table, n_levels,
+                    shape[1])
+        return None, grad_table, None, None, None, None, None
 
 
-def triton_grid(n: int, block: int = BLOCK) -> int:
-    return (int(n) + block - 1) // block
+def triton_grid(n: int) -> int:
+    return (int(n) + BLOCK - 1) // BLOCK
 
 
 def hash_encode_triton(u: torch.Tensor, table: torch.Tensor, res: torch.Tensor, size: torch.Tensor,
-                       offset: torch.Tensor, dense: torch.Tensor, layout: str = "tile") -> torch.Tensor:
+                       offset: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
     """Fused encoding of ``u [N, 3]`` (CUDA; clamped to [0, 1] in the kernel) -> ``[N, L * F]`` float32.
 
     ``res``, ``size``, ``offset``: int64 ``[L]`` (cells per axis, table rows, first row of each
-    level); ``dense``: ``[L]`` (non-zero for dense levels), all on ``u``'s device. ``layout``:
-    one of :data:`LAYOUTS` (same values; they differ in speed, ``benchmarks/hash_grid.py``).
+    level); ``dense``: ``[L]`` (non-zero for dense levels), all on ``u``'s device.
     """
     if u.requires_grad:
         raise ValueError("the fused hash-grid encoding has no gradient with respect to the points")
     if table.dtype != torch.float32:
         raise ValueError(f"the fused hash-grid encoding needs a float32 table, got {table.dtype}")
-    if layout not in LAYOUTS:
-        raise ValueError(f"unknown kernel layout {layout!r}: use one of {LAYOUTS}")
     u = u.detach().to(torch.float32).contiguous()
     return HashEncodeFunction.apply(u, table.contiguous(), res, size, offset, dense.to(torch.int32),
-                                    int(res.numel()), layout)
+                                    int(res.numel()))
 
 
-__all__ = ["triton_available", "hash_encode_triton", "HashEncodeFunction", "LAYOUTS", "BLOCK", "TILE_BLOCK"]
+__all__ = ["triton_available", "hash_encode_triton", "HashEncodeFunction", "BLOCK"]
