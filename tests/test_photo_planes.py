@@ -221,7 +221,7 @@ def test_bad_inputs_raise_clear_errors():
     with pytest.raises(ConfigError, match="background index"):
         PhotoPlaneScene(scene.planes, background=1)
     tex = _texture(4, 4)
-    with pytest.raises(ConfigError, match=r"RGB image \[h, w, 3\]"):
+    with pytest.raises(ImageError, match=r"plane texture must have shape \[H, W, 3\]"):
         PhotoPlane((0, 0, 0), (0, 0, 1), (0, 1, 0), 1, 1, tex[..., 0])
     with pytest.raises(ConfigError, match="zero vector"):
         PhotoPlane((0, 0, 0), (0, 0, 0), (0, 1, 0), 1, 1, tex)
@@ -231,7 +231,7 @@ def test_bad_inputs_raise_clear_errors():
         PhotoPlane((0, 0, 0), (0, 0, 1), (0, 1, 0), -1, 1, tex)
     with pytest.raises(ConfigError, match="centre must be 3"):
         PhotoPlane((0, 0), (0, 0, 1), (0, 1, 0), 1, 1, tex)
-    with pytest.raises(ConfigError, match="NaN"):
+    with pytest.raises(ImageError, match="plane texture contains NaN"):
         PhotoPlane((0, 0, 0), (0, 0, 1), (0, 1, 0), 1, 1, torch.full((2, 2, 3), float("nan")))
     with pytest.raises(ConfigError, match="mask must be a 2-D"):
         PhotoPlane((0, 0, 0), (0, 0, 1), (0, 1, 0), 1, 1, tex, torch.ones(2, 2, 1))

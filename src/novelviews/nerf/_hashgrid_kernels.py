@@ -23,7 +23,7 @@ import triton.language as tl
 
 @triton.jit
 def _level_rows(u_ptr, n, m, res, size, dense):
-    """Cell corner, weights of the three axes and the row of corner (0, 0, 0) machinery."""
+    """Clamped points -> cell corner ``c = min(floor(u N), N - 1)`` and weights ``u N - c`` per axis."""
     ux = tl.minimum(tl.maximum(tl.load(u_ptr + n * 3 + 0, mask=m, other=0.0), 0.0), 1.0)
     uy = tl.minimum(tl.maximum(tl.load(u_ptr + n * 3 + 1, mask=m, other=0.0), 0.0), 1.0)
     uz = tl.minimum(tl.maximum(tl.load(u_ptr + n * 3 + 2, mask=m, other=0.0), 0.0), 1.0)
@@ -48,21 +48,28 @@ def _corner(cx, cy, cz, wx, wy, wz, res, size, dense, dx: tl.constexpr, dy: tl.c
 
 
 @triton.jit
-def hash_encode_fwd(u_ptr, table_ptr, res_ptr, size_ptr, offset_ptr, dense_ptr, out_ptr, N,
-                    L: tl.constexpr, F: tl.constexpr, FP: tl.constexpr, BLOCK: tl.constexpr):
-    pid = tl.program_id(0)
+def _program(u_ptr, res_ptr, size_ptr, offset_ptr, dense_ptr, N, F: tl.constexpr, FP: tl.constexpr,
+             BLOCK: tl.constexpr):
+    """This program's points ``n``, level, feature axis, mask, level layout and cell corners."""
     lvl = tl.program_id(1)
-    n = pid.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    n = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     m = n < N
     f = tl.arange(0, FP)
-    fm = f < F
+    mm = m[:, None] & (f < F)[None, :]
     res = tl.load(res_ptr + lvl)
     size = tl.load(size_ptr + lvl)
     off = tl.load(offset_ptr + lvl)
     dense = tl.load(dense_ptr + lvl)
     cx, cy, cz, wx, wy, wz = _level_rows(u_ptr, n, m, res, size, dense)
+    return n, lvl, f, mm, res, size, off, dense, cx, cy, cz, wx, wy, wz
+
+
+@triton.jit
+def hash_encode_fwd(u_ptr, table_ptr, res_ptr, size_ptr, offset_ptr, dense_ptr, out_ptr, N,
+                    L: tl.constexpr, F: tl.constexpr, FP: tl.constexpr, BLOCK: tl.constexpr):
+    n, lvl, f, mm, res, size, off, dense, cx, cy, cz, wx, wy, wz = _program(
+        u_ptr, res_ptr, size_ptr, offset_ptr, dense_ptr, N, F, FP, BLOCK)
     acc = tl.zeros((BLOCK, FP), dtype=tl.float32)
-    mm = m[:, None] & fm[None, :]
     for c in tl.static_range(8):
         row, w = _corner(cx, cy, cz, wx, wy, wz, res, size, dense, c & 1, (c >> 1) & 1, (c >> 2) & 1)
         feats = tl.load(table_ptr + (off + row)[:, None] * F + f[None, :], mask=mm, other=0.0)
@@ -73,18 +80,8 @@ def hash_encode_fwd(u_ptr, table_ptr, res_ptr, size_ptr, offset_ptr, dense_ptr, 
 @triton.jit
 def hash_encode_bwd(u_ptr, grad_out_ptr, res_ptr, size_ptr, offset_ptr, dense_ptr, grad_table_ptr, N,
                     L: tl.constexpr, F: tl.constexpr, FP: tl.constexpr, BLOCK: tl.constexpr):
-    pid = tl.program_id(0)
-    lvl = tl.program_id(1)
-    n = pid.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    m = n < N
-    f = tl.arange(0, FP)
-    fm = f < F
-    res = tl.load(res_ptr + lvl)
-    size = tl.load(size_ptr + lvl)
-    off = tl.load(offset_ptr + lvl)
-    dense = tl.load(dense_ptr + lvl)
-    cx, cy, cz, wx, wy, wz = _level_rows(u_ptr, n, m, res, size, dense)
-    mm = m[:, None] & fm[None, :]
+    n, lvl, f, mm, res, size, off, dense, cx, cy, cz, wx, wy, wz = _program(
+        u_ptr, res_ptr, size_ptr, offset_ptr, dense_ptr, N, F, FP, BLOCK)
     g = tl.load(grad_out_ptr + n[:, None] * (L * F) + lvl * F + f[None, :], mask=mm, other=0.0)
     for c in tl.static_range(8):
         row, w = _corner(cx, cy, cz, wx, wy, wz, res, size, dense, c & 1, (c >> 1) & 1, (c >> 2) & 1)

@@ -80,17 +80,10 @@ def _vec3(x, what: str) -> torch.Tensor:
 
 
 def _texture(x, what: str) -> torch.Tensor:
-    t = x if isinstance(x, torch.Tensor) else torch.as_tensor(x)
-    if t.ndim != 3 or t.shape[-1] != 3 or t.shape[0] < 1 or t.shape[1] < 1:
-        raise ConfigError(f"{what} must be an RGB image [h, w, 3], got shape {list(t.shape)}")
-    if t.dtype == torch.uint8:
-        return t.to(torch.float32) / 255.0
-    if not t.is_floating_point():
-        raise ConfigError(f"{what} must be uint8 or float in [0, 1], got {t.dtype}")
-    t = t.to(torch.float32)
-    if not torch.isfinite(t).all():
-        raise ConfigError(f"{what} contains NaN or inf")
-    return t
+    """An RGB texture ``[h, w, 3]`` (uint8, or float in [0, 1]) as float32 (``ImageError`` if not)."""
+    from .photos import _as_float_image
+
+    return _as_float_image(x, what)
 
 
 @dataclass
@@ -104,7 +97,7 @@ class PhotoPlane:
     bilinear value is >= 1/2; it spans the whole rectangle at any resolution),
     ``tile`` (optional ``(width, height)``, scene units: the size of one texture copy,
     centred on ``centre``, mirrored beyond; ``None``: one copy spans the rectangle).
-    Raises :class:`ConfigError` on malformed values.
+    Raises :class:`ConfigError` on malformed values (:class:`ImageError` for a malformed texture).
     """
 
     centre: torch.Tensor
