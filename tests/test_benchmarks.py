@@ -160,3 +160,22 @@ def test_demo_diagnostics_runs_and_reports_vae_and_conditioning(tmp_path, monkey
 
     want = [float(psnr(x, gt)[0]) for x, gt in (_benchmark_views(seed, [30.0]) for seed in range(2))]
     assert res["psnr_copy"]["30.0"] == pytest.approx(np.mean(want), abs=1e-4)
+
+
+def test_real_photos_benchmark_on_the_tiny_model(tmp_path):
+    """benchmarks/real_photos.py end to end on a tiny random model: real numbers in its JSON, and the
+    copy baseline of the photo-plane scenes falls with the camera offset (the scenes are real 3D)."""
+    pytest.importorskip("skimage")
+    bench = _load_bench("real_photos")
+    out = tmp_path / "rp.json"
+    res = bench.main(["--model", "tiny-random", "--device", "cpu", "--scenes", "2", "--steps", "2",
+                      "--offsets", "5,45", "--capture", str(tmp_path / "absent"), "--out", str(out)])
+    saved = json.loads(out.read_text())
+    assert saved["photos"] == list(bench.PHOTOS) and saved["capture"] is None and res["capture"] is None
+    per_photo = saved["input_view"]["per_photo"]
+    assert len(per_photo) == 5 and all(np.isfinite(v["psnr_vae"]) and np.isfinite(v["psnr_view"])
+                                       for v in per_photo.values())
+    planes = saved["photo_planes"]["per_offset"]
+    assert planes["5"]["n"] == planes["45"]["n"] == 2
+    assert planes["5"]["psnr_copy"] > planes["45"]["psnr_copy"] + 1.0
+    assert planes["5"]["gain"] == pytest.approx(planes["5"]["psnr_model"] - planes["5"]["psnr_copy"], abs=1e-6)
