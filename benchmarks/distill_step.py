@@ -33,6 +33,7 @@ import torch
 
 from novelviews.config import load, nest_dotted
 from novelviews.io.images import image_to_tensor
+from novelviews.io.runs import atomic_write_json
 from novelviews.nerf.distill import (LOW_MEMORY, REFERENCE_PATH, DistillConfig, build_scene, embed_pool,
                                      make_denoiser, make_optimizer, optimizer_step, phase, resolve_precision,
                                      train_step, unused_parts_offloaded)
@@ -153,8 +154,7 @@ def main(argv=None) -> dict:
     result["estimated_run_minutes"] = round(sum((bounds[k + 1] - bounds[k]) * result["phases"][k]["ms_per_step"]
                                                 for k in range(len(starts))) / 6e4, 2)
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        atomic_write_json(args.out, result)
     print(f"estimated {cfg.schedule.steps}-step run: {result['estimated_run_minutes']} min")
     return result
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from novelviews import cameras as C
+from novelviews.io.runs import atomic_write_json
 from novelviews.nerf import HashGridConfig, HashGridEncoding
 from novelviews.nerf.field import normalize_points
 from novelviews.nerf.render import get_rays
@@ -112,8 +113,7 @@ def main(argv=None) -> dict:
             print(json.dumps(row), flush=True)
             result["rows"].append(row)
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        atomic_write_json(args.out, result)
     return result
 
 

@@ -38,6 +38,7 @@ from demo_quality import mean_sem, targets_for  # noqa: E402
 
 from novelviews import cameras as C  # noqa: E402
 from novelviews.evaluate import psnr, ssim  # noqa: E402
+from novelviews.io.runs import atomic_write_json  # noqa: E402
 from novelviews.sampling import SamplingConfig  # noqa: E402
 from novelviews.views import InputCameraConfig, generate, load_any_model, resolve_device  # noqa: E402
 
@@ -159,8 +160,7 @@ def main(argv=None) -> dict:
         print(f"(c) skipped: {args.capture} does not exist", flush=True)
     result["seconds"] = round(time.time() - t0, 1)
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        atomic_write_json(args.out, result)
     return result
 
 
