@@ -1,4 +1,4 @@
-"""Where a demo model loses PSNR (docs/RESULTS.md, session 7), on held-out orbit scenes:
+"""Where a demo model loses PSNR (docs/RESULTS.md, 2026-11-26), on held-out orbit scenes:
 
 - VAE: PSNR of the input's reconstruction, and of the reconstructed copy against each target
   (does the autoencoder cap the model, or does its blur even help?);

@@ -9,8 +9,8 @@ as in training); the baseline copies the input. PSNR / SSIM (skimage-style) per 
 
     python benchmarks/demo_quality.py --scenes 12 --out docs/results/demo_quality.json \
         --grid docs/images/demo_grid.png
-    python benchmarks/demo_quality.py --compare docs/results/demo_quality_round7_24scenes.json \
-        docs/results/demo_quality_round9_24scenes.json      # per-scene PSNR change, no sampling
+    python benchmarks/demo_quality.py --compare docs/results/demo_quality_v7_24scenes.json \
+        docs/results/demo_quality_v9_24scenes.json      # per-scene PSNR change, no sampling
 
 ``--samples K`` scores the mean of K samples per view (``sampling.samples``: the Monte-Carlo
 posterior mean, the estimate with the least expected squared error). Besides copying the input,

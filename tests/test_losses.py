@@ -1,4 +1,4 @@
-"""Geometry regularisers of the distillation (issue 5): 2D normal smoothness and orientation."""
+"""Geometry regularisers of the distillation: 2D normal smoothness and orientation."""
 
 from __future__ import annotations
 

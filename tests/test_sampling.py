@@ -256,7 +256,7 @@ def test_compile_option_compiles_unet_and_decoder_in_place_and_keeps_samples_and
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="inductor on CUDA: run on the device machine")
 def test_inductor_compiled_graphed_sampling_matches_eager_on_gpu():
     """Compiled and eager differ by the rounding of TF32 convolutions (cuDNN's default; the two
-    paths may pick other algorithms) and of fused, reordered reductions: session 5 on an H100
+    paths may pick other algorithms) and of fused, reordered reductions: measured 2026-11-26 on an H100
     measured 1.4e-3 relative in one denoiser call and 6.2e-4 after six DDIM steps (up to 0.026
     absolute on unit-scale latents), so both are compared by relative norm."""
     model, eps_fn, shape = _tiny_cuda_denoiser(torch.float32)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Continue training the demo model from its current weights (docs/DEMO_MODEL.md, round 2):
+# Continue training the demo model from its current weights (docs/DEMO_MODEL.md, v2):
 # the LDM and a decoder-only VAE fine-tune (which keeps the latent space, so the LDM stays
 # valid) train side by side on one GPU on a freshly rendered pool, then merge and export fp16.
 #   GPU:  bash scripts/gpu/continue_demo.sh

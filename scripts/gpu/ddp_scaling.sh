@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# DDP scaling of `nvs train` (issue 9): the same model, data and effective batch on 1 GPU and on
+# DDP scaling of `nvs train`: the same model, data and effective batch on 1 GPU and on
 # N GPUs of one host (Lightning DDP, NCCL, NVLink multicast off), then a summary JSON + loss plot.
 #
 #   PRESET=demo    POOL=runs/pool128.pt EB=256 SECONDS=75 bash scripts/gpu/ddp_scaling.sh
@@ -7,7 +7,7 @@
 #       bash scripts/gpu/ddp_scaling.sh
 #   ONLY=1 ... runs the 1-GPU half only, ONLY=N the N-GPU half only (e.g. to overlap other work);
 #   CC_MULT: learning-rate multiplier of cc_projection (default 1 as in the recorded runs; the
-#   reference and `nvs train` default is 10 - session 4 found the demo model ignoring the camera at 1);
+#   reference and `nvs train` default is 10 - 2026-11-26 found the demo model ignoring the camera at 1);
 #   RESUME=1 continues each run from its last checkpoint instead of starting it again
 #   CPU smoke test (gloo, 2 processes):
 #   PRESET=tiny POOL=/tmp/pool.pt EB=4 SECONDS=0.2 STEPS=6 ACCEL=cpu NGPU=2 bash scripts/gpu/ddp_scaling.sh

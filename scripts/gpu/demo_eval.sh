@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Demo-model quality on the GPU (benchmarks/demo_quality.py): every model of MODELS x every K of
 # SAMPLES on the same SCENES held-out scenes, one JSON each in $OUT (names: TAG_kK.json, TAG = the
-# model folder's name, "demo" for the shipped one). Session 7: the mean of K samples per view
+# model folder's name, "demo" for the shipped one). 2026-11-26: the mean of K samples per view
 # (sampling.samples) costs K x the sampling of one, which the CPU cannot afford on 24 scenes.
 #   MODELS="demo runs/r10/demo_model" SAMPLES="1 16" SCENES=24 bash scripts/gpu/demo_eval.sh
 # Scores from different devices differ slightly (float order); compare models within one device.

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Full-length distillation with and without SDS anchoring side by side on a 2-GPU machine (device
-# kind nvidia-h100-x2, session 4), each bounded by a deadline; results into $OUT as they finish:
+# kind nvidia-h100-x2, 2026-11-26), each bounded by a deadline; results into $OUT as they finish:
 #   GPU 1: benchmarks/distill_step.py (speed / memory / profile of each phase), then the
 #          anchored run (K = 4);   GPU 0: the plain SDS run (K = 0). Same scene, settings, seed.
 #   bash scripts/gpu/distill_pair.sh       (env: END total seconds, STEPS of the schedule)

@@ -6,9 +6,9 @@
 #   stamp MSG  a line of the run's timeline ($R/res/timeline.txt), with the seconds since t0
 #   save F...  append files / glob patterns (relative to $R) to $DEST/results.tar, safe in parallel
 #   export_demo DIR   a trained demo model folder -> fp16 export split into $DEST/demo_model.tar.part-*
-#   demo_round ONLY RUN TAG TRAIN_S TIMEOUT   a demo training run (scripts/gpu/ddp_scaling.sh: ONLY =
+#   demo_train ONLY RUN TAG TRAIN_S TIMEOUT   a demo training run (scripts/gpu/ddp_scaling.sh: ONLY =
 #       1 | N GPUs; INIT, POOL, EB, LR, WARMUP, CC_MULT, EXTRA from the caller's environment, e.g.
-#       `INIT=m POOL=p.pt EB=1024 demo_round 1 "$R/run" demo5 300 360`), its log / summary / loss
+#       `INIT=m POOL=p.pt EB=1024 demo_train 1 "$R/run" demo5 300 360`), its log / summary / loss
 #       log saved as res/TAG.log, res/TAG_summary.json, res/TAG_metrics.csv, then export_demo
 R=${R:-runs}
 DEST=${OUT:-$R/export}
@@ -27,7 +27,7 @@ export_demo() {
   (cd "$R" && tar cf - demo_model | split -b 15m - "$DEST/demo_model.tar.part-") && rm -rf "$R/demo_model"
   stamp "demo model exported from $1"
 }
-demo_round() {
+demo_train() {
   local only=$1 run=$2 tag=$3 gpus=1
   [ "$only" = N ] && gpus=$NGPU
   RUN=$run OUT=$R/res ONLY=$only NGPU="$NGPU" ACCEL="$ACCEL" PRESET="$DPRESET" SECONDS="$4" \

@@ -6,7 +6,7 @@ Scene i has seed SEED + i (training seeds start at 10000; evaluation uses seeds 
     python scripts/gpu/make_pool.py OUT.pt --procs 12 --seconds 100 --seed 20000 --max-scenes 2000
         # 12 renderer processes on the visible GPU at once (the renderer is launch-bound, so one
         # process leaves the GPU mostly idle); process k renders seeds SEED + k * MAX_SCENES onwards
-    python scripts/gpu/make_pool.py OUT.pt --arc-fraction 0.5    # half the orbits on arcs (session 7)
+    python scripts/gpu/make_pool.py OUT.pt --arc-fraction 0.5    # half the orbits on arcs (2026-11-26)
 """
 
 import argparse

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The speed measurements still owed to issues 5 and 7 (and the step breakdown of issue 6), in one
+# The speed measurements of sampling and distillation (and the training-step breakdown), in one
 # single-GPU call of about 9 minutes; each result is appended to $OUT/speed.tar as it finishes, so
 # a call that runs over the device limit still returns what was done.
 #   bash scripts/gpu/measure_speed.sh          (env: SAMPLING_S, DISTILL_S budgets in seconds)

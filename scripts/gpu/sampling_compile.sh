@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Issue 7, batch-16 sampling (session 5): one single-GPU call (device kind nvidia-h100-x1) bounded
+# Batch-16 sampling (2026-11-26): one single-GPU call (device kind nvidia-h100-x1) bounded
 # by END seconds; results go to $OUT/results.tar as they finish.
 #   0. the CUDA-only sampling tests (CUDA graph and inductor-compiled + graphed sampling equal eager);
 #   1. benchmarks/sampling.py on the full ZeroNVS-size model through the product path: the
-#      session-3 best (bf16 batch 16, CUDA graph) against cuDNN autotuning (sampling.cudnn_benchmark),
+#      best CUDA-graph setting of 2026-11-25 (bf16 batch 16, CUDA graph) against cuDNN autotuning (sampling.cudnn_benchmark),
 #      channels-last and torch.compile of the UNet (sampling.compile), then the best at batch 1.
 #   bash scripts/gpu/sampling_compile.sh   (env: END, CONFIGS at --compile-mode default, AUTOTUNE_CONFIGS
 #                                           at max-autotune-no-cudagraphs afterwards, if set)

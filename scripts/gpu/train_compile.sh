@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Session 6: does nvs train compile=true (+ channels_last) speed up the demo's training step at the
+# 2026-11-26: does nvs train compile=true (+ channels_last) speed up the demo's training step at the
 # batch the rounds use (1024 per GPU)? One GPU (device kind nvidia-h100-x1), ~6 min.
 #   bash scripts/gpu/train_compile.sh            (OUT: the result folder; BATCH, STEPS)
 # CPU smoke test: DEV=cpu PRESET=tiny BATCH=2 STEPS=3 PREC=32-true OUT=/tmp/tc bash scripts/gpu/train_compile.sh

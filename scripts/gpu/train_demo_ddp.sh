@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# Round 3 of the demo model (docs/DEMO_MODEL.md): continue the shipped weights on all GPUs of the
+# v3 of the demo model (docs/DEMO_MODEL.md): continue the shipped weights on all GPUs of the
 # host with Lightning DDP - the N-GPU half of the demo DDP scaling comparison (scripts/gpu/
 # ddp_scaling.sh: same hyperparameters, pool, init and effective batch as its 1-GPU half), run
 # for MIN minutes with checkpoints and validation; then export fp16 and the loss curves.
-#   bash scripts/gpu/train_demo_ddp.sh                 (after scripts/gpu/x2_session.sh made runs/pool128.pt)
+#   bash scripts/gpu/train_demo_ddp.sh                 (after scripts/gpu/x2_pools_scaling_distill.sh made runs/pool128.pt)
 #   RESUME=1 MIN=8 bash scripts/gpu/train_demo_ddp.sh  (continue the same run from its last checkpoint)
 #   POOL_S=45 MIN=4 EB=2048 LR=3e-4 WARMUP=100 EXTRA="ema_decay=0.995" bash scripts/gpu/train_demo_ddp.sh
 #       (batch 1024 per GPU; POOL_S pool seconds per GPU, EXTRA more overrides. Pool + set-up +
-#       export take ~3 min beyond MIN: session 3's MIN=6.2 with POOL_S=90 overran the 10-minute
-#       device limit - scripts/gpu/x2_session3.sh is the deadline-bounded alternative)
+#       export take ~3 min beyond MIN: 2026-11-25's MIN=6.2 with POOL_S=90 overran the 10-minute
+#       device limit - scripts/gpu/x2_scaling_and_demo.sh is the deadline-bounded alternative)
 set -euo pipefail
 R=${R:-runs}
 DEST=${OUT:-$R/export}

@@ -80,7 +80,7 @@ class TrainConfig:
     val_batch: int = 8
     # scenes of each data source held out of training and used only for the validation pairs (the
     # last N scenes of the source); 0 = validation pairs come from the training scenes, which hides
-    # memorisation of a small scene pool (docs/RESULTS.md, round 6)
+    # memorisation of a small scene pool (docs/RESULTS.md, v6)
     val_scenes: int = 0
     # also train on the mirror image of every training scene (ViewPool.mirrored: images flipped, cameras
     # reflected - a valid scene, twice the distinct pairs at no rendering cost); validation stays unmirrored

@@ -1,24 +1,24 @@
 #!/usr/bin/env bash
-# One call on a 2-GPU machine (device kind nvidia-h100-x2, session 3, 2026-11-25), every phase
+# One call on a 2-GPU machine (device kind nvidia-h100-x2, 2026-11-25), every phase
 # bounded by a deadline from the start so the call always ends inside the device limit and each
 # result is in $OUT as soon as it exists:
 #   phase 1, in parallel: GPU 0 renders a 256 px pool and runs the ZeroNVS-size 1-GPU half of the
-#            DDP scaling comparison (issue 9); GPU 1 renders a 128 px pool and continues the shipped
-#            demo model at batch 1024 on one GPU (issue 6), exported in fp16;
+#            DDP scaling comparison; GPU 1 renders a 128 px pool and continues the shipped
+#            demo model at batch 1024 on one GPU, exported in fp16;
 #   phase 2: the ZeroNVS-size 2-GPU half (same pool, effective batch, seed) + scaling summary;
 #   phase 3: the demo model continued on both GPUs (DDP, effective batch 2048) from phase 1's
 #            export until the deadline, exported again (replaces phase 1's export in $OUT).
 # $OUT gets results.tar (summaries, metrics, logs) and demo_model.tar.part-* (cat | tar x).
-#   bash scripts/gpu/x2_session3.sh          (env: END total seconds, ZNVS_S, ZSTEPS, ZLR, ZWARM, DEMO1_S)
-# session 4 (ZeroNVS halves at lr 5e-5 / warm-up 100, 300 steps each):
-#   ZNVS_S=100 ZSTEPS=300 bash scripts/gpu/x2_session3.sh
+#   bash scripts/gpu/x2_scaling_and_demo.sh          (env: END total seconds, ZNVS_S, ZSTEPS, ZLR, ZWARM, DEMO1_S)
+# 2026-11-26 (ZeroNVS halves at lr 5e-5 / warm-up 100, 300 steps each):
+#   ZNVS_S=100 ZSTEPS=300 bash scripts/gpu/x2_scaling_and_demo.sh
 # CPU smoke test: RESERVE=60 ACCEL=cpu ZPRESET=tiny DPRESET=tiny INIT= SIZE=32 ZSIZE=32 END=300 ZNVS_S=6 DEMO1_S=6 ZEB=4 DEB=8 \
-#   NGPU=2 OUT=/tmp/x2s3 R=/tmp/x2s3run bash scripts/gpu/x2_session3.sh
+#   NGPU=2 OUT=/tmp/x2s3 R=/tmp/x2s3run bash scripts/gpu/x2_scaling_and_demo.sh
 set -uo pipefail
 END=${END:-555}              # seconds after the start by which everything has stopped
 ZNVS_S=${ZNVS_S:-60}         # training seconds of each ZeroNVS-size half
 ZSTEPS=${ZSTEPS:-100000}     # ... or this many steps, whichever comes first (equal-step curves)
-ZLR=${ZLR:-5e-5}             # session 3 ran 2e-4 / warm-up 50: both halves diverged
+ZLR=${ZLR:-5e-5}             # 2026-11-25 ran 2e-4 / warm-up 50: both halves diverged
 ZWARM=${ZWARM:-100}
 DEMO1_S=${DEMO1_S:-75}       # training seconds of the demo's 1-GPU phase
 ZPRESET=${ZPRESET:-zeronvs}
@@ -33,12 +33,12 @@ zeronvs_half() {
       SECONDS="$ZNVS_S" STEPS="$ZSTEPS" LR="$ZLR" WARMUP="$ZWARM" EXTRA="freeze_image_encoder=true export_model=false" \
       timeout "$2" bash scripts/gpu/ddp_scaling.sh > "$3" 2>&1
 }
-# a demo training run (lib.sh demo_round) at this session's settings:
+# a demo training run (lib.sh demo_train) at these settings:
 # $1 = 1 | N, $2 = run folder, $3 = init model folder (empty: random DPRESET), $4 = effective batch,
 # $5 = training seconds, $6 = warm-up steps, $7 = timeout (s), $8 = tag of the result files
 demo_run() {
   INIT="$3" POOL="$R/pool128.pt" EB="$4" LR=3e-4 WARMUP="$6" EXTRA="ema_decay=0.995 val_every=100000 ckpt_every=100000" \
-      demo_round "$1" "$2" "demo4_$8" "$5" "$7"
+      demo_train "$1" "$2" "demo4_$8" "$5" "$7"
 }
 [ "$ACCEL" = gpu ] && nvidia-smi -L > "$R/res/gpus.txt"
 

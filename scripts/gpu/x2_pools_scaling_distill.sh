@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One 2-GPU lease (device kind nvidia-h100-x2), both GPUs kept busy (session 2, 2026-11-25):
+# One call on a 2-GPU machine (device kind nvidia-h100-x2), both GPUs kept busy (2026-11-25):
 #   GPU 0: training pools (128 px, 256 px), then the 1-GPU halves of the DDP scaling runs
 #          (demo from the shipped weights, ZeroNVS size from random init);
 #   GPU 1: a second 128 px pool, the training-step breakdown (benchmarks/train_throughput.py),
@@ -8,13 +8,13 @@
 #   both (ZNVS2=1): the 2-GPU half of the ZeroNVS-size scaling run. (The demo's 2-GPU half is the long
 #          training run of scripts/gpu/train_demo_ddp.sh, same hyperparameters and pool.)
 # Small results are appended to $OUT/x2_results.tar as they finish; runs/ keeps the pools for
-# the next call while the machine stays warm (30 s). Measured wall time (session 2): pools 89 s,
+# the next call while the machine stays warm (30 s). Measured wall time (2026-11-25): pools 89 s,
 # breakdown ~150 s, distillation 170 s budget, ZeroNVS-size run ~90 s of set-up beyond SECONDS:
 # with ZNVS2=1 (the ZeroNVS-size 2-GPU half at the end) the script needs ~11 min, over one call's
 # 10 minutes: by default run that half as its own call:
 #   RUN=runs/ddp ONLY=N NGPU=2 PRESET=zeronvs POOL=runs/pool256.pt EB=32 SECONDS=75 \
 #       EXTRA="freeze_image_encoder=true export_model=false" bash scripts/gpu/ddp_scaling.sh
-#   bash scripts/gpu/x2_session.sh      (env: POOL_S, DEMO_S, ZNVS_S, DISTILL_S seconds)
+#   bash scripts/gpu/x2_pools_scaling_distill.sh      (env: POOL_S, DEMO_S, ZNVS_S, DISTILL_S seconds)
 set -uo pipefail
 R=${R:-runs}
 DEST=${OUT:-$R/export}
@@ -25,7 +25,7 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$R/res/gpu
 t0=$(date +%s)
 stamp() { echo "[$(( $(date +%s) - t0 )) s] $*"; }
 # every result goes into one tar in $OUT as soon as it exists: a call that runs past the device
-# limit still returns what finished (session 2's first call returned nothing: it tarred at the end)
+# limit still returns what finished (2026-11-25's first call returned nothing: it tarred at the end)
 save() { (cd "$R" && flock "$DEST/.lock" tar rf "$DEST/x2_results.tar" "$@" 2>/dev/null) || true; }
 
 # pools: seeds 10000+ on GPU 0, 13000+ on GPU 1 (evaluation uses seeds below 10000)
