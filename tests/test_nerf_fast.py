@@ -226,39 +226,47 @@ def test_random_model_presets():
         load_any_model("huge-random", torch.device("cpu"))
 
 
+def _tiny_distill_step(batch_sizes: list[int], **sections):
+    """One ``train_step`` (backpropagated) of the tiny model with a small field on a random 32 px
+    input; ``sections`` override parts of the config. Returns ``(cfg, scene, info)``."""
+    from novelviews.config import load, merge
+    from novelviews.model import ViewConditionedLDM
+    from novelviews.model.configuration import model_config
+    from novelviews.nerf import distill as D
+    from novelviews.sampling import schedule_alphas
+
+    torch.manual_seed(0)
+    model = ViewConditionedLDM(model_config("tiny")).eval().requires_grad_(False)
+    img = torch.rand(1, 3, 32, 32) * 2 - 1
+    base = {"device": "cpu", "schedule": {"steps": 4, "batch_sizes": batch_sizes, "render_scales": [0.5, 1.0],
+                                          "milestones": [0.5]},
+            "field": {"grid": {"n_levels": 4, "log2_hashmap_size": 10, "base_resolution": 4, "per_level_scale": 1.5},
+                      "mlp_width": 16},
+            "sampler": {"num_samples": 8, "num_proposal_samples": 8}}
+    cfg = load(D.DistillConfig, base=merge(base, sections))
+    torch.manual_seed(0)
+    scene = D.build_scene(cfg, 32, torch.device("cpu"))
+    pool = D.embed_pool(model, img, scene.input_c2w[None], 0.7)
+    loss, info = D.train_step(0, scene, model, pool, (img + 1) / 2, cfg, torch.Generator().manual_seed(0),
+                              schedule_alphas(model.config.schedule), None)
+    loss.backward()
+    return cfg, scene, info
+
+
 @pytest.mark.parametrize("sampler", ["uniform", "proposal"])
 def test_batched_view_renders_equal_one_by_one(monkeypatch, sampler):
     """``render.view_batch = 0`` (all SDS views in one render) computes the step of ``1`` (one render
     per view): same losses and gradients once the samplers' jitter is switched off (with jitter the
     two draw their random numbers in another order, the same distribution)."""
-    from novelviews.config import load
-    from novelviews.model import ViewConditionedLDM
-    from novelviews.model.configuration import model_config
-    from novelviews.nerf import distill as D
     from novelviews.nerf import sampler as S
-    from novelviews.sampling import schedule_alphas
 
     plain_edges = S.stratified_edges
     monkeypatch.setattr(S, "stratified_edges", lambda n, k, stratified, *a, **kw: plain_edges(n, k, False, *a, **kw))
-    torch.manual_seed(0)
-    model = ViewConditionedLDM(model_config("tiny")).eval().requires_grad_(False)
-    img = torch.rand(1, 3, 32, 32) * 2 - 1
     results = []
     for vb in (1, 0):
-        cfg = load(D.DistillConfig, base={
-            "device": "cpu", "schedule": {"steps": 4, "batch_sizes": [3, 1], "render_scales": [0.5, 1.0],
-                                          "milestones": [0.5]},
-            "field": {"grid": {"n_levels": 4, "log2_hashmap_size": 10, "base_resolution": 4, "per_level_scale": 1.5},
-                      "mlp_width": 16},
-            "sampler": {"kind": sampler, "num_samples": 8, "num_proposal_samples": 8},
-            "loss": {"geometry_size": 8}, "render": {"view_batch": vb}})
-        torch.manual_seed(0)
-        scene = D.build_scene(cfg, 32, torch.device("cpu"))
-        pool = D.embed_pool(model, img, scene.input_c2w[None], 0.7)
-        gen = torch.Generator().manual_seed(0)
-        loss, info = D.train_step(0, scene, model, pool, (img + 1) / 2, cfg, gen, schedule_alphas(model.config.schedule),
-                                  None)
-        loss.backward()
+        _, scene, info = _tiny_distill_step([3, 1], sampler={"kind": sampler, "num_samples": 8,
+                                                             "num_proposal_samples": 8},
+                                            loss={"geometry_size": 8}, render={"view_batch": vb})
         results.append((info, [p.grad.clone() for p in scene.parameters() if p.grad is not None]))
     for key in ("loss", "sds", "rgb", "interlevel", "normal_smooth", "orientation"):
         assert results[0][0][key] == pytest.approx(results[1][0][key], rel=1e-5, abs=1e-7), key
@@ -313,27 +321,9 @@ def test_skipping_zeroes_empty_cells_and_keeps_the_rest():
 
 
 def test_distill_step_reports_skipped_samples():
-    from novelviews.config import load
-    from novelviews.model import ViewConditionedLDM
-    from novelviews.model.configuration import model_config
-    from novelviews.nerf import distill as D
-    from novelviews.sampling import schedule_alphas
-
-    torch.manual_seed(0)
-    model = ViewConditionedLDM(model_config("tiny")).eval().requires_grad_(False)
-    img = torch.rand(1, 3, 32, 32) * 2 - 1
-    cfg = load(D.DistillConfig, base={
-        "device": "cpu", "schedule": {"steps": 4, "batch_sizes": [1, 1], "render_scales": [0.5, 1.0],
-                                      "milestones": [0.5]},
-        "field": {"grid": {"n_levels": 4, "log2_hashmap_size": 10, "base_resolution": 4, "per_level_scale": 1.5},
-                  "mlp_width": 16},
-        "sampler": {"num_samples": 8, "num_proposal_samples": 8}, "occupancy": {"resolution": 16}})
+    cfg, scene, info = _tiny_distill_step([1, 1], occupancy={"resolution": 16})
     assert cfg.occupancy.enabled  # on by default in distillation
-    scene = D.build_scene(cfg, 32, torch.device("cpu"))
     assert scene.field.occupancy is scene.occupancy is scene.sampler.density_field.__dict__["_occupancy"]
-    pool = D.embed_pool(model, img, scene.input_c2w[None], 0.7)
-    _, info = D.train_step(0, scene, model, pool, (img + 1) / 2, cfg, torch.Generator().manual_seed(0),
-                           schedule_alphas(model.config.schedule), None)
     assert 0 < info["occupied_fraction"] < 0.5
     assert 0 < info["field_kept"] < 1 and 0 < info["proposal_kept"] < 1
     assert "occupancy" in scene.modules()

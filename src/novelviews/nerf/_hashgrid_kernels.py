@@ -22,7 +22,7 @@ import triton.language as tl
 
 
 @triton.jit
-def _level_rows(u_ptr, n, m, res, size, dense):
+def _level_rows(u_ptr, n, m, res):
     """Clamped points -> cell corner ``c = min(floor(u N), N - 1)`` and weights ``u N - c`` per axis."""
     ux = tl.minimum(tl.maximum(tl.load(u_ptr + n * 3 + 0, mask=m, other=0.0), 0.0), 1.0)
     uy = tl.minimum(tl.maximum(tl.load(u_ptr + n * 3 + 1, mask=m, other=0.0), 0.0), 1.0)
@@ -60,7 +60,7 @@ def _program(u_ptr, res_ptr, size_ptr, offset_ptr, dense_ptr, N, F: tl.constexpr
     size = tl.load(size_ptr + lvl)
     off = tl.load(offset_ptr + lvl)
     dense = tl.load(dense_ptr + lvl)
-    cx, cy, cz, wx, wy, wz = _level_rows(u_ptr, n, m, res, size, dense)
+    cx, cy, cz, wx, wy, wz = _level_rows(u_ptr, n, m, res)
     return n, lvl, f, mm, res, size, off, dense, cx, cy, cz, wx, wy, wz
 
 

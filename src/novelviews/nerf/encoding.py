@@ -127,18 +127,13 @@ class HashGridEncoding(nn.Module):
         self.dense = dense
         self.num_dense_levels = sum(dense)  # resolutions grow, so dense levels come first
         self.output_dim = cfg.output_dim
-        self._tcnn = None
-        if backend == "tcnn":
-            self._tcnn = _make_tcnn(cfg, required=True)
-        if self._tcnn is None:
-            self.backend = "torch" if backend == "auto" else backend
+        self._tcnn = _make_tcnn(cfg, required=True) if backend == "tcnn" else None
+        if self._tcnn is None:  # the torch / triton table layout
             self.table = nn.Parameter(torch.empty(sum(sizes), cfg.n_features_per_level).uniform_(-1e-4, 1e-4))
             self.register_buffer("_res", torch.tensor(res, dtype=torch.int64), persistent=False)
             self.register_buffer("_size", torch.tensor(sizes, dtype=torch.int64), persistent=False)
             self.register_buffer("_offset", torch.tensor(offsets, dtype=torch.int64), persistent=False)
             self.register_buffer("_dense", torch.tensor(dense, dtype=torch.bool), persistent=False)
-        else:
-            self.backend = "tcnn"
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         """Encode ``u`` (``[..., 3]`` in ``[0, 1]``) -> ``[..., L*F]`` (dtype of the table)."""

@@ -119,6 +119,33 @@ def query_occupied(fn, x: torch.Tensor, keep: torch.Tensor, counts: dict | None 
     return scatter(out) if isinstance(out, torch.Tensor) else tuple(scatter(v) for v in out)
 
 
+class SkipsEmptySpace:
+    """Empty-space skipping for a field module whose ``_forward(x)`` maps world points to its
+    outputs and which has ``skip_space() -> (bound, unbounded, checkpoint_points)``: with an
+    occupancy grid set, points in empty cells get zeros without being computed; every call runs
+    in activation-checkpointed chunks (:func:`checkpointed`)."""
+
+    def set_occupancy(self, grid) -> None:
+        """Skip the points whose cell of ``grid`` (an :class:`~novelviews.nerf.occupancy.OccupancyGrid`
+        over the field's grid coordinates) is empty: outputs 0 there, not computed. ``None``
+        switches it off. The grid is not a submodule (the scene saves it once);
+        ``query_counts`` counts the points asked for and kept."""
+        self.__dict__["_occupancy"] = grid
+        self.query_counts: dict = {}
+
+    @property
+    def occupancy(self):
+        return self.__dict__.get("_occupancy")
+
+    def _skipping_forward(self, x: torch.Tensor):
+        bound, unbounded, chunk = self.skip_space()
+        grid = self.occupancy
+        if grid is None:
+            return checkpointed(self._forward, x, chunk)
+        keep = grid.occupied_at(normalize_points(x, bound, unbounded)[0])
+        return query_occupied(lambda p: checkpointed(self._forward, p, chunk), x, keep, self.query_counts)
+
+
 def make_mlp(n_in: int, width: int, hidden_layers: int, n_out: int) -> nn.Sequential:
     """``hidden_layers`` ReLU layers of ``width`` then a linear output layer."""
     layers: list[nn.Module] = []
@@ -170,7 +197,7 @@ def _activate(raw: torch.Tensor, kind: str) -> torch.Tensor:
     return F.softplus(raw)
 
 
-class NeRFField(nn.Module):
+class NeRFField(SkipsEmptySpace, nn.Module):
     """Density + albedo field on world points (see the module docstring for the formulas)."""
 
     def __init__(self, cfg: NeRFFieldConfig | None = None):
@@ -187,17 +214,9 @@ class NeRFField(nn.Module):
             return torch.zeros(x.shape[:-1], dtype=x.dtype, device=x.device)
         return self.cfg.blob_density * (1.0 - x.norm(dim=-1) / self.cfg.blob_radius)
 
-    # -- empty-space skipping
-    def set_occupancy(self, grid) -> None:
-        """Skip the points whose cell of ``grid`` (an :class:`~novelviews.nerf.occupancy.OccupancyGrid`
-        over this field's grid coordinates) is empty: density and albedo 0 there, not computed.
-        ``None`` switches it off. The grid is not a submodule (the scene saves it once)."""
-        self.__dict__["_occupancy"] = grid
-        self.query_counts: dict = {}
-
-    @property
-    def occupancy(self):
-        return self.__dict__.get("_occupancy")
+    # -- empty-space skipping (SkipsEmptySpace)
+    def skip_space(self) -> tuple[float, bool, int]:
+        return self.cfg.bound, self.cfg.unbounded, self.cfg.checkpoint_points
 
     def density_at_grid(self, u: torch.Tensor) -> torch.Tensor:
         """Density ``[...]`` at grid coordinates ``u [..., 3]`` (0 where no world point maps),
@@ -207,12 +226,7 @@ class NeRFField(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """World points ``[..., 3]`` -> (density ``[...]`` >= 0, albedo ``[..., 3]`` in [0, 1])."""
-        grid = self.occupancy
-        if grid is None:
-            return checkpointed(self._forward, x, self.cfg.checkpoint_points)
-        keep = grid.occupied_at(normalize_points(x, self.cfg.bound, self.cfg.unbounded)[0])
-        return query_occupied(lambda p: checkpointed(self._forward, p, self.cfg.checkpoint_points), x, keep,
-                              self.query_counts)
+        return self._skipping_forward(x)
 
     def _forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         u, inside = normalize_points(x, self.cfg.bound, self.cfg.unbounded)
@@ -302,6 +316,7 @@ class Background(nn.Module):
 
 
 __all__ = [
+    "SkipsEmptySpace",
     "checkpointed",
     "contract",
     "grid_to_world",

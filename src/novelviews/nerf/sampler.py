@@ -33,7 +33,7 @@ from torch.nn import functional as F
 
 from ..config import check_range
 from .encoding import HashGridConfig, HashGridEncoding
-from .field import checkpointed, make_mlp, normalize_points, query_occupied
+from .field import SkipsEmptySpace, make_mlp, normalize_points
 from .render import render_weights
 
 
@@ -208,7 +208,7 @@ class UniformSampler(nn.Module):
         return RaySamples(s_to_t(s, near, far, self.spacing, self.bound), s, {})
 
 
-class DensityField(nn.Module):
+class DensityField(SkipsEmptySpace, nn.Module):
     """Small density-only hash field of the proposal sampler (same contraction as the NeRF)."""
 
     def __init__(self, cfg: ProposalFieldConfig, bound: float, unbounded: bool):
@@ -217,19 +217,13 @@ class DensityField(nn.Module):
         self.encoding = HashGridEncoding(cfg.grid)
         self.mlp = make_mlp(self.encoding.output_dim, cfg.mlp_width, cfg.mlp_hidden_layers, 1)
 
-    def set_occupancy(self, grid) -> None:
-        """Skip points in empty cells of ``grid`` (the NeRF field's occupancy grid): density 0 there,
-        so the resampled intervals avoid what the NeRF has found empty. Not a submodule."""
-        self.__dict__["_occupancy"] = grid
-        self.query_counts: dict = {}
+    def skip_space(self) -> tuple[float, bool, int]:
+        # with the NeRF field's occupancy grid set, the proposal density is 0 in its empty cells, so
+        # the resampled intervals avoid what the NeRF has found empty
+        return self.bound, self.unbounded, self.cfg.checkpoint_points
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        grid = self.__dict__.get("_occupancy")
-        if grid is None:
-            return checkpointed(self._forward, x, self.cfg.checkpoint_points)
-        keep = grid.occupied_at(normalize_points(x, self.bound, self.unbounded)[0])
-        return query_occupied(lambda p: checkpointed(self._forward, p, self.cfg.checkpoint_points), x, keep,
-                              self.query_counts)
+        return self._skipping_forward(x)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         u, inside = normalize_points(x, self.bound, self.unbounded)
