@@ -29,15 +29,25 @@ from novelviews.nerf.render import get_rays
 from novelviews.nerf.sampler import UniformSampler
 
 
-def ray_points(side: int, samples: int, device: torch.device) -> torch.Tensor:
-    """Grid coordinates ``[side * side * samples, 3]`` of the input camera's ray samples."""
+def ray_points(side: int, samples: int, device: torch.device, distribution: str = "uniform") -> torch.Tensor:
+    """Grid coordinates ``[side * side * samples, 3]`` of the input camera's ray samples.
+
+    ``uniform``: stratified in the contracted spacing; ``surface``: what a trained proposal
+    sampler gives, every ray's samples sorted and crowded around one depth (normal, sd 0.02
+    around 1 +- 0.1), so consecutive samples share the coarse levels' cells."""
     c2w = C.camera_on_sphere(math.radians(31.0), 0.0, 1.0)
     K = C.intrinsics_from_fov(math.radians(52.55), side, side)
     o, d, _ = get_rays(c2w, K, side, side, device=device)
-    near = torch.full((o.shape[0],), 0.05, device=device)
-    far = torch.full((o.shape[0],), 1000.0, device=device)
-    s = UniformSampler(samples, "contracted", 2.0)(o, d, near, far, stratified=True)
-    return normalize_points(s.points(o, d), 2.0, True)[0].reshape(-1, 3).contiguous()
+    if distribution == "surface":
+        g = torch.Generator(device=device).manual_seed(0)
+        depth = 1.0 + 0.1 * torch.rand(o.shape[0], 1, device=device, generator=g)
+        t = torch.sort(depth + 0.02 * torch.randn(o.shape[0], samples, device=device, generator=g), dim=1).values
+        pts = o[:, None] + t[..., None] * d[:, None]
+    else:
+        near = torch.full((o.shape[0],), 0.05, device=device)
+        far = torch.full((o.shape[0],), 1000.0, device=device)
+        pts = UniformSampler(samples, "contracted", 2.0)(o, d, near, far, stratified=True).points(o, d)
+    return normalize_points(pts, 2.0, True)[0].reshape(-1, 3).contiguous()
 
 
 def timed(fn, warmup: int, repeat: int, device: torch.device) -> float:
@@ -65,12 +75,15 @@ def main(argv=None) -> dict:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--sides", default="128,256", help="render sides (pixels), comma-separated")
     p.add_argument("--samples", type=int, default=64, help="samples per ray")
+    p.add_argument("--distributions", default="uniform,surface",
+                   help="where the samples lie along the rays: uniform (stratified) and/or surface (crowded)")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--repeat", type=int, default=10)
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
     device = torch.device(args.device)
-    backends = ["torch"] + (["triton"] if device.type == "cuda" else [])
+    # triton: the shipped kernels; triton-plain: the backward without summing runs (one atomic per point)
+    backends = ["torch"] + (["triton", "triton-plain"] if device.type == "cuda" else [])
     result = {"device": str(device), "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
               "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"), "grid": HashGridConfig().__dict__,
               "samples_per_ray": args.samples, "rows": []}
@@ -78,8 +91,8 @@ def main(argv=None) -> dict:
     enc = HashGridEncoding(HashGridConfig(backend="torch")).to(device)
     with torch.no_grad():
         enc.table.uniform_(-1e-2, 1e-2)
-    for side in (int(s) for s in args.sides.split(",")):
-        u = ray_points(side, args.samples, device)
+    for distribution, side in ((dist, int(s)) for dist in args.distributions.split(",") for s in args.sides.split(",")):
+        u = ray_points(side, args.samples, device, distribution)
         grad_out = torch.randn(u.shape[0], enc.output_dim, device=device)
         ref = enc._encode(u).detach()
         for backend in backends:
@@ -88,8 +101,9 @@ def main(argv=None) -> dict:
             else:
                 from novelviews.nerf.hashgrid_triton import hash_encode_triton
 
-                def fwd(x):
-                    return hash_encode_triton(x, enc.table, enc._res, enc._size, enc._offset, enc._dense)
+                def fwd(x, reduce_runs=backend == "triton"):
+                    return hash_encode_triton(x, enc.table, enc._res, enc._size, enc._offset, enc._dense,
+                                              reduce_runs=reduce_runs)
 
             def fwd_bwd():
                 enc.table.grad = None
@@ -107,9 +121,18 @@ def main(argv=None) -> dict:
                 fwd_bwd()
                 torch.cuda.synchronize(device)
                 peak = round((torch.cuda.max_memory_allocated(device) - base) / 2**30, 3)
-            row = {"side": side, "points": int(u.shape[0]), "backend": backend,
+            grad_diff = None
+            if backend != "torch":
+                enc.table.grad = None
+                fwd(u).backward(grad_out)
+                mine = enc.table.grad.clone()
+                enc.table.grad = None
+                enc._encode(u).backward(grad_out)
+                grad_diff = float((mine - enc.table.grad).abs().max() / enc.table.grad.abs().max().clamp_min(1e-30))
+            row = {"distribution": distribution, "side": side, "points": int(u.shape[0]), "backend": backend,
                    "forward_ms": round(ms_fwd, 3), "forward_backward_ms": round(ms_both, 3),
-                   "backward_ms": round(ms_both - ms_fwd, 3), "extra_peak_gb": peak, "max_abs_diff": diff}
+                   "backward_ms": round(ms_both - ms_fwd, 3), "extra_peak_gb": peak, "max_abs_diff": diff,
+                   "table_grad_max_rel_diff": grad_diff}
             print(json.dumps(row), flush=True)
             result["rows"].append(row)
     if args.out:

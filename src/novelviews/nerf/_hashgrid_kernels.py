@@ -10,7 +10,11 @@ trilinear blend. Nothing per corner is written to memory:
 * ``hash_encode_fwd``: gathers the corner features and writes only ``out [N, L * F]``;
 * ``hash_encode_bwd``: recomputes rows and weights from ``u`` and adds
   ``weight * grad_out`` to each corner row of the table gradient with atomic adds (so the
-  summation order, and the last bits of the result, vary from run to run).
+  summation order, and the last bits of the result, vary from run to run). With ``REDUCE``
+  (the default of the launcher) runs of consecutive points in one cell - samples of a ray near a
+  surface, at the coarse levels - are summed in registers first (a segmented scan over the
+  block), so each run costs one atomic per corner: the atomics on a few hot rows were what made
+  the plain backward slow on the points a proposal sampler concentrates.
 
 ``F`` is padded to the power of two ``FP`` for the feature axis (masked loads / stores).
 """
@@ -78,13 +82,38 @@ def hash_encode_fwd(u_ptr, table_ptr, res_ptr, size_ptr, offset_ptr, dense_ptr, 
 
 
 @triton.jit
+def _segment_sum(v1, s1, v2, s2):
+    """Combine of a segmented inclusive sum: ``s`` marks the first element of a segment."""
+    return tl.where(s2 != 0, v2, v1 + v2), s1 | s2
+
+
+@triton.jit
+def _same_cell(u_ptr, n, m, res, cx, cy, cz):
+    """True where point ``n`` (valid where ``m``) lies in cell ``(cx, cy, cz)`` of the level."""
+    ox, oy, oz, _, _, _ = _level_rows(u_ptr, n, m, res)
+    return m & (ox == cx) & (oy == cy) & (oz == cz)
+
+
+@triton.jit
 def hash_encode_bwd(u_ptr, grad_out_ptr, res_ptr, size_ptr, offset_ptr, dense_ptr, grad_table_ptr, N,
-                    L: tl.constexpr, F: tl.constexpr, FP: tl.constexpr, BLOCK: tl.constexpr):
+                    L: tl.constexpr, F: tl.constexpr, FP: tl.constexpr, BLOCK: tl.constexpr,
+                    REDUCE: tl.constexpr):
     n, lvl, f, mm, res, size, off, dense, cx, cy, cz, wx, wy, wz = _program(
         u_ptr, res_ptr, size_ptr, offset_ptr, dense_ptr, N, F, FP, BLOCK)
     g = tl.load(grad_out_ptr + n[:, None] * (L * F) + lvl * F + f[None, :], mask=mm, other=0.0)
+    if REDUCE:
+        # Consecutive points (samples along one ray) often share a cell, hence all 8 corner rows:
+        # sum each run of equal cells in the block first, and only its last point adds the run's
+        # sum to the table (one atomic per run and corner instead of one per point and corner).
+        lane = tl.arange(0, BLOCK)
+        m = n < N
+        first = (lane == 0) | ~_same_cell(u_ptr, n - 1, m & (n > 0), res, cx, cy, cz)
+        last = (lane == BLOCK - 1) | ~_same_cell(u_ptr, n + 1, (n + 1) < N, res, cx, cy, cz)
+        starts = tl.broadcast_to(first.to(tl.int32)[:, None], (BLOCK, FP))
+        mm = mm & last[:, None]
     for c in tl.static_range(8):
         row, w = _corner(cx, cy, cz, wx, wy, wz, res, size, dense, c & 1, (c >> 1) & 1, (c >> 2) & 1)
-        tl.atomic_add(grad_table_ptr + (off + row)[:, None] * F + f[None, :], w[:, None] * g, mask=mm,
-                      sem="relaxed")
-
+        v = w[:, None] * g
+        if REDUCE:
+            v, _ = tl.associative_scan((v, starts), 0, _segment_sum)
+        tl.atomic_add(grad_table_ptr + (off + row)[:, None] * F + f[None, :], v, mask=mm, sem="relaxed")

@@ -9,7 +9,9 @@ backward is an ``index_add_`` over all of them. The fused path keeps nothing but
   block of 128 points and level; a tiled variant with the levels across a warp's lanes was
   slower in both directions on an H200, docs/BENCHMARKS.md);
 * backward: one kernel recomputes rows and weights from ``u`` and accumulates the table
-  gradient with atomic adds (float32). Atomics make the summation order vary, so the table
+  gradient with atomic adds (float32), after summing in registers each run of consecutive points
+  that fall in one cell (samples of one ray near a surface share the coarse levels' cells; the
+  atomics on those few rows were ~60 % of a ZeroNVS-size distillation step's GPU time). Atomics make the summation order vary, so the table
   gradient equals the reference's up to float32 rounding of a reordered sum (relative error of
   the order of 1e-6; the CUDA test allows 1e-5 relative + 1e-7 absolute), and two runs of the
   same step can differ in the last bits.
@@ -51,36 +53,39 @@ def _next_pow2(n: int) -> int:
     return 1 << max(0, (int(n) - 1).bit_length())
 
 
-def _launch(kind: str, u, src, res, size, offset, dense, dst, n_levels: int, F: int) -> None:
+def _launch(kind: str, u, src, res, size, offset, dense, dst, n_levels: int, F: int, reduce_runs: bool = True) -> None:
     k = _kernels()
-    fn = k.hash_encode_fwd if kind == "fwd" else k.hash_encode_bwd
-    fn[(triton_grid(u.shape[0]), n_levels)](u, src, res, size, offset, dense, dst, u.shape[0], L=n_levels, F=F,
-                                            FP=_next_pow2(F), BLOCK=BLOCK)
+    grid = (triton_grid(u.shape[0]), n_levels)
+    args = (u, src, res, size, offset, dense, dst, u.shape[0])
+    if kind == "fwd":
+        k.hash_encode_fwd[grid](*args, L=n_levels, F=F, FP=_next_pow2(F), BLOCK=BLOCK)
+    else:
+        k.hash_encode_bwd[grid](*args, L=n_levels, F=F, FP=_next_pow2(F), BLOCK=BLOCK, REDUCE=bool(reduce_runs))
 
 
 class HashEncodeFunction(torch.autograd.Function):
     """``u [N, 3]`` float32 CUDA, ``table [T, F]`` float32 -> ``[N, L * F]``; grad to the table only."""
 
     @staticmethod
-    def forward(ctx, u, table, res, size, offset, dense, n_levels: int):
+    def forward(ctx, u, table, res, size, offset, dense, n_levels: int, reduce_runs: bool = True):
         N = u.shape[0]
         F = table.shape[1]
         out = torch.empty(N, n_levels * F, device=u.device, dtype=torch.float32)
         if N > 0:
             _launch("fwd", u, table, res, size, offset, dense, out, n_levels, F)
         ctx.save_for_backward(u, res, size, offset, dense)
-        ctx.meta = (n_levels, tuple(table.shape))
+        ctx.meta = (n_levels, tuple(table.shape), reduce_runs)
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
         u, res, size, offset, dense = ctx.saved_tensors
-        n_levels, shape = ctx.meta
+        n_levels, shape, reduce_runs = ctx.meta
         grad_table = torch.zeros(shape, device=u.device, dtype=torch.float32)
         if u.shape[0] > 0 and ctx.needs_input_grad[1]:
             _launch("bwd", u, grad_out.contiguous().float(), res, size, offset, dense, grad_table, n_levels,
-                    shape[1])
-        return None, grad_table, None, None, None, None, None
+                    shape[1], reduce_runs)
+        return None, grad_table, None, None, None, None, None, None
 
 
 def triton_grid(n: int) -> int:
@@ -88,8 +93,12 @@ def triton_grid(n: int) -> int:
 
 
 def hash_encode_triton(u: torch.Tensor, table: torch.Tensor, res: torch.Tensor, size: torch.Tensor,
-                       offset: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
+                       offset: torch.Tensor, dense: torch.Tensor, reduce_runs: bool = True) -> torch.Tensor:
     """Fused encoding of ``u [N, 3]`` (CUDA; clamped to [0, 1] in the kernel) -> ``[N, L * F]`` float32.
+
+    ``reduce_runs``: in the backward, sum runs of consecutive points that share a cell before the
+    atomic adds (same gradient up to float32 reordering; ``False`` is the plain one-atomic-per-point
+    kernel, kept for the benchmark).
 
     ``res``, ``size``, ``offset``: int64 ``[L]`` (cells per axis, table rows, first row of each
     level); ``dense``: ``[L]`` (non-zero for dense levels), all on ``u``'s device.
@@ -100,7 +109,7 @@ def hash_encode_triton(u: torch.Tensor, table: torch.Tensor, res: torch.Tensor, 
         raise ValueError(f"the fused hash-grid encoding needs a float32 table, got {table.dtype}")
     u = u.detach().to(torch.float32).contiguous()
     return HashEncodeFunction.apply(u, table.contiguous(), res, size, offset, dense.to(torch.int32),
-                                    int(res.numel()))
+                                    int(res.numel()), bool(reduce_runs))
 
 
 __all__ = ["triton_available", "hash_encode_triton", "HashEncodeFunction", "BLOCK"]
