@@ -76,6 +76,38 @@ def test_triton_hash_grid_matches_the_torch_encoding(cfg):
     assert ref_grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize("reduce_runs", [True, False])
+def test_triton_backward_on_rays_with_runs_in_one_cell(reduce_runs):
+    """Points in ray order, as a renderer passes them: long runs of consecutive points in one cell
+    (a ray's samples crowded near a surface), runs across the kernel's block boundary (128), a
+    ragged last block and repeated identical points. The run-summing backward and the plain one
+    give the reference's table gradient."""
+    from novelviews.nerf.hashgrid_triton import BLOCK, hash_encode_triton
+
+    dev = _triton_device()
+    cfg = HashGridConfig(n_levels=4, n_features_per_level=2, log2_hashmap_size=10, base_resolution=4,
+                         per_level_scale=2.0, backend="torch")
+    g = torch.Generator().manual_seed(1)
+    enc = HashGridEncoding(cfg).to(dev)
+    with torch.no_grad():
+        enc.table.copy_((torch.rand(enc.table.shape, generator=g) * 2 - 1).to(dev))
+    rays, samples = 5, 97  # 485 points: rays straddle blocks of 128, the last block is ragged
+    o = torch.rand(rays, 1, 3, generator=g) * 0.5 + 0.25
+    d = torch.nn.functional.normalize(torch.randn(rays, 1, 3, generator=g), dim=-1)
+    t = torch.sort(0.3 + 0.02 * torch.randn(rays, samples, 1, generator=g), dim=1).values
+    u = (o + t * d).reshape(-1, 3)
+    u[BLOCK - 3:BLOCK + 3] = u[BLOCK - 3]  # identical points across a block boundary
+    u = u.to(dev)
+    grad_out = torch.randn(u.shape[0], cfg.output_dim, generator=g).to(dev)
+    (enc(u) * grad_out).sum().backward()
+    ref_grad, enc.table.grad = enc.table.grad.clone(), None
+    (hash_encode_triton(u, enc.table, enc._res, enc._size, enc._offset, enc._dense, reduce_runs=reduce_runs)
+     * grad_out).sum().backward()
+    torch.testing.assert_close(enc.table.grad, ref_grad, rtol=1e-5, atol=1e-5 * float(ref_grad.abs().max()))
+    touched = (ref_grad != 0).any(-1)
+    assert 0 < int(touched.sum()) < u.shape[0]  # the runs really share rows
+
+
 def test_triton_backend_through_the_field():
     """``field.grid.backend=triton`` and ``torch`` give the same densities and table gradients."""
     dev = _triton_device(interpreter=False)  # the backend itself takes CUDA tensors only
@@ -126,8 +158,8 @@ def test_checkpointed_field_chunks_equal_one_plain_call():
         assert sigma.shape == (10, 100) and rgb.shape == (10, 100, 3)
         (sigma.square().sum() + (rgb * torch.linspace(0, 1, 3)).sum()).backward()
         res.append([sigma.detach(), rgb.detach()] + [p.grad.clone() for p in f.parameters()])
-    for a, b in zip(*res):
-        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+    for a, b in zip(*res):  # gradients: sums over 1000 points, taken in 10 parts: float32 reordering
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6 * float(b.abs().max()))
 
 
 def test_checkpointed_keeps_less_for_the_backward():
@@ -327,6 +359,31 @@ def test_distill_step_reports_skipped_samples():
     assert 0 < info["occupied_fraction"] < 0.5
     assert 0 < info["field_kept"] < 1 and 0 < info["proposal_kept"] < 1
     assert "occupancy" in scene.modules()
+
+
+def test_step_info_reads_the_losses_back_as_numbers():
+    """train_step keeps its losses on the device (no host sync inside the step); step_info turns
+    every tensor into the float it holds and leaves the rest as it is."""
+    from novelviews.nerf.distill import step_info
+
+    _, _, info = _tiny_distill_step([1, 1])
+    assert isinstance(info["loss"], torch.Tensor) and isinstance(info["batch"], int)
+    read = step_info(info)
+    for k, v in info.items():
+        assert type(read[k]) is (float if isinstance(v, torch.Tensor) else type(v))
+        assert read[k] == (float(v) if isinstance(v, torch.Tensor) else v)
+    assert read["loss"] > 0 and read.keys() == info.keys()
+
+
+def test_to_device_copies_values_and_dtype():
+    from novelviews.runtime import to_device
+
+    x = torch.randn(5, 3, dtype=torch.float64)
+    y = to_device(x, "cpu", torch.float32)
+    assert y.dtype == torch.float32 and torch.equal(y, x.float())
+    if torch.cuda.is_available():
+        z = to_device(x, "cuda", torch.float32)
+        assert z.is_cuda and torch.equal(z.cpu(), x.float())
 
 
 def test_graphed_sds_denoiser_equals_the_plain_call():

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Device run (one GPU): the fused, memory-bounded distillation step, in one call.
 #   1. the CUDA tests of the fast paths (Triton hash grid vs the PyTorch encoding, occupancy grid);
-#   2. benchmarks/hash_grid.py: the encoding alone, PyTorch vs both Triton layouts;
+#   2. benchmarks/hash_grid.py: the encoding alone, PyTorch vs the Triton kernels (backward with and
+#      without summing runs of points in one cell), on uniform and surface-crowded samples;
 #   3. benchmarks/distill_step.py (speed, peak memory, samples per ray, profile of each phase): the
 #      demo model, the ZeroNVS-size model (random weights) at the defaults and with --low-memory;
+#      (BENCHES="demo zeronvs lowmem" picks them; TESTS=0 skips steps 1-2);
 #   REF=1: the ZeroNVS-size step on the plain PyTorch path too (--reference-path, REF_STEPS timed steps);
 #   4. PAIRS=1: paired whole runs of benchmarks/distill.py with the demo model, the fast defaults vs
 #      --reference-path, seeds 0 and 1, all four at once (held-out PSNR / SSIM; PAIR_STEPS steps).
@@ -17,13 +19,15 @@ PROFILE=${PROFILE:-2}
 SMALL=${SMALL:-demo}
 BIG=${BIG:-zeronvs-random}
 PAIRS=${PAIRS:-0}
+BENCHES=${BENCHES:-demo zeronvs lowmem}  # which distill_step.py runs of step 3
+TESTS=${TESTS:-1}
 PAIR_STEPS=${PAIR_STEPS:-600}
 OUT=${OUT:-runs/distill_fast}
 R=${R:-runs/df}
 mkdir -p "$OUT" "$R"
 OUT=$(cd "$OUT" && pwd)
 export PYTHONUNBUFFERED=1
-if [ "$DEV" = cuda ]; then
+if [ "$DEV" = cuda ] && [ "$TESTS" = 1 ]; then
   nvidia-smi -L
   timeout 240 python -m pytest -q -p no:cacheprovider tests/test_nerf_fast.py tests/test_occupancy.py \
       > "$R/tests.log" 2>&1
@@ -39,9 +43,9 @@ bench() {
       --profile "$PROFILE" --out "$OUT/$name.json" "$@" ${EXTRA:-} > "$R/$name.log" 2>&1
   echo "$name exit $?"; grep -E '^\{|^estimated' "$R/$name.log"
 }
-bench distill_step_demo --model "$SMALL"
-bench distill_step_zeronvs --model "$BIG"
-bench distill_step_zeronvs_lowmem --model "$BIG" --low-memory
+case " $BENCHES " in *" demo "*) bench distill_step_demo --model "$SMALL";; esac
+case " $BENCHES " in *" zeronvs "*) bench distill_step_zeronvs --model "$BIG";; esac
+case " $BENCHES " in *" lowmem "*) bench distill_step_zeronvs_lowmem --model "$BIG" --low-memory;; esac
 [ "${REF:-0}" = 1 ] && STEPS=${REF_STEPS:-10} PROFILE=0 bench distill_step_zeronvs_reference --model "$BIG" --reference-path
 if [ "$PAIRS" = 1 ]; then
   for seed in 0 1; do
