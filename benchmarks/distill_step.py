@@ -36,7 +36,7 @@ from novelviews.io.images import image_to_tensor
 from novelviews.io.runs import atomic_write_json
 from novelviews.nerf.distill import (LOW_MEMORY, REFERENCE_PATH, DistillConfig, build_scene, embed_pool,
                                      make_denoiser, make_optimizer, optimizer_step, phase, resolve_precision,
-                                     train_step, unused_parts_offloaded)
+                                     step_info, train_step, unused_parts_offloaded)
 from novelviews.sampling import schedule_alphas
 from novelviews.views import input_scale, load_any_model, prepare_input_image, resolve_device
 
@@ -120,7 +120,7 @@ def main(argv=None) -> dict:
                 loss, info = train_step(state["step"], scene, model, pool, target, cfg, gen, alphas, amp, denoiser)
                 optimizer_step(loss, opt, scaler)
                 state["step"] += 1
-                state["infos"].append(info)
+                state["infos"].append(step_info(info))  # as the training loop: one read-back per step
 
             for _ in range(args.warmup):
                 run_step()

@@ -1,4 +1,4 @@
-"""Runtime helpers shared by every command: device selection, in-place torch.compile."""
+"""Runtime helpers shared by every command: device selection, host-to-device copies, in-place torch.compile."""
 
 from __future__ import annotations
 
@@ -18,6 +18,23 @@ def resolve_device(name: str) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {name!r} was asked for but no CUDA GPU is available: use device cpu")
     return dev
+
+
+def to_device(x: torch.Tensor, device, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """``x`` on ``device`` (and ``dtype``) without stalling the host on a CUDA device.
+
+    A plain ``.to("cuda")`` of a CPU tensor in pageable memory waits for the GPU to finish all
+    queued work: in a training step that drains the queue at every small copy (random numbers,
+    rays, camera embeddings drawn on the CPU), and the GPU then idles while the host launches
+    the next kernels. A CPU tensor bound for CUDA goes through pinned memory with a non-blocking
+    copy instead (PyTorch's pinned-memory cache keeps the buffer alive until the copy has run).
+    Anything else is a plain ``.to``."""
+    dev = torch.device(device)
+    if dtype is not None and x.dtype != dtype:
+        x = x.to(dtype)
+    if dev.type == "cuda" and x.device.type == "cpu":
+        return x.pin_memory().to(dev, non_blocking=True)
+    return x.to(dev)
 
 
 def compile_in_place(module: torch.nn.Module, mode: str | None = None, backend: str = "inductor") -> bool:

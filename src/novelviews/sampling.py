@@ -23,7 +23,7 @@ import torch
 
 from .config import check_range
 from .errors import ConfigError
-from .runtime import compile_in_place
+from .runtime import compile_in_place, to_device
 
 EpsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -147,10 +147,7 @@ def predraw_noise(shape: Sequence[int], generators: list[torch.Generator], steps
     """
     rows = torch.stack([torch.stack([torch.randn(tuple(shape[1:]), generator=g, dtype=torch.float32)
                                      for g in generators]) for _ in range(steps)])
-    dev = torch.device(device)
-    if dev.type == "cuda":
-        return rows.pin_memory().to(dev, non_blocking=True)
-    return rows.to(dev)
+    return to_device(rows, device)
 
 
 def sample_ddim(eps_fn: EpsFn, x_T: torch.Tensor, alphas_cumprod: torch.Tensor, steps: int,

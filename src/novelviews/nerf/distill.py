@@ -54,6 +54,7 @@ from torch.nn import functional as F
 from .. import cameras as C
 from ..config import check_range, from_dict, read_yaml, save_config, to_dict
 from ..errors import ConfigError, NovelViewsError
+from ..runtime import to_device
 from ..views import ImageConfig, InputCameraConfig
 from .anchors import AnchoringConfig, anchor_probability, choose_conditions, load_anchors, sample_anchors, save_anchors
 from .field import Background, BackgroundConfig, NeRFField, NeRFFieldConfig
@@ -449,7 +450,7 @@ def train_step(step: int, scene: Scene, model, pool: Conditioning, target: torch
                                                  device=dev)[:2]
         geo_out = render_rays_with_normals(scene.field, og, dg, scene.sampler, scene.background,
                                            cfg.render.near, cfg.render.far, stratified=True,
-                                           bg_color=None if bg is None else bg[b].to(dev),
+                                           bg_color=None if bg is None else to_device(bg[b], dev),
                                            c2w=c2w[b], min_weight=cfg.loss.normal_min_weight)
         smooth.append(normal_smoothness_2d(geo_out["normal"].reshape(g, g, 3)))
         orient.append(orientation_loss(geo_out["weights"], geo_out["normals"], dg))
@@ -463,7 +464,7 @@ def train_step(step: int, scene: Scene, model, pool: Conditioning, target: torch
     for group in (todo[i:i + vb] for i in range(0, len(todo), vb)):
         o = torch.cat([rays[b][0] for b in group])
         d = torch.cat([rays[b][1] for b in group])
-        bgc = None if bg is None else bg[group].to(dev).repeat_interleave(r * r, 0)
+        bgc = None if bg is None else to_device(bg[group], dev).repeat_interleave(r * r, 0)
         out = render_rays(scene.field, o, d, scene.sampler, scene.background, cfg.render.near, cfg.render.far,
                           stratified=True, chunk=o.shape[0], bg_color=bgc)
         for k, b in enumerate(group):
@@ -479,15 +480,16 @@ def train_step(step: int, scene: Scene, model, pool: Conditioning, target: torch
     lat = encode_renders(model, rgb, cfg.guidance.sample_posterior, gen if dev.type == "cpu" else None, amp_dtype,
                          cfg.guidance.encoder_chunk)
     t_min, t_max = timestep_range(step, cfg.schedule.steps, cfg.guidance.t_keyframes, len(alphas))
-    t = torch.randint(t_min, t_max + 1, (B,), generator=gen).to(dev)
-    noise = torch.randn(lat.shape, generator=gen).to(dev)
+    t_cpu = torch.randint(t_min, t_max + 1, (B,), generator=gen)
+    t = to_device(t_cpu, dev)
+    noise = to_device(torch.randn(lat.shape, generator=gen), dev)
     p = anchor_probability(step, cfg.schedule.steps, cfg.anchors)
     idx = choose_conditions(c2w, pool.c2w, p, torch.rand(B, generator=gen, dtype=torch.float64))
     cam = C.camera_embedding(model.config.camera_mode, pool.c2w[idx], c2w, pool.scale[idx],
                              torch.full((B,), scene.fov, dtype=torch.float64))
-    idx_d = idx.to(dev)
+    idx_d = to_device(idx, dev)
     with torch.no_grad():
-        ctx = model.context(pool.image_emb[idx_d], cam.to(device=dev, dtype=pool.image_emb.dtype))
+        ctx = model.context(pool.image_emb[idx_d], to_device(cam, dev, pool.image_emb.dtype))
     eps_fn = denoiser(ctx, pool.cond_latent[idx_d])
     grad, _ = sds_gradient(lat, t, noise, eps_fn, alphas, cfg.guidance.weighting, cfg.guidance.grad_clip)
     loss_sds = sds_loss_from_grad(lat, grad)
@@ -498,20 +500,33 @@ def train_step(step: int, scene: Scene, model, pool: Conditioning, target: torch
                       stratified=True, chunk=o.shape[0])
     if "interlevel" in out:
         inter.append(out["interlevel"])
-    tgt = _resize_image(target, r)[0].permute(1, 2, 0).reshape(-1, 3).to(dev)
+    tgt = to_device(_resize_image(target, r)[0].permute(1, 2, 0).reshape(-1, 3), dev)
     loss_rgb = F.mse_loss(out["rgb"], tgt)
     loss_inter = torch.stack(inter).mean() if inter else torch.zeros((), device=dev)
     total = cfg.loss.lambda_sds * loss_sds + cfg.loss.lambda_rgb * loss_rgb + cfg.loss.lambda_interlevel * loss_inter
     total = total + cfg.loss.normal_smooth * loss_smooth + cfg.loss.orientation * loss_orient
-    info = {"loss": float(total.detach()), "sds": float(loss_sds.detach()), "rgb": float(loss_rgb.detach()),
-            "interlevel": float(loss_inter.detach()), "normal_smooth": float(loss_smooth.detach()),
-            "orientation": float(loss_orient.detach()), "t_mean": float(t.float().mean()),
+    # the losses stay on the device (no host sync in the step): step_info turns them into numbers
+    info = {"loss": total.detach(), "sds": loss_sds.detach(), "rgb": loss_rgb.detach(),
+            "interlevel": loss_inter.detach(), "normal_smooth": loss_smooth.detach(),
+            "orientation": loss_orient.detach(), "t_mean": float(t_cpu.float().mean()),
             "anchor_frac": float((idx > 0).double().mean()), "batch": B, "res": r}
     if scene.occupancy is not None:
         info.update(scene.query_counts())
         if occ_info:
             info["occupied_fraction"] = occ_info["occupied_fraction"]
     return total, info
+
+
+def step_info(info: dict) -> dict:
+    """``info`` of :func:`train_step` with its tensors as Python numbers, read back in one copy.
+
+    Call it after the step's backward and optimiser update have been queued, so that the one
+    host sync of the step waits for work the GPU already has rather than stalling the launches."""
+    keys = [k for k, v in info.items() if isinstance(v, torch.Tensor)]
+    if not keys:
+        return dict(info)
+    values = torch.stack([info[k].float().reshape(()) for k in keys]).tolist()
+    return {**info, **dict(zip(keys, values))}
 
 
 def make_denoiser(model, cfg: DistillConfig, amp_dtype: torch.dtype | None, cuda_graph: bool | None = None
@@ -523,7 +538,10 @@ def make_denoiser(model, cfg: DistillConfig, amp_dtype: torch.dtype | None, cuda
 
 def make_optimizer(scene: Scene, cfg: DistillConfig, amp: torch.dtype | None):
     """Adam over the scene's parameters, and a loss scaler when the guidance runs in fp16."""
-    opt = torch.optim.Adam(scene.parameters(), lr=cfg.optim.lr, betas=cfg.optim.betas, eps=cfg.optim.eps)
+    params = list(scene.parameters())
+    # on CUDA one fused kernel updates every parameter (the same update as the per-tensor loop)
+    fused = bool(params) and all(p.is_cuda and p.dtype.is_floating_point for p in params)
+    opt = torch.optim.Adam(params, lr=cfg.optim.lr, betas=cfg.optim.betas, eps=cfg.optim.eps, fused=fused or None)
     return opt, (torch.amp.GradScaler("cuda") if amp == torch.float16 else None)
 
 
@@ -847,7 +865,7 @@ def run_distill(image: str | Path, out: str | Path, cfg: DistillConfig, resume: 
             optimizer_step(loss, opt, scaler)
             step += 1
             steps_done += 1
-            info = {"step": step, **info, "seconds": round(time.time() - t_train, 3)}
+            info = {"step": step, **step_info(info), "seconds": round(time.time() - t_train, 3)}
             history.append(info)
             bar.update(1)
             bar.set_postfix(loss=f"{info['loss']:.4g}", rgb=f"{info['rgb']:.3g}", t=int(info["t_mean"]))

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from ..runtime import to_device
 from .render import chunk_interlevel, render_chunk
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -72,7 +73,7 @@ def orientation_loss(weights: torch.Tensor, normals: torch.Tensor, dirs: torch.T
 
 def world_to_camera(vectors: torch.Tensor, c2w: torch.Tensor) -> torch.Tensor:
     """Rotate world-space directions ``[..., 3]`` into the OpenGL camera frame of ``c2w`` (4x4 or 3x4)."""
-    R = torch.as_tensor(c2w)[:3, :3].to(vectors)
+    R = to_device(torch.as_tensor(c2w)[:3, :3], vectors.device, vectors.dtype)
     return vectors @ R  # (R^T v) for row vectors
 
 
@@ -100,9 +101,11 @@ def render_rays_with_normals(field: "nn.Module", rays_o: torch.Tensor, rays_d: t
                                      bg_color)
     if min_weight > 0:
         keep = res.weights.detach() > min_weight  # [R, S]
+        idx = keep.reshape(-1).nonzero().squeeze(1)  # the one host sync of the selection
         normals = pts.new_zeros(pts.shape)
-        if bool(keep.any()):
-            normals = normals.index_put((keep,), field.normals(pts[keep]))
+        if idx.numel():
+            flat = normals.reshape(-1, 3).index_put((idx,), field.normals(pts.reshape(-1, 3).index_select(0, idx)))
+            normals = flat.reshape(pts.shape)
     else:
         normals = field.normals(pts)
     normal = (res.weights[..., None] * normals).sum(-2)

@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 
+from ..runtime import to_device
+
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
 
@@ -86,8 +88,11 @@ def get_rays(c2w: torch.Tensor, K: torch.Tensor, H: int, W: int, dtype=torch.flo
         c2w = torch.cat([c2w, torch.tensor([[0.0, 0.0, 0.0, 1.0]], dtype=torch.float64)], 0)
     o, d = (t.reshape(-1, 3) for t in ray_directions(K, c2w, H, W))
     z_scale = -(d @ c2w[:3, 2])  # cosine to the optical axis (the camera looks along -z)
-    return (o.to(device=device, dtype=dtype).contiguous(), d.to(device=device, dtype=dtype).contiguous(),
-            z_scale.to(device=device, dtype=dtype))
+    if device is None:
+        return o.to(dtype).contiguous(), d.to(dtype).contiguous(), z_scale.to(dtype)
+    # one non-blocking copy for all three (a training step builds rays for every view)
+    flat = to_device(torch.cat([o, d, z_scale[:, None]], 1), device, dtype)
+    return flat[:, :3].contiguous(), flat[:, 3:6].contiguous(), flat[:, 6].contiguous()
 
 
 def near_far_box(rays_o: torch.Tensor, rays_d: torch.Tensor, bound: float, near: float = 0.0,
