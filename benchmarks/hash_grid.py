@@ -34,7 +34,7 @@ def ray_points(side: int, samples: int, device: torch.device, distribution: str 
 
     ``uniform``: stratified in the contracted spacing; ``surface``: what a trained proposal
     sampler gives, every ray's samples sorted and crowded around one depth (normal, sd 0.02
-    around 1 +- 0.1), so consecutive samples share the coarse levels' cells."""
+    about a depth in [1, 1.1]), so consecutive samples share the coarse levels' cells."""
     c2w = C.camera_on_sphere(math.radians(31.0), 0.0, 1.0)
     K = C.intrinsics_from_fov(math.radians(52.55), side, side)
     o, d, _ = get_rays(c2w, K, side, side, device=device)
