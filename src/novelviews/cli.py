@@ -238,6 +238,11 @@ COMMANDS: dict[str, dict] = {
 }
 
 
+#: --model of views, eval, distill and ui
+MODEL_HELP = ("'demo' (bundled, default), a checkpoint (.ckpt, .safetensors, folder), or PRESET-random "
+              "(e.g. zeronvs-random: that architecture with random weights, for timing)")
+
+
 def _parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -264,7 +269,7 @@ def _parser() -> argparse.ArgumentParser:
     def views(p):
         p.add_argument("image", help="input photo (any PIL format; RGBA is composited on image.background)")
         p.add_argument("--out", required=True, help="output folder (must be new or empty, or use --overwrite)")
-        p.add_argument("--model", help="'demo' (bundled, default), a checkpoint (.ckpt, .safetensors, folder), or PRESET-random (e.g. zeronvs-random: that architecture with random weights, for timing)")
+        p.add_argument("--model", help=MODEL_HELP)
         p.add_argument("--path", help="orbit | spiral | zoom | pan | dolly | wiggle | FILE.json (default orbit)")
         p.add_argument("--num-views", type=int, help="number of views on the path (default 16)")
         p.add_argument("--steps", type=int, help="denoising steps (default 50)")
@@ -276,7 +281,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("dataset", help="scene: transforms.json folder/file, COLMAP folder, CO3D sequence, RE10K txt")
         p.add_argument("--out", required=True, help="output folder (must be new or empty, or use --overwrite)")
         p.add_argument("--holdout", help="every:K (default every:8) | list:0,5,9 | loo")
-        p.add_argument("--model", help="'demo' (bundled, default), a checkpoint (.ckpt, .safetensors, folder), or PRESET-random (e.g. zeronvs-random: that architecture with random weights, for timing)")
+        p.add_argument("--model", help=MODEL_HELP)
         p.add_argument("--methods", type=lambda s: [m.strip() for m in s.split(",") if m.strip()],
                        help="comma list of nearest, reproject, model, model_k (default all)")
         p.add_argument("--k", type=int, help="anchors of the model_k method (default 2)")
@@ -291,7 +296,7 @@ def _parser() -> argparse.ArgumentParser:
     def distill(p):
         p.add_argument("image", help="input photo (any PIL format; RGBA is composited on image.background)")
         p.add_argument("--out", required=True, help="run folder (config.yaml, anchors/, checkpoints/, video.mp4, ...)")
-        p.add_argument("--model", help="'demo' (bundled, default), a checkpoint (.ckpt, .safetensors, folder), or PRESET-random (e.g. zeronvs-random: that architecture with random weights, for timing)")
+        p.add_argument("--model", help=MODEL_HELP)
         p.add_argument("--steps", type=int, help="distillation steps (default 4000)")
         p.add_argument("--anchors", type=int, help="SDS anchors K (default 0 = plain SDS; e.g. 4)")
         p.add_argument("--fov", type=float, help="vertical fov of the photo in degrees (default 52.55)")
@@ -355,7 +360,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--quiet", action="store_true", help="no progress bars")
 
     def ui(p):
-        p.add_argument("--model", default="demo", help="'demo' (bundled, default), a checkpoint (.ckpt, .safetensors, folder), or PRESET-random (e.g. zeronvs-random: that architecture with random weights, for timing)")
+        p.add_argument("--model", default="demo", help=MODEL_HELP)
         p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)")
         p.add_argument("--port", type=int, default=7860, help="TCP port (default 7860)")
         p.add_argument("--out", help="parent folder of the per-request run folders (default a new temp folder)")

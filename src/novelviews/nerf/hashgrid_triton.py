@@ -11,8 +11,8 @@ backward is an ``index_add_`` over all of them. The fused path keeps nothing but
 * backward: one kernel recomputes rows and weights from ``u`` and accumulates the table
   gradient with atomic adds (float32), after summing in registers each run of consecutive points
   that fall in one cell (samples of one ray near a surface share the coarse levels' cells; the
-  atomics on those few rows were ~60 % of a ZeroNVS-size distillation step's GPU time). Atomics make the summation order vary, so the table
-  gradient equals the reference's up to float32 rounding of a reordered sum (relative error of
+  atomics on those few rows were ~60 % of a ZeroNVS-size distillation step's GPU time). Atomics
+  make the summation order vary, so the table gradient equals the reference's up to float32 rounding of a reordered sum (relative error of
   the order of 1e-6; the CUDA test allows 1e-5 relative + 1e-7 absolute), and two runs of the
   same step can differ in the last bits.
 
