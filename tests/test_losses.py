@@ -193,8 +193,9 @@ def _one_train_step(model, img, cfg):
     torch.manual_seed(0)
     scene = D.build_scene(cfg, model.config.image_size, torch.device("cpu"))
     pool = D.embed_pool(model, img, scene.input_c2w[None], 0.7)
-    return D.train_step(0, scene, model, pool, (img + 1) / 2, cfg, torch.Generator().manual_seed(0),
-                        schedule_alphas(model.config.schedule), None)
+    loss, info = D.train_step(0, scene, model, pool, (img + 1) / 2, cfg, torch.Generator().manual_seed(0),
+                              schedule_alphas(model.config.schedule), None)
+    return loss, D.step_info(info)
 
 
 def test_train_step_adds_the_geometry_losses(tiny_ldm_and_photo):

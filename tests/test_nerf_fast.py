@@ -290,6 +290,7 @@ def test_batched_view_renders_equal_one_by_one(monkeypatch, sampler):
     """``render.view_batch = 0`` (all SDS views in one render) computes the step of ``1`` (one render
     per view): same losses and gradients once the samplers' jitter is switched off (with jitter the
     two draw their random numbers in another order, the same distribution)."""
+    from novelviews.nerf import distill as D
     from novelviews.nerf import sampler as S
 
     plain_edges = S.stratified_edges
@@ -299,7 +300,7 @@ def test_batched_view_renders_equal_one_by_one(monkeypatch, sampler):
         _, scene, info = _tiny_distill_step([3, 1], sampler={"kind": sampler, "num_samples": 8,
                                                              "num_proposal_samples": 8},
                                             loss={"geometry_size": 8}, render={"view_batch": vb})
-        results.append((info, [p.grad.clone() for p in scene.parameters() if p.grad is not None]))
+        results.append((D.step_info(info), [p.grad.clone() for p in scene.parameters() if p.grad is not None]))
     for key in ("loss", "sds", "rgb", "interlevel", "normal_smooth", "orientation"):
         assert results[0][0][key] == pytest.approx(results[1][0][key], rel=1e-5, abs=1e-7), key
     assert len(results[0][1]) == len(results[1][1]) > 0
