@@ -122,8 +122,12 @@ def main(argv=None) -> dict:
                 state["step"] += 1
                 state["infos"].append(step_info(info))  # as the training loop: one read-back per step
 
-            for _ in range(args.warmup):
+            t0 = time.perf_counter()
+            for k in range(args.warmup):
                 run_step()
+                if k == 0:  # the phase's first step: with render.compile it waits for torch.compile
+                    _sync(device)
+                    first = time.perf_counter() - t0
             state["infos"].clear()
             _sync(device)
             if device.type == "cuda":
@@ -135,6 +139,8 @@ def main(argv=None) -> dict:
             dt = (time.perf_counter() - t0) / max(args.steps, 1)
             row = {"phase": i, "first_step": s0, "batch": B, "render_size": r, "timed_steps": args.steps,
                    "ms_per_step": round(1e3 * dt, 2), "steps_per_s": round(1.0 / dt, 3)}
+            if args.warmup:
+                row["first_step_s"] = round(first, 2)
             # samples per ray the fields were queried at (empty-space skipping), mean over the timed steps
             for key, n in (("field_kept", cfg.sampler.num_samples), ("proposal_kept", cfg.sampler.num_proposal_samples)):
                 kept = [inf[key] for inf in state["infos"] if key in inf]

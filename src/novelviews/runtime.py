@@ -1,4 +1,5 @@
-"""Runtime helpers shared by every command: device selection, host-to-device copies, in-place torch.compile."""
+"""Runtime helpers shared by every command: device selection, host-to-device copies, in-place torch.compile,
+compiled pure functions (Fusion)."""
 
 from __future__ import annotations
 
@@ -46,3 +47,44 @@ def compile_in_place(module: torch.nn.Module, mode: str | None = None, backend: 
         return False
     module.compile(mode=mode, dynamic=False, backend=backend)
     return True
+
+
+class Fusion:
+    """Pure tensor functions through ``torch.compile`` (dynamic shapes, one graph each), or as they are.
+
+    ``fusion(fn)`` returns the function to call: ``fn`` itself when the fusion is off or autograd is
+    off (evaluation renders stay eager: no second compile for inference graphs), else ``fn``
+    compiled once for every input size, so a chain of elementwise ops runs as a few fused kernels
+    instead of one launch per op (a NeRF training step is bound by the host's launches). Inputs
+    whose leading dimension is below 2 run eagerly (such sizes would each get their own graph).
+    ``fn`` must draw no random numbers (pass them in: the compiled random stream differs from
+    eager's) and must not change Python state. The compiled function computes what ``fn`` does;
+    its values differ only by floating-point reassociation (the tests compare them).
+    """
+
+    def __init__(self, enabled: bool = False, backend: str = "inductor"):
+        self.enabled, self.backend = bool(enabled), backend
+        self._compiled: dict = {}
+
+    def __call__(self, fn):
+        if not (self.enabled and torch.is_grad_enabled()):
+            return fn
+        fast = self._compiled.get(fn)
+        if fast is None:
+            compiled = torch.compile(fn, dynamic=True, fullgraph=True, backend=self.backend)
+
+            def fast(*args, **kwargs):
+                lead = [a.shape[0] for a in args if isinstance(a, torch.Tensor) and a.dim() > 0]
+                return (compiled if lead and min(lead) >= 2 else fn)(*args, **kwargs)
+
+            self._compiled[fn] = fast
+        return fast
+
+    @property
+    def compiled_functions(self) -> int:
+        """How many distinct functions have been compiled (used) so far."""
+        return len(self._compiled)
+
+
+#: The eager :class:`Fusion` (every function as it is): the default of modules that take one.
+EAGER = Fusion(False)

@@ -54,7 +54,7 @@ from torch.nn import functional as F
 from .. import cameras as C
 from ..config import check_range, from_dict, read_yaml, save_config, to_dict
 from ..errors import ConfigError, NovelViewsError
-from ..runtime import to_device
+from ..runtime import Fusion, to_device
 from ..views import ImageConfig, InputCameraConfig
 from .anchors import AnchoringConfig, anchor_probability, choose_conditions, load_anchors, sample_anchors, save_anchors
 from .field import Background, BackgroundConfig, NeRFField, NeRFFieldConfig
@@ -179,8 +179,14 @@ class RenderConfig:
     bounded by the field's checkpoint_points); 0 = all of a step's views at once, 1 = one by one"""
     random_background: bool = True
     """a random background colour per SDS image (reference)"""
+    compile: Literal["auto", "on", "off"] = "auto"
+    """training renders' pure tensor parts (sampling, field heads, compositing, interlevel loss) through
+    torch.compile, a few fused kernels instead of one launch per op; auto = on CUDA (compiled once per
+    run, the first steps wait for it), off = eager"""
 
     def validate(self) -> None:
+        if self.compile not in ("auto", "on", "off"):
+            raise ConfigError(f"render.compile must be auto, on or off, got {self.compile!r}")
         check_range("render.near", self.near, 0.0, None)
         check_range("render.far", self.far, self.near, None, lo_open=True)
         check_range("render.chunk", self.chunk, 1, None)
@@ -273,7 +279,7 @@ LOW_MEMORY: dict[str, object] = {
 #: The plain PyTorch path of a distillation step, the reference the fast defaults are checked against
 #: (benchmarks ``--reference-path``): the PyTorch hash grid, no activation checkpointing, the VAE
 #: encoder on the whole batch, every model part on the device, one render per SDS view, no
-#: empty-space skipping. The same function up to what the occupancy grid skips (density below its
+#: empty-space skipping, nothing compiled. The same function up to what the occupancy grid skips (density below its
 #: threshold) and the order of random draws; more memory and time.
 REFERENCE_PATH: dict[str, object] = {
     "field.grid.backend": "torch",
@@ -285,6 +291,7 @@ REFERENCE_PATH: dict[str, object] = {
     "guidance.cuda_graph": False,
     "render.view_batch": 1,
     "occupancy.enabled": False,
+    "render.compile": "off",
 }
 
 
@@ -376,6 +383,11 @@ def build_scene(cfg: DistillConfig, image_size: int, device: torch.device) -> Sc
     f = NeRFField(cfg.field).to(device)
     s = make_sampler(cfg.sampler, cfg.field.bound, cfg.field.unbounded).to(device)
     b = Background(cfg.background).to(device)
+    if cfg.render.compile == "on" or (cfg.render.compile == "auto" and torch.device(device).type == "cuda"):
+        fusion = Fusion(True)  # one per run: its compiled functions serve the field and the proposal field
+        f.fusion = fusion
+        if hasattr(s, "density_field"):
+            s.density_field.fusion = fusion
     grid = None
     if cfg.occupancy.enabled:
         grid = OccupancyGrid(cfg.occupancy).to(device)

@@ -36,6 +36,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..config import check_range
+from ..runtime import EAGER
 from .encoding import HashGridConfig, HashGridEncoding
 
 
@@ -142,7 +143,8 @@ class SkipsEmptySpace:
         grid = self.occupancy
         if grid is None:
             return checkpointed(self._forward, x, chunk)
-        keep = grid.occupied_at(normalize_points(x, bound, unbounded)[0])
+        u = self.fusion(normalize_points)(x.reshape(-1, 3), bound, unbounded)[0]  # flat: one compiled graph
+        keep = grid.occupied_at(u, self.fusion).reshape(x.shape[:-1])
         return query_occupied(lambda p: checkpointed(self._forward, p, chunk), x, keep, self.query_counts)
 
 
@@ -197,6 +199,23 @@ def _activate(raw: torch.Tensor, kind: str) -> torch.Tensor:
     return F.softplus(raw)
 
 
+def density_from_raw(raw: torch.Tensor, x: torch.Tensor, inside: torch.Tensor, activation: str,
+                     blob_density: float, blob_radius: float) -> torch.Tensor:
+    """``act(raw + blob(x))`` inside the field, 0 outside (``raw``, ``inside``: ``[...]``; ``x [..., 3]``)."""
+    if blob_density != 0:
+        raw = raw + blob_density * (1.0 - x.norm(dim=-1) / blob_radius)
+    sigma = _activate(raw, activation)
+    return torch.where(inside, sigma, torch.zeros_like(sigma))
+
+
+def field_head(mlp: nn.Module, features: torch.Tensor, x: torch.Tensor, inside: torch.Tensor, activation: str,
+               blob_density: float, blob_radius: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The field after its encoding: MLP -> (density ``[...]``, albedo ``[..., 3]``); a pure function
+    (compiled by a :class:`~novelviews.runtime.Fusion`)."""
+    h = mlp(features)
+    return density_from_raw(h[..., 0], x, inside, activation, blob_density, blob_radius), torch.sigmoid(h[..., 1:4])
+
+
 class NeRFField(SkipsEmptySpace, nn.Module):
     """Density + albedo field on world points (see the module docstring for the formulas)."""
 
@@ -206,6 +225,7 @@ class NeRFField(SkipsEmptySpace, nn.Module):
         cfg.validate()
         self.encoding = HashGridEncoding(cfg.grid)
         self.mlp = make_mlp(self.encoding.output_dim, cfg.mlp_width, cfg.mlp_hidden_layers, 4)
+        self.fusion = EAGER  # a compiling Fusion makes the pure parts of a query a few fused kernels
 
     # -- core
     def blob(self, x: torch.Tensor) -> torch.Tensor:
@@ -229,11 +249,10 @@ class NeRFField(SkipsEmptySpace, nn.Module):
         return self._skipping_forward(x)
 
     def _forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        u, inside = normalize_points(x, self.cfg.bound, self.cfg.unbounded)
-        h = self.mlp(self.encoding(u))
-        sigma = _activate(h[..., 0] + self.blob(x), self.cfg.density_activation)
-        sigma = torch.where(inside, sigma, torch.zeros_like(sigma))
-        return sigma, torch.sigmoid(h[..., 1:4])
+        cfg, fuse = self.cfg, self.fusion
+        u, inside = fuse(normalize_points)(x, cfg.bound, cfg.unbounded)
+        return fuse(field_head)(self.mlp, self.encoding(u), x, inside, cfg.density_activation, cfg.blob_density,
+                                cfg.blob_radius)
 
     def density(self, x: torch.Tensor) -> torch.Tensor:
         """Density ``[...]`` (1 / scene units) at world points ``[..., 3]``."""

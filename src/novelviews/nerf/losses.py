@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from ..runtime import to_device
+from ..runtime import EAGER, to_device
 from .render import chunk_interlevel, render_chunk
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -113,7 +113,7 @@ def render_rays_with_normals(field: "nn.Module", rays_o: torch.Tensor, rays_d: t
         normal = world_to_camera(normal, c2w)
     out = {"rgb": res.rgb, "depth": res.depth, "opacity": res.opacity, "weights": res.weights,
            "normals": normals, "normal": normal}
-    inter = chunk_interlevel(samples, res)
+    inter = chunk_interlevel(samples, res, getattr(field, "fusion", EAGER))
     if inter is not None:
         out["interlevel"] = inter
     return out

@@ -200,10 +200,12 @@ class OccupancyGrid(nn.Module):
         self.updates += 1
         return {"occupied_fraction": self.occupied_fraction(), "cells_evaluated": int(idx.numel())}
 
-    def occupied_at(self, u: torch.Tensor) -> torch.Tensor:
+    def occupied_at(self, u: torch.Tensor, fusion=None) -> torch.Tensor:
         """Bool ``[...]``: whether the cell holding each grid point ``u [..., 3]`` (clamped to
-        ``[0, 1]^3``) is occupied. ``u`` must be on the grid's device."""
-        return self.occupied[cell_index(u, self.resolution)]
+        ``[0, 1]^3``) is occupied. ``u`` must be on the grid's device; ``fusion``: a
+        :class:`~novelviews.runtime.Fusion` for the cell index (None: eager)."""
+        index = cell_index if fusion is None else fusion(cell_index)
+        return self.occupied[index(u, self.resolution)]
 
     def occupied_fraction(self) -> float:
         """Fraction of the ``R^3`` cells that are occupied, in ``[0, 1]``."""

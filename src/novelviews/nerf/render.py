@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 
-from ..runtime import to_device
+from ..runtime import EAGER, to_device
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
@@ -133,16 +133,20 @@ def render_chunk(field: "nn.Module", o: torch.Tensor, d: torch.Tensor, sampler: 
         bg = background.to(o)
     else:
         bg = background(d, bg_color)
-    return samples, pts, volume_render(sigma, rgb, samples.t_edges, bg, z_scale)
+    if bg is not None:  # one layout for every kind of background (a compiled volume_render sees one)
+        bg = bg.expand(o.shape[0], 3).contiguous()
+    return samples, pts, getattr(field, "fusion", EAGER)(volume_render)(sigma, rgb, samples.t_edges, bg, z_scale)
 
 
-def chunk_interlevel(samples, res) -> torch.Tensor | None:
-    """The proposal sampler's interlevel loss of one :func:`render_chunk` (None for other samplers)."""
+def chunk_interlevel(samples, res, fusion=EAGER) -> torch.Tensor | None:
+    """The proposal sampler's interlevel loss of one :func:`render_chunk` (None for other samplers);
+    ``fusion``: the field's :class:`~novelviews.runtime.Fusion`."""
     from .sampler import interlevel_loss
 
     if "prop_weights" not in samples.aux:
         return None
-    return interlevel_loss(samples.s_edges, res.weights, samples.aux["prop_s_edges"], samples.aux["prop_weights"])
+    return fusion(interlevel_loss)(samples.s_edges, res.weights, samples.aux["prop_s_edges"],
+                                   samples.aux["prop_weights"])
 
 
 def render_rays(field: "nn.Module", rays_o: torch.Tensor, rays_d: torch.Tensor, sampler: "nn.Module",
@@ -171,7 +175,7 @@ def render_rays(field: "nn.Module", rays_o: torch.Tensor, rays_d: torch.Tensor, 
         outs["rgb"].append(res.rgb)
         outs["depth"].append(res.depth)
         outs["opacity"].append(res.opacity)
-        loss = chunk_interlevel(samples, res)
+        loss = chunk_interlevel(samples, res, getattr(field, "fusion", EAGER))
         if loss is not None:
             inter.append(loss * o.shape[0])
     out = {k: torch.cat(v, 0) for k, v in outs.items()}

@@ -32,8 +32,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..config import check_range
+from ..runtime import EAGER
 from .encoding import HashGridConfig, HashGridEncoding
-from .field import SkipsEmptySpace, make_mlp, normalize_points
+from .field import SkipsEmptySpace, density_from_raw, make_mlp, normalize_points
 from .render import render_weights
 
 
@@ -64,17 +65,23 @@ def stratified_edges(n_rays: int, n: int, stratified: bool, device=None, dtype=t
     Regular (``linspace``) unless ``stratified``: then each interior value moves uniformly
     at random between the midpoints of its neighbouring cells (so they stay sorted).
     """
+    r = torch.rand(n_rays, n + 1, device=device, dtype=dtype, generator=generator) if stratified else None
+    return edges_from_uniforms(n_rays, n, r, device, dtype)
+
+
+def edges_from_uniforms(n_rays: int, n: int, r: torch.Tensor | None, device=None, dtype=torch.float32) -> torch.Tensor:
+    """:func:`stratified_edges` given its uniform draws ``r [n_rays, n + 1]`` (None: the regular edges);
+    a pure function."""
     base = torch.linspace(0.0, 1.0, n + 1, device=device, dtype=dtype).expand(n_rays, n + 1)
-    if not stratified:
+    if r is None:
         return base.contiguous()
     mids = 0.5 * (base[:, 1:] + base[:, :-1])
     lower = torch.cat([base[:, :1], mids], -1)
     upper = torch.cat([mids, base[:, -1:]], -1)
-    r = torch.rand(base.shape, device=device, dtype=dtype, generator=generator)
     out = lower + (upper - lower) * r
-    out[:, 0] = 0.0
-    out[:, -1] = 1.0
-    return out
+    # the end points stay at exactly 0 and 1 (written without in-place ops, for the compiled path)
+    k = torch.arange(n + 1, device=device)
+    return torch.where(k == 0, 0.0, torch.where(k == n, 1.0, out))
 
 
 def sample_pdf(edges: torch.Tensor, weights: torch.Tensor, n: int, stratified: bool, padding: float = 0.05,
@@ -85,6 +92,12 @@ def sample_pdf(edges: torch.Tensor, weights: torch.Tensor, n: int, stratified: b
     ``(1 - padding) w / sum(w) + padding / P`` (uniform where all weights are 0). Returns
     ``[R, n + 1]``, first and last equal to the first and last input edges.
     """
+    u = stratified_edges(edges.shape[0], n, stratified, edges.device, edges.dtype, generator)
+    return invert_cdf(edges, weights, u, padding)
+
+
+def invert_cdf(edges: torch.Tensor, weights: torch.Tensor, u: torch.Tensor, padding: float = 0.05) -> torch.Tensor:
+    """:func:`sample_pdf` given its sorted positions ``u [R, n + 1]`` in [0, 1] (pure function)."""
     P = weights.shape[-1]
     w = weights.detach().clamp_min(0.0)
     total = w.sum(-1, keepdim=True)
@@ -92,7 +105,6 @@ def sample_pdf(edges: torch.Tensor, weights: torch.Tensor, n: int, stratified: b
     pdf = (1.0 - padding) * pdf + padding / P
     cdf = torch.cat([torch.zeros_like(pdf[:, :1]), torch.cumsum(pdf, -1)], -1)
     cdf = cdf / cdf[:, -1:]
-    u = stratified_edges(edges.shape[0], n, stratified, edges.device, edges.dtype, generator)
     idx = torch.searchsorted(cdf.contiguous(), u.contiguous(), right=True) - 1
     idx = idx.clamp(0, P - 1)
     c0, c1 = cdf.gather(-1, idx), cdf.gather(-1, idx + 1)
@@ -208,6 +220,31 @@ class UniformSampler(nn.Module):
         return RaySamples(s_to_t(s, near, far, self.spacing, self.bound), s, {})
 
 
+def density_head(mlp: nn.Module, features: torch.Tensor, x: torch.Tensor, inside: torch.Tensor, blob_density: float,
+                 blob_radius: float) -> torch.Tensor:
+    """The proposal field after its encoding: MLP -> softplus density ``[...]`` (pure function)."""
+    return density_from_raw(mlp(features)[..., 0], x, inside, "softplus", blob_density, blob_radius)
+
+
+def proposal_points(rays_o: torch.Tensor, rays_d: torch.Tensor, near: torch.Tensor, far: torch.Tensor,
+                    r: torch.Tensor | None, n: int, spacing: str, bound: float):
+    """The proposal intervals of rays: ``(s edges [R, n + 1], t edges, midpoints [R, n, 3])`` from the
+    uniform draws ``r`` (None: regular); a pure function."""
+    s = edges_from_uniforms(rays_o.shape[0], n, r, rays_o.device, rays_o.dtype)
+    t = s_to_t(s, near, far, spacing, bound)
+    mid = 0.5 * (t[:, 1:] + t[:, :-1])
+    return s, t, rays_o[:, None, :] + rays_d[:, None, :] * mid[..., None]
+
+
+def resample(s_p: torch.Tensor, t_p: torch.Tensor, sigma_p: torch.Tensor, u: torch.Tensor, near: torch.Tensor,
+             far: torch.Tensor, padding: float, spacing: str, bound: float):
+    """Proposal densities -> ``(proposal weights [R, P], final s edges [R, S + 1], t edges)`` at the
+    sorted positions ``u [R, S + 1]`` (inverse CDF); a pure function."""
+    w_p = render_weights(sigma_p, t_p[:, 1:] - t_p[:, :-1])
+    s_f = invert_cdf(s_p, w_p, u, padding)
+    return w_p, s_f, s_to_t(s_f, near, far, spacing, bound)
+
+
 class DensityField(SkipsEmptySpace, nn.Module):
     """Small density-only hash field of the proposal sampler (same contraction as the NeRF)."""
 
@@ -216,6 +253,7 @@ class DensityField(SkipsEmptySpace, nn.Module):
         self.cfg, self.bound, self.unbounded = cfg, bound, unbounded
         self.encoding = HashGridEncoding(cfg.grid)
         self.mlp = make_mlp(self.encoding.output_dim, cfg.mlp_width, cfg.mlp_hidden_layers, 1)
+        self.fusion = EAGER
 
     def skip_space(self) -> tuple[float, bool, int]:
         # with the NeRF field's occupancy grid set, the proposal density is 0 in its empty cells, so
@@ -226,11 +264,9 @@ class DensityField(SkipsEmptySpace, nn.Module):
         return self._skipping_forward(x)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        u, inside = normalize_points(x, self.bound, self.unbounded)
-        raw = self.mlp(self.encoding(u))[..., 0]
-        if self.cfg.blob_density > 0:
-            raw = raw + self.cfg.blob_density * (1.0 - x.norm(dim=-1) / self.cfg.blob_radius)
-        return torch.where(inside, F.softplus(raw), torch.zeros_like(raw))
+        fuse = self.fusion
+        u, inside = fuse(normalize_points)(x, self.bound, self.unbounded)
+        return fuse(density_head)(self.mlp, self.encoding(u), x, inside, self.cfg.blob_density, self.cfg.blob_radius)
 
 
 class ProposalSampler(nn.Module):
@@ -244,14 +280,15 @@ class ProposalSampler(nn.Module):
         self.density_field = DensityField(cfg.proposal, bound, unbounded)
 
     def forward(self, rays_o, rays_d, near, far, stratified: bool = False) -> RaySamples:
-        cfg = self.cfg
-        s_p = stratified_edges(rays_o.shape[0], cfg.num_proposal_samples, stratified, rays_o.device, rays_o.dtype)
-        t_p = s_to_t(s_p, near, far, self.spacing, self.bound)
-        mid = 0.5 * (t_p[:, 1:] + t_p[:, :-1])
-        sigma_p = self.density_field(rays_o[:, None, :] + rays_d[:, None, :] * mid[..., None])
-        w_p = render_weights(sigma_p, t_p[:, 1:] - t_p[:, :-1])
-        s_f = sample_pdf(s_p, w_p, cfg.num_samples, stratified, cfg.proposal_padding)
-        t_f = s_to_t(s_f, near, far, self.spacing, self.bound)
+        cfg, fuse = self.cfg, self.density_field.fusion
+        R, P, S = rays_o.shape[0], cfg.num_proposal_samples, cfg.num_samples
+        # the uniform draws of stratified_edges / sample_pdf, in their order (the density field draws none)
+        r_p = torch.rand(R, P + 1, device=rays_o.device, dtype=rays_o.dtype) if stratified else None
+        s_p, t_p, pts = fuse(proposal_points)(rays_o, rays_d, near, far, r_p, P, self.spacing, self.bound)
+        sigma_p = self.density_field(pts)
+        u = stratified_edges(R, S, stratified, rays_o.device, rays_o.dtype)
+        w_p, s_f, t_f = fuse(resample)(s_p, t_p, sigma_p, u, near, far, cfg.proposal_padding, self.spacing,
+                                       self.bound)
         return RaySamples(t_f, s_f, {"prop_s_edges": s_p, "prop_weights": w_p})
 
 
