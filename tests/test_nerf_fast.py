@@ -231,6 +231,34 @@ def test_chunked_render_encoding_equals_one_call(sample):
     assert res[0][1].abs().sum() > 0
 
 
+@pytest.mark.parametrize("autocast", [None, torch.bfloat16])
+def test_graphed_render_encoding_equals_the_plain_call(autocast):
+    """The CUDA-graphed VAE encoder (forward and backward replayed) gives the plain call's latents
+    and render gradients, for new renders at every call and across a change of batch size (the
+    old shape's graphs are dropped)."""
+    if not torch.cuda.is_available():
+        pytest.skip("CUDA graphs need CUDA")
+    from novelviews.model import ViewConditionedLDM
+    from novelviews.model.configuration import model_config
+
+    torch.manual_seed(0)
+    model = ViewConditionedLDM(model_config("tiny")).cuda().eval().requires_grad_(False)
+    graphs: dict = {}
+    tol = dict(rtol=1e-5, atol=1e-6) if autocast is None else dict(rtol=2e-2, atol=2e-2)
+    for B in (3, 3, 1, 1):
+        rgb0 = torch.rand(B, 3, 16, 16, device="cuda")
+        res = []
+        for g in (None, graphs):
+            rgb = rgb0.clone().requires_grad_(True)
+            lat = encode_renders(model, rgb, False, None, autocast, graphs=g)
+            (lat * torch.linspace(-1, 1, lat.numel(), device="cuda").reshape(lat.shape)).sum().backward()
+            res.append((lat.detach(), rgb.grad))
+        torch.testing.assert_close(res[1][0], res[0][0], **tol)
+        torch.testing.assert_close(res[1][1], res[0][1], **tol)
+        assert res[0][1].abs().sum() > 0
+        assert list(graphs) == [((B, 3, model.config.image_size, model.config.image_size), rgb0.dtype)]
+
+
 # --------------------------------------------------------------------------- configs and presets
 
 

@@ -176,7 +176,8 @@ class RenderConfig:
     """rays per chunk (bounds memory of evaluation renders)"""
     view_batch: int = 0
     """SDS views rendered in one call during training (their rays concatenated; memory stays
-    bounded by the field's checkpoint_points); 0 = all of a step's views at once, 1 = one by one"""
+    bounded by the field's checkpoint_points); 0 = all of a step's views and the input view's
+    reconstruction at once, 1 = one by one"""
     random_background: bool = True
     """a random background colour per SDS image (reference)"""
     compile: Literal["auto", "on", "off"] = "auto"
@@ -470,19 +471,28 @@ def train_step(step: int, scene: Scene, model, pool: Conditioning, target: torch
             rgbs[b] = geo_out["rgb"].reshape(r, r, 3).permute(2, 0, 1)
             if "interlevel" in geo_out:
                 inter.append(geo_out["interlevel"])
-    # the other views' SDS renders, render.view_batch views per call (their rays concatenated)
+    # the other views' SDS renders, render.view_batch views per call (their rays concatenated); with
+    # all views in one call (view_batch 0) the input view's reconstruction render joins that call
     todo = [b for b in range(B) if rgbs[b] is None]
     vb = cfg.render.view_batch or max(len(todo), 1)
-    for group in (todo[i:i + vb] for i in range(0, len(todo), vb)):
-        o = torch.cat([rays[b][0] for b in group])
-        d = torch.cat([rays[b][1] for b in group])
+    groups = [todo[i:i + vb] for i in range(0, len(todo), vb)]
+    o_in, d_in, _ = get_rays(scene.input_c2w, K, r, r, device=dev)
+    input_rgb = None
+    for gi, group in enumerate(groups):
+        with_input = cfg.render.view_batch == 0 and gi == len(groups) - 1
+        o = torch.cat([rays[b][0] for b in group] + ([o_in] if with_input else []))
+        d = torch.cat([rays[b][1] for b in group] + ([d_in] if with_input else []))
         bgc = None if bg is None else to_device(bg[group], dev).repeat_interleave(r * r, 0)
+        if bgc is not None and with_input:  # the input view keeps the background model's colour
+            bgc = torch.cat([bgc, scene.background(d_in)])
         out = render_rays(scene.field, o, d, scene.sampler, scene.background, cfg.render.near, cfg.render.far,
                           stratified=True, chunk=o.shape[0], bg_color=bgc)
         for k, b in enumerate(group):
             rgbs[b] = out["rgb"][k * r * r:(k + 1) * r * r].reshape(r, r, 3).permute(2, 0, 1)
-        if "interlevel" in out:  # the mean over the group's rays = the mean of its views' (equal sizes)
-            inter.extend([out["interlevel"]] * len(group))
+        if with_input:
+            input_rgb = out["rgb"][len(group) * r * r:]
+        if "interlevel" in out:  # the mean over the call's rays = the mean of its views' (equal sizes)
+            inter.extend([out["interlevel"]] * (len(group) + with_input))
     rgb = torch.stack(rgbs)  # [B, 3, r, r] in [0, 1]
     zero = torch.zeros((), device=dev)
     loss_smooth = torch.stack(smooth).mean() if smooth else zero
@@ -490,7 +500,7 @@ def train_step(step: int, scene: Scene, model, pool: Conditioning, target: torch
 
     # SDS on the renders, each conditioned on the input or its nearest anchor
     lat = encode_renders(model, rgb, cfg.guidance.sample_posterior, gen if dev.type == "cpu" else None, amp_dtype,
-                         cfg.guidance.encoder_chunk)
+                         cfg.guidance.encoder_chunk, denoiser.encoder_graphs)
     t_min, t_max = timestep_range(step, cfg.schedule.steps, cfg.guidance.t_keyframes, len(alphas))
     t_cpu = torch.randint(t_min, t_max + 1, (B,), generator=gen)
     t = to_device(t_cpu, dev)
@@ -506,14 +516,15 @@ def train_step(step: int, scene: Scene, model, pool: Conditioning, target: torch
     grad, _ = sds_gradient(lat, t, noise, eps_fn, alphas, cfg.guidance.weighting, cfg.guidance.grad_clip)
     loss_sds = sds_loss_from_grad(lat, grad)
 
-    # reconstruction of the input view
-    o, d, _ = get_rays(scene.input_c2w, K, r, r, device=dev)
-    out = render_rays(scene.field, o, d, scene.sampler, scene.background, cfg.render.near, cfg.render.far,
-                      stratified=True, chunk=o.shape[0])
-    if "interlevel" in out:
-        inter.append(out["interlevel"])
+    # reconstruction of the input view (rendered above with the SDS views, or on its own)
+    if input_rgb is None:
+        out = render_rays(scene.field, o_in, d_in, scene.sampler, scene.background, cfg.render.near,
+                          cfg.render.far, stratified=True, chunk=o_in.shape[0])
+        input_rgb = out["rgb"]
+        if "interlevel" in out:
+            inter.append(out["interlevel"])
     tgt = to_device(_resize_image(target, r)[0].permute(1, 2, 0).reshape(-1, 3), dev)
-    loss_rgb = F.mse_loss(out["rgb"], tgt)
+    loss_rgb = F.mse_loss(input_rgb, tgt)
     loss_inter = torch.stack(inter).mean() if inter else torch.zeros((), device=dev)
     total = cfg.loss.lambda_sds * loss_sds + cfg.loss.lambda_rgb * loss_rgb + cfg.loss.lambda_interlevel * loss_inter
     total = total + cfg.loss.normal_smooth * loss_smooth + cfg.loss.orientation * loss_orient

@@ -58,7 +58,8 @@ class GuidanceConfig:
     1); 0 = one call for the whole batch, everything kept (fewer kernel launches)"""
     cuda_graph: bool = True
     """on a GPU, the guided UNet call is captured once per batch size in a CUDA graph and replayed
-    (a ZeroNVS-size UNet call is ~1500 kernel launches; the step is bound by the host launching them)"""
+    (a ZeroNVS-size UNet call is ~1500 kernel launches; the step is bound by the host launching them),
+    and so are the VAE encoder's forward and backward per render shape (with encoder_chunk 0)"""
 
     def validate(self) -> None:
         check_range("guidance.encoder_chunk", self.encoder_chunk, 0, None)
@@ -154,6 +155,8 @@ class SDSDenoiser:
         self.model, self.guidance_scale, self.dtype = model, float(guidance_scale), dtype
         self.cuda_graph = bool(cuda_graph) and model.device.type == "cuda"
         self._graphs: dict = {}
+        #: with cuda_graph: the VAE encoder's forward + backward graphs (encode_renders ``graphs``)
+        self.encoder_graphs: dict | None = {} if self.cuda_graph else None
 
     def __call__(self, context: torch.Tensor, cond_latent: torch.Tensor):
         from ..sampling import graphed_denoiser, guided_denoiser
@@ -174,7 +177,8 @@ class SDSDenoiser:
 
 
 def encode_renders(model, rgb: torch.Tensor, sample: bool = True, generator: torch.Generator | None = None,
-                   autocast_dtype: torch.dtype | None = None, chunk: int = 0) -> torch.Tensor:
+                   autocast_dtype: torch.dtype | None = None, chunk: int = 0, graphs: dict | None = None
+                   ) -> torch.Tensor:
     """Renders ``[B, 3, r, r]`` in ``[0, 1]`` -> diffusion latents (scaled), differentiable.
 
     Bilinear resize to ``model.config.image_size``; ``[-1, 1]``; VAE posterior sample (or
@@ -183,6 +187,12 @@ def encode_renders(model, rgb: torch.Tensor, sample: bool = True, generator: tor
     checkpointing, so the backward keeps only its inputs and the posterior's mean / std and
     recomputes the rest; the posterior noise is drawn after the encoder, once for the batch, in
     the posterior's dtype as diffusers draws it, so the latents are those of the unchunked call.
+
+    ``graphs`` (a dict the caller keeps across calls; CUDA, ``chunk`` 0, autograd on): the encoder's
+    forward and backward are captured in CUDA graphs (``torch.cuda.make_graphed_callables``) the
+    first time an input shape is seen and replayed after that, hundreds of launches each as one;
+    only the latest shape's graphs are kept (a run's phases come one after the other). The same
+    kernels on the same values as the eager call (a CUDA test compares them).
     """
     from diffusers.utils.torch_utils import randn_tensor
 
@@ -191,15 +201,23 @@ def encode_renders(model, rgb: torch.Tensor, sample: bool = True, generator: tor
     if x.shape[-1] != size or x.shape[-2] != size:
         x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
     x = (x * 2.0 - 1.0).to(model.dtype)
-    ctx = (torch.autocast(x.device.type, dtype=autocast_dtype) if autocast_dtype is not None
-           else contextlib.nullcontext())
+    graphed = graphs is not None and chunk <= 0 and torch.is_grad_enabled() and x.device.type == "cuda"
 
     def moments(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # autocast's weight cache would hold tensors made outside a graph capture: off when graphed
+        ctx = (torch.autocast(x.device.type, dtype=autocast_dtype, cache_enabled=not graphed)
+               if autocast_dtype is not None else contextlib.nullcontext())
         with ctx:
             dist = model.vae.encode(images).latent_dist
             return dist.mean, dist.std
 
-    if chunk > 0 and torch.is_grad_enabled():
+    if graphed:
+        key = (tuple(x.shape), x.dtype)
+        if key not in graphs:
+            graphs.clear()  # the previous phase's graphs (and their memory pool) go
+            graphs[key] = torch.cuda.make_graphed_callables(moments, (x.detach().clone().requires_grad_(True),))
+        mean, std = graphs[key](x)
+    elif chunk > 0 and torch.is_grad_enabled():
         from torch.utils.checkpoint import checkpoint
 
         parts = [checkpoint(moments, c, use_reentrant=False) for c in x.split(int(chunk))]
