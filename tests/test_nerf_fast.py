@@ -235,7 +235,9 @@ def test_chunked_render_encoding_equals_one_call(sample):
 def test_graphed_render_encoding_equals_the_plain_call(autocast):
     """The CUDA-graphed VAE encoder (forward and backward replayed) gives the plain call's latents
     and render gradients, for new renders at every call and across a change of batch size (the
-    old shape's graphs are dropped)."""
+    old shape's graphs are dropped). float32 tolerance 1e-3: convolutions run in TF32 and cuDNN
+    may pick another algorithm for the captured call than for the plain one (TF32's 10-bit
+    mantissa: ~5e-4 relative per product); bfloat16: 2e-2."""
     if not torch.cuda.is_available():
         pytest.skip("CUDA graphs need CUDA")
     from novelviews.model import ViewConditionedLDM
@@ -244,7 +246,7 @@ def test_graphed_render_encoding_equals_the_plain_call(autocast):
     torch.manual_seed(0)
     model = ViewConditionedLDM(model_config("tiny")).cuda().eval().requires_grad_(False)
     graphs: dict = {}
-    tol = dict(rtol=1e-5, atol=1e-6) if autocast is None else dict(rtol=2e-2, atol=2e-2)
+    tol = dict(rtol=1e-3, atol=1e-4) if autocast is None else dict(rtol=2e-2, atol=2e-2)
     for B in (3, 3, 1, 1):
         rgb0 = torch.rand(B, 3, 16, 16, device="cuda")
         res = []
@@ -525,3 +527,19 @@ def test_compiled_render_matches_eager_on_cuda():
         torch.testing.assert_close(out[k], ref[k], rtol=1e-5, atol=1e-5)
     for a, b in zip(grads, ref_grads):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4 * float(b.abs().max()) + 1e-12)
+
+
+def test_render_compile_option_shares_one_fusion():
+    """render.compile=on gives the field and the proposal field one compiling Fusion (off: eager)."""
+    from novelviews.config import load
+    from novelviews.nerf import distill as D
+    from novelviews.runtime import EAGER
+
+    for value, enabled in (("on", True), ("off", False)):
+        cfg = load(D.DistillConfig, overrides=[f"render.compile={value}", "field.grid.n_levels=2"])
+        scene = D.build_scene(cfg, 32, torch.device("cpu"))
+        assert scene.field.fusion.enabled is enabled
+        assert scene.sampler.density_field.fusion is scene.field.fusion
+        assert (scene.field.fusion is EAGER) is not enabled
+    with pytest.raises(ConfigError, match="render.compile"):
+        load(D.DistillConfig, overrides=["render.compile=auto"]).validate()

@@ -192,7 +192,8 @@ def encode_renders(model, rgb: torch.Tensor, sample: bool = True, generator: tor
     forward and backward are captured in CUDA graphs (``torch.cuda.make_graphed_callables``) the
     first time an input shape is seen and replayed after that, hundreds of launches each as one;
     only the latest shape's graphs are kept (a run's phases come one after the other). The same
-    kernels on the same values as the eager call (a CUDA test compares them).
+    computation as the eager call (cuDNN may choose other convolution algorithms for the capture:
+    round-off differences; a CUDA test compares them).
     """
     from diffusers.utils.torch_utils import randn_tensor
 
