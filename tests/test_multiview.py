@@ -192,3 +192,32 @@ def test_anchor_config_validation():
         from_dict(AnchorConfig, {"k": 0})
     with pytest.raises(ConfigError):
         from_dict(AnchorConfig, {"rotation_weight": 0, "translation_weight": 0})
+
+
+def test_model_k_averages_cfg_samples_per_view(tiny):
+    """``nvs eval``'s model_k (k weighted anchors) honours ``sampling.samples``: with K = 2 each view
+    is the mean of the K = 1 views drawn with seeds s and s + SAMPLE_SEED_STRIDE."""
+    from dataclasses import replace
+
+    from novelviews.sampling import SAMPLE_SEED_STRIDE
+
+    scene = make_scene()
+    tgt = ring([30, 150])
+    one = replace(SAMPLING, samples=1)
+    two = replace(SAMPLING, samples=2)
+    res2 = generate_nearest(tiny, scene, tgt, 0.8, k=2, cfg=two, seeds=[3, 4], progress=False)
+    a = generate_nearest(tiny, scene, tgt, 0.8, k=2, cfg=one, seeds=[3, 4], progress=False).images
+    b = generate_nearest(tiny, scene, tgt, 0.8, k=2, cfg=one, seeds=[3 + SAMPLE_SEED_STRIDE, 4 + SAMPLE_SEED_STRIDE],
+                         progress=False).images
+    assert res2.k == 2 and res2.images.shape == a.shape
+    torch.testing.assert_close(res2.images, (a + b) / 2, rtol=0, atol=1e-5)
+    assert (a - b).abs().max() > 1e-3  # the two samples differ, so averaging them is visible
+
+
+def test_generation_reports_progress_through_a_callback(tiny):
+    steps = []
+    imgs = torch.rand(2, 3, 32, 32) * 2 - 1
+    generate(tiny, imgs, ring([0, 90]), ring([45, 135, 200]), 0.8, anchors=[[0, 1], [1, 0], [0, 1]],
+             cfg=SAMPLING, progress=steps.append)
+    # 3 targets at k = 2 go one per UNet batch (batch_size 2 // k), 2 sampler steps each
+    assert sum(steps) == 3 * SAMPLING.steps

@@ -26,7 +26,6 @@ scale is recorded in the result.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Literal, Optional, Sequence
 
@@ -36,7 +35,8 @@ import torch
 from . import cameras as C
 from .config import check_range
 from .errors import ConfigError, DatasetError, ImageError, NovelViewsError
-from .sampling import EpsFn, SamplingConfig, denoiser_autocast, prepare_for_sampling, sample
+from .generation import Progress, generate, multi_anchor_denoiser  # noqa: F401 - multi_anchor_denoiser re-exported
+from .sampling import SamplingConfig
 
 ScaleMode = Literal["auto", "depth", "dataset", "cameras", "config"]
 SCALE_MODES = ("auto", "depth", "dataset", "cameras", "config")
@@ -239,106 +239,15 @@ def select_anchors(target_c2w, input_c2w, k: int = 1, rotation_weight: float = 1
 # --------------------------------------------------------------------------- multi-anchor denoiser
 
 
-def multi_anchor_denoiser(model, contexts: torch.Tensor, cond_latents: torch.Tensor, weights: torch.Tensor,
-                          guidance_scale: float, dtype: torch.dtype = torch.float32) -> EpsFn:
-    """``eps_fn(x_t, t)`` blending k conditionings per sample, one batched UNet call.
-
-    ``contexts``: ``[B, k, 1, C]`` context tokens; ``cond_latents``: ``[B, k, c, h, w]``
-    (unscaled VAE modes); ``weights``: ``[B, k]`` summing to 1 per row. Returns
-    ``u + g * (sum_j w_j c_j - u)`` with ``c_j`` the conditional prediction of anchor j and
-    ``u`` the unconditional one (zero context, zero latent) computed once per sample; with
-    ``g == 1`` the unconditional branch is skipped (as ``predict_noise_cfg``). The row
-    layout ``[B*k conditional, B unconditional]`` makes ``k = 1`` the same computation as
-    :func:`sampling.guided_denoiser`.
-    """
-
-    B, k = weights.shape
-    param_dtype = next(model.parameters()).dtype
-    ctx = contexts.reshape(B * k, *contexts.shape[2:]).to(param_dtype)
-    lat = cond_latents.reshape(B * k, *cond_latents.shape[2:]).to(param_dtype)
-
-    def blend(eps_c: torch.Tensor) -> torch.Tensor:  # weighted sum over each view's k anchors
-        w = weights.to(device=eps_c.device, dtype=eps_c.dtype)
-        return (eps_c.reshape(B, k, *eps_c.shape[1:]) * w.reshape(B, k, 1, 1, 1)).sum(1)
-
-    def eps_fn(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        with denoiser_autocast(x_t.device.type, dtype):
-            x = x_t.to(param_dtype)
-            xr = x.repeat_interleave(k, dim=0)
-            t = torch.as_tensor(t, device=x.device)
-            t = t.reshape(()).expand(B) if t.numel() == 1 else t
-            tr = t.repeat_interleave(k, dim=0)
-            if guidance_scale == 1.0:
-                return blend(model.predict_noise(xr, tr, ctx, lat))
-            eps = model.predict_noise(
-                torch.cat([xr, x]),
-                torch.cat([tr, t]),
-                torch.cat([ctx, torch.zeros_like(ctx[:B])]),
-                torch.cat([lat, torch.zeros_like(lat[:B])]),
-            )
-            eps_c, eps_u = blend(eps[: B * k]), eps[B * k:]
-            return eps_u + guidance_scale * (eps_c - eps_u)
-
-    return eps_fn
-
-
-@torch.no_grad()
 def generate_multi_anchor(model, cond_images: torch.Tensor, cond_c2w, target_c2w, target_fov, anchors,
                           weights, scale=1.0, cfg: SamplingConfig | None = None, seeds: Sequence[int] | None = None,
-                          progress: bool = True) -> torch.Tensor:
-    """Generate one image per target from k weighted anchors (see :func:`multi_anchor_denoiser`).
-
-    Arguments as :func:`views.generate`, with ``anchors`` ``[N, k]`` indices into the
-    conditioning views and ``weights`` ``[N, k]`` (normalised here). Targets are batched
-    ``max(1, cfg.batch_size // k)`` at a time so a UNet call holds about ``batch_size``
-    conditional rows. Returns ``[N, 3, S, S]`` in ``[-1, 1]``, float32 on the CPU. With
-    ``k = 1`` the result equals :func:`views.generate` bit for bit.
-    """
-    from .views import _progress, check_generation_inputs, decode_chunked
-
-    cfg = cfg or SamplingConfig()
-    device, dtype, cond_c2w, target_c2w = check_generation_inputs(model, cfg, cond_images, cond_c2w, target_c2w)
-    M, N = cond_c2w.shape[0], target_c2w.shape[0]
-    anchors = torch.as_tensor(anchors, dtype=torch.long)
-    if anchors.ndim == 1:
-        anchors = anchors[:, None]
-    k = anchors.shape[1] if anchors.ndim == 2 else 0
-    if anchors.shape != (N, k) or k < 1 or (anchors < 0).any() or (anchors >= M).any():
-        raise NovelViewsError(f"anchors must be [{N}, k] indices into the {M} conditioning views")
-    weights = torch.as_tensor(weights, dtype=torch.float64).reshape(N, k)
-    if not torch.isfinite(weights).all() or (weights < 0).any() or (weights.sum(1) <= 0).any():
-        raise NovelViewsError("anchor weights must be finite, non-negative and not all zero per target")
-    weights = weights / weights.sum(1, keepdim=True)
-    fov = torch.as_tensor(target_fov, dtype=torch.float64).expand(N)
-    scale_t = torch.as_tensor(scale, dtype=torch.float64).expand(M)
-    seeds = list(range(cfg.seed, cfg.seed + N)) if seeds is None else list(seeds)
-    if len(seeds) != N:
-        raise NovelViewsError(f"{len(seeds)} seeds for {N} targets: give one seed per target")
-
-    flat = anchors.reshape(-1)
-    cam = C.camera_embedding(model.config.camera_mode, cond_c2w[flat], target_c2w.repeat_interleave(k, 0),
-                             scale_t[flat], fov.repeat_interleave(k, 0)).reshape(N, k, -1)
-    image_emb, cond_latent = model.embed_image(cond_images.to(device))
-    latent_shape = (model.config.vae.latent_channels, model.config.latent_size, model.config.latent_size)
-    per_batch = max(1, cfg.batch_size // k)
-
-    out = []
-    prepare_for_sampling(model, cfg)
-    bar = _progress(math.ceil(N / per_batch) * cfg.steps, "sampling", progress)
-    for start in range(0, N, per_batch):
-        a = anchors[start:start + per_batch].to(device)
-        b = a.shape[0]
-        ctx = model.context(image_emb[a.reshape(-1)],
-                            cam[start:start + b].reshape(b * k, -1).to(device=device, dtype=image_emb.dtype))
-        ctx = ctx.reshape(b, k, *ctx.shape[1:])
-        lat = cond_latent[a.reshape(-1)].reshape(b, k, *cond_latent.shape[1:])
-        eps_fn = multi_anchor_denoiser(model, ctx, lat, weights[start:start + b].to(device), cfg.guidance_scale,
-                                       dtype)
-        z = sample(eps_fn, (b, *latent_shape), model.config.schedule, cfg, seeds[start:start + b], device,
-                   progress=bar.update)
-        out.append(decode_chunked(model, z, cfg.vae_chunk, image_emb.dtype, cfg.vae_tiling))
-    bar.close()
-    return torch.cat(out)
+                          progress: Progress = True) -> torch.Tensor:
+    """Generate one image per target from k weighted anchors: :func:`novelviews.generation.generate`
+    with ``anchors`` ``[N, k]`` indices into the conditioning views and ``weights`` ``[N, k]``
+    (normalised), ``cfg.samples`` samples averaged per view. With ``k = 1`` the result equals
+    :func:`views.generate` bit for bit."""
+    return generate(model, cond_images, cond_c2w, target_c2w, target_fov, anchors=anchors, scale=scale, cfg=cfg,
+                    seeds=seeds, progress=progress, weights=weights)
 
 
 # --------------------------------------------------------------------------- nearest-anchor generation
@@ -388,12 +297,10 @@ def generate_nearest(model, scene, target_c2w, target_fov, k: int = 1, rotation_
     ``scene``: the *input* views only, a :class:`~novelviews.io.datasets.MultiViewScene`
     (prepared here at ``model.config.image_size``) or :class:`PreparedViews`.
     ``target_c2w``: ``[N, 4, 4]`` OpenGL; ``target_fov``: scalar or ``[N]`` vertical fov
-    in radians of the square target image. ``k = 1`` calls :func:`views.generate` with the
-    nearest anchors; ``k > 1`` :func:`generate_multi_anchor`. ``seeds``: one per target
-    (default ``cfg.seed + i``).
+    in radians of the square target image. The images come from
+    :func:`novelviews.generation.generate` with the k nearest anchors and their weights
+    (``cfg.samples`` samples averaged per view). ``seeds``: one per target (default ``cfg.seed + i``).
     """
-    from .views import generate
-
     cfg = cfg or SamplingConfig()
     size = model.config.image_size
     views = scene if isinstance(scene, PreparedViews) else prepare_views(scene, size, image_mode, background)
@@ -408,12 +315,8 @@ def generate_nearest(model, scene, target_c2w, target_fov, k: int = 1, rotation_
     k = min(int(k), len(views))
     anchors, dist, w = select_anchors(target_c2w, views.c2w, k, rotation_weight, translation_weight, power, eps,
                                       scale=norm)
-    if k == 1:
-        images = generate(model, views.images, views.c2w, target_c2w, fov, anchors=anchors[:, 0], scale=scales,
-                          cfg=cfg, seeds=seeds, progress=progress)
-    else:
-        images = generate_multi_anchor(model, views.images, views.c2w, target_c2w, fov, anchors, w, scale=scales,
-                                       cfg=cfg, seeds=seeds, progress=progress)
+    images = generate(model, views.images, views.c2w, target_c2w, fov, anchors=anchors, scale=scales, cfg=cfg,
+                      seeds=seeds, progress=progress, weights=w)
     return NearestResult(images, anchors, dist, w, scales, sources, float(norm), list(views.indices), k)
 
 

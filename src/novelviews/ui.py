@@ -296,51 +296,39 @@ class UIHandlers:
 
     def _generate(self, image, settings: UISettings, progress) -> Iterator[ViewsResult]:
         from .config import save_config
-        from .io.images import image_to_tensor, save_image, tensor_to_image
-        from .views import generate, prepare_input_image, write_view_outputs
+        from .io.images import save_image
+        from .views import input_scale, iter_views, prepare_input_image
 
         if not image:
             raise NovelViewsError("no input image: upload one or click 'Use the example' first")
         cfg = settings.views_config(self.model_spec, self.device)
-        img_path = image
         progress = progress or (lambda f, d: None)
         progress(0.0, "loading the model")
         model = self.model()
         size = model.config.image_size
-        img = prepare_input_image(img_path, size, cfg.image)
+        img = prepare_input_image(image, size, cfg.image)
+        scale, scale_source = input_scale(cfg.camera, size, cfg.image, image=img, device=model.device)
         c2w_in, targets, fovs, fov_in = path_cameras(cfg)
-        scale = cfg.camera.scale
         out = self.new_run_dir("views")
         save_config(cfg, out / "config.yaml")
         save_image(out / "input.png", img)
         plot, _ = camera_figure(c2w_in, targets, fovs, fov_in)
         save_image(out / "cameras.png", plot)
-        n = targets.shape[0]
-        cond = image_to_tensor(img)
-        frames: list[np.ndarray] = []
-        paths: list[str] = []
-        bs = cfg.sampling.batch_size
+        n, bs = targets.shape[0], cfg.sampling.batch_size
         t0 = time.time()
-        for start in range(0, n, bs):
-            progress(start / n, f"views {start + 1}-{min(n, start + bs)} of {n}")
-            sl = slice(start, min(n, start + bs))
-            views = generate(model, cond, c2w_in, targets[sl], fovs[sl], scale=scale, cfg=cfg.sampling,
-                             seeds=list(range(cfg.sampling.seed + start, cfg.sampling.seed + sl.stop)),
-                             progress=False)
-            for i in range(views.shape[0]):
-                frame = tensor_to_image(views[i])
-                p = save_image(out / "views" / f"{start + i:03d}.png", frame)
-                frames.append(frame)
-                paths.append(str(p))
-            yield ViewsResult(f"Generated {len(paths)} / {n} views...", list(paths), plot=plot, run_dir=str(out))
-        progress(1.0, "writing video and files")
-        cam_file, video, sheet = write_view_outputs(out, img, frames, c2w_in, fov_in, targets, fovs, scale,
-                                                    "config (camera.scale)", cfg)
+        progress(0.0, f"views 1-{min(n, bs)} of {n}")
+        for state in iter_views(model, img, out, cfg, scale, scale_source, batch=bs, progress=False):
+            paths = [str(p) for p in state.paths]
+            if state.video is None:
+                done = len(paths)
+                progress(done / n, f"views {done + 1}-{min(n, done + bs)} of {n}" if done < n
+                         else "writing video and files")
+                yield ViewsResult(f"Generated {done} / {n} views...", paths, plot=plot, run_dir=str(out))
         zipped = _zip_folder(out / "views", out / "views.zip")
-        files = [str(p) for p in (zipped, video, cam_file, sheet)]
+        files = [str(p) for p in (zipped, state.video, state.cameras, state.sheet)]
         yield ViewsResult(f"Done: {n} views in {time.time() - t0:.1f} s ({out.name})", paths,
-                          video=str(video) if str(video).endswith(".mp4") else None, files=files, plot=plot,
-                          run_dir=str(out))
+                          video=str(state.video) if str(state.video).endswith(".mp4") else None, files=files,
+                          plot=plot, run_dir=str(out))
 
     def distill_config(self, steps: int, preview_every: int):
         """The UI's short distillation config (anchoring off, small video); validated."""

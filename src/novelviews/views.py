@@ -25,7 +25,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Optional, Sequence
+from typing import Iterator, Literal, Optional
 
 import numpy as np
 import torch
@@ -34,7 +34,8 @@ from . import cameras as C
 from .config import check_range, save_config
 from .errors import ConfigError, NovelViewsError
 from .runtime import resolve_device  # noqa: F401 - re-exported for the commands
-from .sampling import DTYPES, SAMPLE_SEED_STRIDE, SamplingConfig, guided_denoiser, prepare_for_sampling, sample
+from .generation import Progress, generate
+from .sampling import DTYPES, SamplingConfig
 
 DEMO_MODEL = "demo"
 
@@ -157,94 +158,6 @@ def load_any_model(spec: str, device: torch.device, dtype: torch.dtype = torch.f
     return model
 
 
-def _progress(total: int, desc: str, enabled: bool = True):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, disable=not enabled, unit="step", leave=False)
-
-
-# --------------------------------------------------------------------------- core
-
-
-def check_generation_inputs(model, cfg: SamplingConfig, cond_images: torch.Tensor, cond_c2w, target_c2w):
-    """Shared checks of the generators: ``(device, dtype, cond_c2w [M,4,4], target_c2w [N,4,4])``."""
-    cond_c2w = C.validate_poses(cond_c2w, "input camera")
-    target_c2w = C.validate_poses(target_c2w, "target camera")
-    M = cond_c2w.shape[0]
-    if cond_images.ndim != 4 or cond_images.shape[0] != M:
-        raise NovelViewsError(f"expected {M} conditioning images [M, 3, H, W], got {tuple(cond_images.shape)}")
-    return next(model.parameters()).device, DTYPES[cfg.dtype], cond_c2w, target_c2w
-
-
-def decode_chunked(model, latents: torch.Tensor, chunk: int, dtype: torch.dtype, tiling: bool = False) -> torch.Tensor:
-    """Decode ``chunk`` latents at a time (VAE slicing) -> float32 images in [-1, 1] on the CPU;
-    ``tiling``: tile by tile within each image (diffusers VAE tiling), else whole images."""
-    if hasattr(model.vae, "enable_tiling"):
-        model.vae.enable_tiling() if tiling else model.vae.disable_tiling()
-    return torch.cat([model.decode(z.to(dtype)).float().clamp(-1, 1).cpu() for z in latents.split(chunk)])
-
-
-@torch.no_grad()
-def generate(
-    model,
-    cond_images: torch.Tensor,
-    cond_c2w,
-    target_c2w,
-    target_fov,
-    anchors: Sequence[int] | torch.Tensor | None = None,
-    scale=1.0,
-    cfg: SamplingConfig | None = None,
-    seeds: Sequence[int] | None = None,
-    progress: bool = True,
-) -> torch.Tensor:
-    """Generate one image per target camera, each conditioned on its anchor view.
-
-    ``cond_images``: ``[M, 3, S, S]`` in ``[-1, 1]`` at the model's resolution;
-    ``cond_c2w``: ``[M, 4, 4]`` OpenGL; ``target_c2w``: ``[N, 4, 4]`` OpenGL;
-    ``target_fov``: ``[N]`` vertical fov (radians); ``anchors``: ``[N]`` index of the
-    conditioning view of each target (default all 0); ``scale``: scene scale per
-    conditioning view (scalar or ``[M]``) for 6DoF+1. Returns ``[N, 3, S, S]`` in ``[-1, 1]``
-    on the CPU (float32). With ``cfg.samples = K > 1`` each view is the pixel-space mean of K
-    samples (sample k of view i uses seed ``seeds[i] + k * SAMPLE_SEED_STRIDE``), all K x N
-    drawn in the same batches.
-    """
-    cfg = cfg or SamplingConfig()
-    device, dtype, cond_c2w, target_c2w = check_generation_inputs(model, cfg, cond_images, cond_c2w, target_c2w)
-    M, N = cond_c2w.shape[0], target_c2w.shape[0]
-    anchors = torch.zeros(N, dtype=torch.long) if anchors is None else torch.as_tensor(anchors, dtype=torch.long)
-    if anchors.shape != (N,) or (anchors < 0).any() or (anchors >= M).any():
-        raise NovelViewsError(f"anchors must be {N} indices into the {M} conditioning views")
-    fov = torch.as_tensor(target_fov, dtype=torch.float64).expand(N)
-    scale_t = torch.as_tensor(scale, dtype=torch.float64).expand(M)
-    seeds = list(range(cfg.seed, cfg.seed + N)) if seeds is None else list(seeds)
-    if len(seeds) != N:
-        raise NovelViewsError(f"seeds must give one seed per target view ({N}), got {len(seeds)}")
-    K = cfg.samples
-    if K > 1:  # the K samples of every view as K x N targets, averaged at the end
-        target_c2w, fov, anchors = target_c2w.repeat(K, 1, 1), fov.repeat(K), anchors.repeat(K)
-        seeds = [s + k * SAMPLE_SEED_STRIDE for k in range(K) for s in seeds]
-        N = K * N
-
-    cam = C.camera_embedding(model.config.camera_mode, cond_c2w[anchors], target_c2w, scale_t[anchors], fov)
-    image_emb, cond_latent = model.embed_image(cond_images.to(device))
-    latent_shape = (model.config.vae.latent_channels, model.config.latent_size, model.config.latent_size)
-
-    out = []
-    prepare_for_sampling(model, cfg)
-    bar = _progress(math.ceil(N / cfg.batch_size) * cfg.steps, "sampling", progress)
-    for start in range(0, N, cfg.batch_size):
-        idx = anchors[start : start + cfg.batch_size].to(device)
-        b = idx.shape[0]
-        ctx = model.context(image_emb[idx], cam[start : start + b].to(device=device, dtype=image_emb.dtype))
-        eps_fn = guided_denoiser(model, ctx, cond_latent[idx], cfg.guidance_scale, dtype)
-        lat = sample(eps_fn, (b, *latent_shape), model.config.schedule, cfg, seeds[start : start + b], device,
-                     progress=bar.update)
-        out.append(decode_chunked(model, lat, cfg.vae_chunk, image_emb.dtype, cfg.vae_tiling))
-    bar.close()
-    images = torch.cat(out)
-    return images.view(K, N // K, *images.shape[1:]).mean(0) if K > 1 else images
-
-
 # --------------------------------------------------------------------------- single image
 
 
@@ -328,10 +241,53 @@ def path_cameras(cfg: "ViewsConfig") -> tuple[torch.Tensor, torch.Tensor, torch.
     return c2w_in, targets, torch.as_tensor(fovs, dtype=torch.float64).expand(targets.shape[0]), fov_in
 
 
-def run_views(image: str | Path, out: str | Path, cfg: ViewsConfig, overwrite: bool = False,
-              progress: bool = True) -> dict:
-    """``nvs views``: write ``views/NNN.png``, ``cameras.json``, ``video.mp4``, ``sheet.png``."""
+@dataclass
+class ViewsProgress:
+    """Where a :func:`iter_views` job stands: the views written so far (``frames`` and their
+    ``paths`` under ``out/views``) out of ``total``; ``cameras`` / ``video`` / ``sheet`` are set on
+    the last update, once the run's files are written."""
+
+    out: Path
+    total: int
+    frames: list = field(default_factory=list)
+    paths: list = field(default_factory=list)
+    cameras: Optional[Path] = None
+    video: Optional[Path] = None
+    sheet: Optional[Path] = None
+
+
+def iter_views(model, img: np.ndarray, out: Path, cfg: ViewsConfig, scale: float, scale_source: str,
+               batch: int = 0, progress: Progress = True) -> Iterator[ViewsProgress]:
+    """The views of ``nvs views`` into the existing run folder ``out``, ``batch`` targets at a time
+    (0: all at once), yielding after each batch and once more when ``cameras.json``, the video and
+    the contact sheet are written. ``img``: the prepared input photo (``S x S x 3`` in [0, 1]).
+    View ``i`` uses seed ``cfg.sampling.seed + i`` whatever the batching, so the views are the
+    same for every ``batch``. Closing the generator stops after the current batch."""
     from .io.images import image_to_tensor, save_image, tensor_to_image
+
+    c2w_in, targets, fovs, fov_in = path_cameras(cfg)
+    n = targets.shape[0]
+    state = ViewsProgress(Path(out), n)
+    cond = image_to_tensor(img)
+    step = batch if batch > 0 else n
+    for start in range(0, n, step):
+        stop = min(n, start + step)
+        views = generate(model, cond, c2w_in, targets[start:stop], fovs[start:stop], scale=scale, cfg=cfg.sampling,
+                         seeds=range(cfg.sampling.seed + start, cfg.sampling.seed + stop), progress=progress)
+        for i in range(views.shape[0]):
+            frame = tensor_to_image(views[i])
+            state.paths.append(save_image(state.out / "views" / f"{start + i:03d}.png", frame))
+            state.frames.append(frame)
+        yield state
+    state.cameras, state.video, state.sheet = write_view_outputs(state.out, img, state.frames, c2w_in, fov_in,
+                                                                 targets, fovs, scale, scale_source, cfg)
+    yield state
+
+
+def run_views(image: str | Path, out: str | Path, cfg: ViewsConfig, overwrite: bool = False,
+              progress: Progress = True) -> dict:
+    """``nvs views``: write ``views/NNN.png``, ``cameras.json``, ``video.mp4``, ``sheet.png``."""
+    from .io.images import save_image
     from .io.runs import prepare_run_dir
 
     t0 = time.time()
@@ -341,19 +297,12 @@ def run_views(image: str | Path, out: str | Path, cfg: ViewsConfig, overwrite: b
     size = model.config.image_size
     img = prepare_input_image(image, size, cfg.image)  # validate the input before touching --out
     scale, scale_source = input_scale(cfg.camera, size, cfg.image, image=img, device=device)
-    c2w_in, targets, fovs, fov_in = path_cameras(cfg)
 
     out = prepare_run_dir(out, overwrite=overwrite)
     save_config(cfg, out / "config.yaml")
     save_image(out / "input.png", img)
-    views = generate(model, image_to_tensor(img), c2w_in, targets, fovs, scale=scale, cfg=cfg.sampling,
-                     progress=progress)
-    frames = []
-    for i in range(views.shape[0]):
-        frame = tensor_to_image(views[i])
-        save_image(out / "views" / f"{i:03d}.png", frame)
-        frames.append(frame)
-    video = write_view_outputs(out, img, frames, c2w_in, fov_in, targets, fovs, scale, scale_source, cfg)[1]
-    info = {"out": str(out), "views": len(frames), "video": str(video), "seconds": round(time.time() - t0, 2),
-            "device": str(device), "scale": scale, "scale_source": scale_source}
+    for state in iter_views(model, img, out, cfg, scale, scale_source, progress=progress):
+        pass
+    info = {"out": str(out), "views": len(state.frames), "video": str(state.video),
+            "seconds": round(time.time() - t0, 2), "device": str(device), "scale": scale, "scale_source": scale_source}
     return info
