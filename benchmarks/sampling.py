@@ -20,7 +20,7 @@ each: a short warm-up (``--warmup-steps`` DDIM steps; includes compilation), the
 then ``--unet-iters`` calls of the guided denoiser alone (one UNet forward of 2 x batch
 images + the CFG mix) -> UNet ms per step.
 
-Achieved TFLOP/s uses DESIGN.md's per-image costs (zeronvs preset only): UNet 0.18 TFLOP
+Achieved TFLOP/s uses the per-image costs of docs/REFERENCE.md (zeronvs preset only): UNet 0.18 TFLOP
 per image-forward at a 32x32 latent (x2 with CFG), VAE decode 0.62 and encode 0.27 TFLOP
 per 256^2 image (scaled by area for other sizes); the CLIP encoder is not counted.
 
@@ -61,7 +61,7 @@ from novelviews.views import generate
 
 DEFAULT_CONFIGS = "fp32:1,fp16:1,fp16:4,fp16:16,bf16:1,bf16:4,bf16:16"
 
-# DESIGN.md "Compute floor": TFLOP per image at 256 px (UNet at a 32x32 latent).
+# docs/REFERENCE.md "Compute cost of one view": TFLOP per image at 256 px (UNet at a 32x32 latent).
 UNET_TFLOP_32 = 0.18
 VAE_DECODE_TFLOP_256 = 0.62
 VAE_ENCODE_TFLOP_256 = 0.27
@@ -212,7 +212,7 @@ def build_model(preset: str, size: int, device: torch.device) -> ViewConditioned
 
 
 def flops_per_batch(preset: str, size: int, latent: int, batch: int, steps: int, cfg_scale: float) -> dict | None:
-    """DESIGN.md cost model (TFLOP) of one ``generate`` call of ``batch`` views; None off zeronvs."""
+    """docs/REFERENCE.md cost model (TFLOP) of one ``generate`` call of ``batch`` views; None off zeronvs."""
     if preset != "zeronvs":
         return None
     branches = 1 if cfg_scale == 1.0 else 2
@@ -448,7 +448,7 @@ def main(argv: list[str] | None = None) -> dict:
         "environment": environment(device),
         "cost_model": {"unet_tflop_per_image_forward_32x32": UNET_TFLOP_32,
                        "vae_decode_tflop_256": VAE_DECODE_TFLOP_256, "vae_encode_tflop_256": VAE_ENCODE_TFLOP_256,
-                       "source": "DESIGN.md compute floor; CLIP encoder not counted"},
+                       "source": "docs/REFERENCE.md compute cost; CLIP encoder not counted"},
         "results": [],
     }
 

@@ -42,7 +42,7 @@ def test_main_runs_tiny_and_writes_json(bench, tmp_path):
         assert r["latency_s"] == pytest.approx(sorted(r["latencies_s"])[0] / 2 + sorted(r["latencies_s"])[1] / 2)
         assert r["s_per_view"] == pytest.approx(r["latency_s"] / r["batch"])
         assert r["unet_ms_per_step"] > 0 and r["output_finite"] is True
-        assert "achieved_tflops" not in r  # the DESIGN.md cost model is for the zeronvs preset only
+        assert "achieved_tflops" not in r  # the docs/REFERENCE.md cost model is for the zeronvs preset only
     assert data["parameters"]["unet"] > 0 and data["environment"]["torch"] == torch.__version__
     assert data["environment"]["unet_attention_processor"]
     assert data["markdown_rows"].count("\n") == 1 and data["markdown_rows"].startswith("| cpu | fp32 | 1 | eager |")
@@ -70,7 +70,7 @@ def test_parse_and_expand_configs(bench):
 
 
 def test_cost_model_matches_design(bench):
-    # DESIGN.md: one 256^2 view, 50 DDIM steps, CFG ~ 18.5 TFLOP (UNet 0.18 x 2 x 50 + decode 0.62)
+    # docs/REFERENCE.md: one 256^2 view, 50 DDIM steps, CFG ~ 18.5 TFLOP (UNet 0.18 x 2 x 50 + decode 0.62)
     f = bench.flops_per_batch("zeronvs", 256, 32, 16, 50, 3.0)
     assert f["unet_step_tflop"] == pytest.approx(16 * 2 * 0.18)
     assert f["view_tflop"] == pytest.approx(18.0 + 0.62 + 0.27 / 16)

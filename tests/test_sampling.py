@@ -180,7 +180,7 @@ def _tiny_cuda_denoiser(dtype):
     return model, S.guided_denoiser(model, ctx, lat, 3.0, dtype), (2, model.config.vae.latent_channels, S_, S_)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU (run on the device machine)")
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU (run on a GPU machine)")
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_cuda_graph_denoiser_equals_eager_on_gpu(dtype):
     model, eps_fn, shape = _tiny_cuda_denoiser(dtype)  # bf16: autocast inside the captured graph
@@ -253,7 +253,7 @@ def test_compile_option_compiles_unet_and_decoder_in_place_and_keeps_samples_and
     torch._dynamo.reset()
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="inductor on CUDA: run on the device machine")
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="inductor on CUDA: run on a GPU machine")
 def test_inductor_compiled_graphed_sampling_matches_eager_on_gpu():
     """Compiled and eager differ by the rounding of TF32 convolutions (cuDNN's default; the two
     paths may pick other algorithms) and of fused, reordered reductions: measured 2026-11-26 on an H100

@@ -209,7 +209,7 @@ def cartesian_to_spherical(xyz) -> tuple[torch.Tensor, torch.Tensor, torch.Tenso
 def camera_on_sphere(elevation, azimuth, radius, target=(0.0, 0.0, 0.0), up=(0.0, 0.0, 1.0)) -> torch.Tensor:
     """OpenGL c2w of a camera at (elevation, azimuth, radius) around ``target`` looking at it.
 
-    The reference's single-image convention (DESIGN.md): elevation e, azimuth a, distance d
+    The reference's single-image convention (docs/REFERENCE.md): elevation e, azimuth a, distance d
     -> position d (cos e cos a, cos e sin a, sin e).
     """
     eye = spherical_to_cartesian(elevation, azimuth, radius) + _t(target)

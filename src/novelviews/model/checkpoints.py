@@ -7,7 +7,7 @@ Supported inputs (:func:`load_model` dispatches on the path):
 * a single ``.safetensors`` written by :meth:`ViewConditionedLDM.save_file` (config in
   its metadata), or a ``.safetensors`` holding an ldm-layout state dict;
 * an official ZeroNVS / Zero-1-to-3 PyTorch-Lightning ``.ckpt`` / ``.pt`` (ldm layout,
-  DESIGN.md section 3), read with ``torch.load(weights_only=True)`` only: a pickle that
+  docs/REFERENCE.md), read with ``torch.load(weights_only=True)`` only: a pickle that
   needs code execution is refused, never unpickled.
 
 Every load returns a :class:`LoadReport` that names each missing, unexpected and

@@ -1,6 +1,6 @@
 """Typed configuration of the view-conditioned latent diffusion model.
 
-The dataclass defaults describe the reference ZeroNVS model (DESIGN.md section 3):
+The dataclass defaults describe the reference ZeroNVS model (docs/REFERENCE.md):
 an SD-1.x UNet (8 input channels = 4 noisy latent + 4 conditioning latent), the SD
 KL-f8 VAE, a CLIP ViT-L/14 image encoder with a 768-d projection, and a 6DoF+1
 camera embedding (19 numbers) concatenated to the image embedding and projected back

@@ -3,7 +3,7 @@
 A plain PyTorch training loop (not Lightning: exact resume of the loss curve, the Ctrl-C
 checkpoint and per-step RNG control are simpler to get right and to test in a loop we own).
 
-World and cameras (DESIGN.md section 3): z-up world, OpenGL cam2world (x right, y up,
+World and cameras (docs/REFERENCE.md): z-up world, OpenGL cam2world (x right, y up,
 looking along -z); a camera at elevation e, azimuth a, distance d sits at
 ``d (cos e cos a, cos e sin a, sin e)`` looking at the origin; fov is vertical. The input
 photo is seen from azimuth 0, ``camera.elevation_deg``, ``camera.distance``, with

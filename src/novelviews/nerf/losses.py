@@ -1,6 +1,6 @@
 """Geometry regularisers of the distillation: 2D normal smoothness and orientation.
 
-Reference (DESIGN.md section 3): ``loss.normal_smooth`` x 8 and ``loss.orientation`` x 5, both
+Reference (docs/REFERENCE.md): ``loss.normal_smooth`` x 8 and ``loss.orientation`` x 5, both
 computed on the random SDS renders.
 
 Normals. ``n_i`` is the field's unit outward normal ``-grad(sigma) / |grad(sigma)|`` at the
