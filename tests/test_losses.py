@@ -285,9 +285,9 @@ def test_geometry_losses_at_their_own_render_size(monkeypatch, tiny_ldm_and_phot
     cfg = _cfg(**{"schedule.render_scales": f"[{16 / S}]", "loss.geometry_size": size})
     loss, info = _one_train_step(*tiny_ldm_and_photo, cfg)
     assert normal_rays == [expected * expected]  # one geometry view (the default), at its own size
-    # plain 16 px renders: the SDS views in one call (the second view, and the geometry view's SDS
-    # render when the normal render had another size), then the input view (RGB loss)
-    assert plain_rays == [16 * 16 * (2 if expected != 16 else 1), 16 * 16]
+    # plain 16 px renders, one call: the SDS views (the second view, and the geometry view's SDS
+    # render when the normal render had another size) and the input view (RGB loss)
+    assert plain_rays == [16 * 16 * ((2 if expected != 16 else 1) + 1)]
     assert info["normal_smooth"] > 0 and torch.isfinite(loss)
     from novelviews.errors import ConfigError
 
