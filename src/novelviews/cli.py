@@ -8,6 +8,7 @@ User errors print one line (``error: ...``) and exit with status 2, no traceback
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import textwrap
 from typing import Callable
@@ -378,7 +379,23 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Console(logging.Handler):
+    """The library's notes (``logging`` records of the ``novelviews`` loggers) as plain lines on
+    stdout, written to whatever ``sys.stdout`` is at the time."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(self.format(record), flush=True)
+
+
+def _show_library_notes() -> None:
+    logger = logging.getLogger("novelviews")
+    logger.setLevel(logging.INFO)
+    if not any(isinstance(h, _Console) for h in logger.handlers):
+        logger.addHandler(_Console())
+
+
 def main(argv: list[str] | None = None) -> int:
+    _show_library_notes()
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
     # key=value overrides may also come after options (argparse stops positionals at options)

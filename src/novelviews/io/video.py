@@ -10,6 +10,7 @@ unavailable :func:`write_video` writes a GIF instead and prints a note.
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 from typing import Sequence
@@ -19,6 +20,8 @@ import numpy as np
 from ..errors import ImageError
 from .images import _as_float_image, save_image, to_uint8
 from .runs import atomic_save
+
+log = logging.getLogger(__name__)  # notes for the user; the CLI prints them
 
 
 def _frames_uint8(frames: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -89,7 +92,7 @@ def write_video(path: str | Path, frames: Sequence[np.ndarray], fps: float = 24,
     exe = _ffmpeg_exe()
     if exe is None:
         gif = path.with_suffix(".gif")
-        print(f"note: ffmpeg is not available (pip install imageio-ffmpeg); writing {gif} instead of {path}")
+        log.info(f"note: ffmpeg is not available (pip install imageio-ffmpeg); writing {gif} instead of {path}")
         return write_gif(gif, data, fps)
     import imageio_ffmpeg
 

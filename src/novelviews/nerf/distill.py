@@ -35,6 +35,7 @@ history), ``metrics.csv``, ``previews/step_NNNNNN.png``, and at the end ``video.
 
 from __future__ import annotations
 
+import logging
 import contextlib
 import csv
 import io
@@ -63,6 +64,8 @@ from .losses import normal_smoothness_2d, orientation_loss, render_rays_with_nor
 from .render import get_rays, render_image, render_rays
 from .occupancy import OccupancyGrid, OccupancyGridConfig
 from .sampler import SamplerConfig, make_sampler
+
+log = logging.getLogger(__name__)  # notes for the user; the CLI prints them
 
 CHECKPOINT = "checkpoints/last.pt"
 MESH_FORMATS = ("obj", "ply", "glb")
@@ -758,7 +761,7 @@ class _StopFlag:
                 if self.stop:
                     raise KeyboardInterrupt
                 self.stop = True
-                print("\ninterrupt: saving a checkpoint after this step (press Ctrl-C again to abort)")
+                log.info("\ninterrupt: saving a checkpoint after this step (press Ctrl-C again to abort)")
 
             signal.signal(signal.SIGINT, handler)
         return self
@@ -815,7 +818,7 @@ def run_distill(image: str | Path, out: str | Path, cfg: DistillConfig, resume: 
             raise NovelViewsError(f"cannot resume: '{out / CHECKPOINT}' does not exist (start without --resume)")
         saved = read_run_config(out / "config.yaml")
         if not _same_config(saved, cfg):
-            print(f"note: resuming with the run's saved config ({out / 'config.yaml'}); other settings are ignored")
+            log.info(f"note: resuming with the run's saved config ({out / 'config.yaml'}); other settings are ignored")
         saved.device, saved.output = cfg.device, cfg.output
         cfg = saved
     cfg.validate()
@@ -907,7 +910,7 @@ def run_distill(image: str | Path, out: str | Path, cfg: DistillConfig, resume: 
     save_checkpoint(out / CHECKPOINT, step, scene, opt, scaler, gen, history, meta)
     _write_metrics(out / "metrics.csv", history)
     if stopped == "interrupt":
-        print(f"saved {out / CHECKPOINT} at step {step}/{total}; continue with --resume")
+        log.info(f"saved {out / CHECKPOINT} at step {step}/{total}; continue with --resume")
         raise KeyboardInterrupt
 
     info = {"out": str(out), "step": step, "steps": total, "steps_this_call": steps_done,

@@ -24,6 +24,7 @@ written pixels (see :func:`rerender_scene`).
 
 from __future__ import annotations
 
+import logging
 import json
 import math
 import time
@@ -37,6 +38,8 @@ import torch
 
 from ..io.images import to_uint8  # the quantisation of every PNG we write
 from ..config import check_range
+
+log = logging.getLogger(__name__)  # notes for the user; the CLI prints them
 
 DEPTH_UNIT = 0.001  # metres (scene units) per step of the 16-bit depth PNGs
 
@@ -306,7 +309,7 @@ def command_synth(cfg: SynthConfig, out: str | Path, overwrite: bool = False,
     folders = generate(cfg, out, device=dev)
     dt = time.perf_counter() - t0
     n = cfg.scenes * cfg.views
-    print(f"nvs synth: {cfg.scenes} scenes x {cfg.views} views at {cfg.size}px ({cfg.family}, "
+    log.info(f"nvs synth: {cfg.scenes} scenes x {cfg.views} views at {cfg.size}px ({cfg.family}, "
           f"spp {cfg.spp}) on {dev} in {dt:.1f}s ({1000 * dt / n:.1f} ms/view) -> {out}")
     return folders
 

@@ -12,6 +12,7 @@ training, on the training device, and the steps draw target latents from the cac
 
 from __future__ import annotations
 
+import logging
 import contextlib
 import json
 import os
@@ -24,6 +25,8 @@ import torch
 
 from ..config import check_range, save_config
 from ..errors import ConfigError, NovelViewsError
+
+log = logging.getLogger(__name__)  # notes for the user; the CLI prints them
 
 
 @dataclass
@@ -131,7 +134,7 @@ def build_model(cfg: TrainConfig):
 
     if cfg.init:
         model, report = load_model(cfg.init)
-        print(report.summary() if hasattr(report, "summary") else report)
+        log.info(report.summary() if hasattr(report, "summary") else str(report))
         return model
     return ViewConditionedLDM(model_config(cfg.model))
 
@@ -202,7 +205,7 @@ def run_train(cfg: TrainConfig, out: str | Path, resume: bool = False, overwrite
     module = (LDMModule if cfg.stage == "ldm" else VAEModule)(model, cfg)
     changed = prepare_for_training(module.model, cfg.compile, cfg.channels_last, cfg.compile_backend)
     if changed:
-        print(f"training speed-ups: {', '.join(changed)}")
+        log.info(f"training speed-ups: {', '.join(changed)}")
     devices: str | int | list[int] = cfg.devices
     if isinstance(devices, str) and devices.isdigit():
         devices = int(devices)
@@ -293,7 +296,7 @@ def set_latent_scale(model, batches, value: float, device: str, num_batches: int
         model.vae.to("cpu")
     model.config.vae.scaling_factor = factor
     model.vae.register_to_config(scaling_factor=factor)
-    print(f"latent scaling factor set to {factor:.5f}")
+    log.info(f"latent scaling factor set to {factor:.5f}")
     return factor
 
 
