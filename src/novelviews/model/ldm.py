@@ -359,24 +359,6 @@ class ViewConditionedLDM(nn.Module):
         sd = _contig(sd)
         return atomic_save(Path(path), lambda p: save_file(sd, str(p), metadata=meta))
 
-    @classmethod
-    def from_pretrained(
-        cls, path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
-    ) -> "ViewConditionedLDM":
-        """Load a folder written by :meth:`save_pretrained` (or any format :func:`load_model`
-        reads). Local files only; nothing is downloaded."""
-        from .checkpoints import load_model
-
-        model, _ = load_model(path, device=device, dtype=dtype)
-        return model
-
-    @classmethod
-    def from_file(
-        cls, path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
-    ) -> "ViewConditionedLDM":
-        """Load a single ``.safetensors`` written by :meth:`save_file`."""
-        return cls.from_pretrained(path, device=device, dtype=dtype)
-
 
 def _contig(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().contiguous() for k, v in sd.items()}

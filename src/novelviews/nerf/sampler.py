@@ -35,7 +35,7 @@ from ..config import check_range
 from ..runtime import EAGER
 from .encoding import HashGridConfig, HashGridEncoding
 from .field import SkipsEmptySpace, density_from_raw, make_mlp, normalize_points
-from .render import render_weights
+from .compositing import render_weights
 
 
 # --------------------------------------------------------------------------- spacing
