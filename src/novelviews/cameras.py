@@ -487,27 +487,36 @@ def load_path_json(path: str | Path, default_fov: float | None = None) -> tuple[
         )
     if convention not in ("opengl", "opencv"):
         raise CameraError(f"camera path file '{p}': unknown convention '{convention}' (opengl or opencv)")
-    if not items:
-        raise CameraError(f"camera path file '{p}' holds no cameras")
+    if not isinstance(items, list) or not items:
+        raise CameraError(f"camera path file '{p}' holds no cameras: give a non-empty list of cameras")
     mats, fovs = [], []
     for i, item in enumerate(items):
+        where = f"camera path file '{p}': camera {i}"
         if isinstance(item, dict):
             m = item.get("c2w", item.get("transform_matrix", item.get("camera_to_world")))
             if m is None:
-                raise CameraError(f"camera path file '{p}': camera {i} has no 'c2w' / 'transform_matrix'")
-            if "fov_deg" in item:
-                f = math.radians(float(item["fov_deg"]))
-            elif "fov" in item:
-                f = math.radians(float(item["fov"])) if nerfstudio else float(item["fov"])
-            else:
-                f = default_fov
+                raise CameraError(f"{where} has no 'c2w' / 'transform_matrix'")
+            try:
+                if "fov_deg" in item:
+                    f = math.radians(float(item["fov_deg"]))
+                elif "fov" in item:
+                    f = math.radians(float(item["fov"])) if nerfstudio else float(item["fov"])
+                else:
+                    f = default_fov
+            except (TypeError, ValueError):
+                raise CameraError(f"{where}: its fov must be a number") from None
         else:
             m, f = item, default_fov
-        mt = _t(m)
+        try:
+            mt = _t(m)
+        except (TypeError, ValueError, RuntimeError, OverflowError):
+            raise CameraError(f"{where}: the matrix must be a 4x4 (or 3x4) list of numbers") from None
         if mt.numel() == 16:
             mt = mt.reshape(4, 4)
         elif mt.numel() == 12:
             mt = mt.reshape(3, 4)
+        else:
+            raise CameraError(f"{where}: the matrix must be a 4x4 (or 3x4) list of numbers, got {mt.numel()} numbers")
         mats.append(mt)
         if f is None:
             raise CameraError(f"camera path file '{p}': camera {i} has no fov and no default was given")

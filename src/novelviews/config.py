@@ -177,11 +177,11 @@ def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
 def parse_override(text: str) -> tuple[list[str], Any]:
     """``"a.b=3"`` -> (["a", "b"], 3). Values are parsed as YAML (``[1,2]``, ``true``...)."""
     if "=" not in text:
-        raise ConfigError(f"override '{text}' must look like key.sub=value")
+        raise ConfigError(f"override {text!r} must look like key.sub=value")
     key, raw = text.split("=", 1)
     key = key.strip()
     if not key or any(not part for part in key.split(".")):
-        raise ConfigError(f"override '{text}' has an empty key")
+        raise ConfigError(f"override {text!r} has an empty key")
     try:
         value = yaml.safe_load(raw) if raw.strip() != "" else ""
         if isinstance(value, str):  # YAML 1.1 reads "4e-4" as a string; numbers win here
@@ -190,7 +190,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
             except ValueError:
                 pass
     except yaml.YAMLError as exc:
-        raise ConfigError(f"override '{text}': cannot parse value ({exc.__class__.__name__})")
+        raise ConfigError(f"override {text!r}: cannot parse value ({exc.__class__.__name__})")
     return key.split("."), value
 
 
@@ -207,7 +207,7 @@ def overrides_to_dict(overrides: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for text in overrides:
         parts, value = parse_override(text)
-        _set_path(out, parts, value, f"override '{text}'")
+        _set_path(out, parts, value, f"override {text!r}")
     return out
 
 
