@@ -200,7 +200,7 @@ def test_anchor_cameras_and_nearest_anchor():
 # --------------------------------------------------------------------------- runs
 
 
-def test_distill_run_resume_and_export(tiny_model, photo, tmp_path):
+def test_distill_run_resume_and_export(tiny_model, photo, tmp_path, caplog):
     import trimesh
 
     cfg = tiny_cfg()
@@ -233,6 +233,16 @@ def test_distill_run_resume_and_export(tiny_model, photo, tmp_path):
     np.testing.assert_allclose(lb, la, rtol=1e-5, atol=1e-6)
     for k, v in ha["modules"]["field"].items():
         torch.testing.assert_close(hb["modules"]["field"][k], v, atol=1e-6, rtol=1e-5)
+
+    # a resume keeps the run's saved settings in full (outputs included) and names what it ignores
+    D.run_distill(photo, tmp_path / "c", cfg, progress=False, model=tiny_model, stop_after=1, write_outputs=False)
+    other = tiny_cfg(**{"output.preview_every": 1, "guidance.guidance_scale": 3.0})
+    assert D.config_differences(cfg, other) == ["guidance.guidance_scale", "output.preview_every"]
+    with caplog.at_level("INFO", logger="novelviews"):
+        D.run_distill(photo, tmp_path / "c", other, resume=True, progress=False, model=tiny_model)
+    assert "ignored: guidance.guidance_scale, output.preview_every" in caplog.text
+    previews = sorted(p.name for p in (tmp_path / "c" / "previews").iterdir())
+    assert previews == ["step_000002.png", "step_000004.png"]  # every 2 steps, as saved (not every step)
 
     # export: mesh with faces and colours that trimesh reloads; video
     info = D.run_export(run, what="mesh", format="ply", resolution=32, device="cpu")

@@ -784,12 +784,18 @@ def read_run_config(path: Path) -> DistillConfig:
     return from_dict(DistillConfig, data)
 
 
-def _same_config(a: DistillConfig, b: DistillConfig) -> bool:
-    da, db = to_dict(a), to_dict(b)
-    for k in ("device", "output"):
-        da.pop(k, None)
-        db.pop(k, None)
-    return da == db
+def config_differences(a: DistillConfig, b: DistillConfig) -> list[str]:
+    """Dotted keys whose values differ between two configs (``device`` not counted: a resumed run
+    may move to another device)."""
+
+    def flat(d: dict, prefix: str = "") -> dict:
+        out = {}
+        for k, v in d.items():
+            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+        return out
+
+    fa, fb = flat(to_dict(a)), flat(to_dict(b))
+    return sorted(k for k in fa.keys() | fb.keys() if k != "device" and fa.get(k) != fb.get(k))
 
 
 def run_distill(image: str | Path, out: str | Path, cfg: DistillConfig, resume: bool = False,
@@ -797,8 +803,9 @@ def run_distill(image: str | Path, out: str | Path, cfg: DistillConfig, resume: 
                 max_seconds: float | None = None, write_outputs: bool = True) -> dict:
     """``nvs distill``: distil the diffusion prior into a NeRF of the scene behind ``image``.
 
-    ``resume`` continues ``out/checkpoints/last.pt`` with the run's saved config (same step
-    count, same loss curve). ``model``: an already loaded ViewConditionedLDM (tests);
+    ``resume`` continues ``out/checkpoints/last.pt`` with the run's saved config in full (same
+    step count, same loss curve, same outputs; only ``device`` comes from ``cfg``; the settings of
+    ``cfg`` that differ are named in a note). ``model``: an already loaded ViewConditionedLDM (tests);
     ``stop_after``: stop once this many steps are done (the run can be resumed);
     ``max_seconds``: stop training after this much wall time (benchmarks). Ctrl-C saves a
     checkpoint and raises KeyboardInterrupt. Returns a summary dict.
@@ -817,9 +824,11 @@ def run_distill(image: str | Path, out: str | Path, cfg: DistillConfig, resume: 
         if not (out / CHECKPOINT).is_file():
             raise NovelViewsError(f"cannot resume: '{out / CHECKPOINT}' does not exist (start without --resume)")
         saved = read_run_config(out / "config.yaml")
-        if not _same_config(saved, cfg):
-            log.info(f"note: resuming with the run's saved config ({out / 'config.yaml'}); other settings are ignored")
-        saved.device, saved.output = cfg.device, cfg.output
+        ignored = config_differences(saved, cfg)
+        if ignored:
+            log.info(f"note: resuming with the run's saved config ({out / 'config.yaml'}); these settings of this "
+                     f"call are ignored: {', '.join(ignored)}")
+        saved.device = cfg.device  # the one setting a resumed run takes from the new call
         cfg = saved
     cfg.validate()
     device = resolve_device(cfg.device)
