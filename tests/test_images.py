@@ -264,3 +264,21 @@ def test_resize_depth_nearest_never_blends():
     assert set(np.unique(d2)) == {0.0, 2.0}
     with pytest.raises(ImageError):
         im.center_crop_resize(depth, K, 8, mode="stretch")
+
+
+def test_written_files_get_the_umasks_permissions(tmp_path):
+    """Atomic writes go through a private temporary file; the result has the usual permissions."""
+    import os
+    import stat
+
+    from novelviews.io.runs import atomic_write_json
+
+    old = os.umask(0o027)
+    try:
+        p = atomic_write_json(tmp_path / "a.json", {"x": 1})
+        img = im.save_image(tmp_path / "a.png", np.zeros((4, 4, 3), np.float32))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(p.stat().st_mode) == 0o640
+    assert stat.S_IMODE(os.stat(img).st_mode) == 0o640
+    assert os.umask(old) == old  # the umask is left as it was

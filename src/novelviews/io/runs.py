@@ -12,6 +12,13 @@ from typing import Any, Callable
 from ..errors import NovelViewsError
 
 
+def _umask() -> int:
+    """The process's umask (read by setting it and putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _atomic(path: Path, write: Callable[[Path], None]) -> Path:
     """Write through ``write(tmp)`` to a temp file next to ``path``, then rename."""
     path = Path(path)
@@ -21,6 +28,7 @@ def _atomic(path: Path, write: Callable[[Path], None]) -> Path:
     tmp_path = Path(tmp)
     try:
         write(tmp_path)
+        os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600 files: give the umask's permissions
         os.replace(tmp_path, path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
