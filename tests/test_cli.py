@@ -71,13 +71,18 @@ def test_views_end_to_end_tiny(tmp_path, tiny_model_dir, capsys):
         (["views", "IMG", "--out", "X", "--path", "circle"], "path.kind"),
         (["views", "IMG", "--out", "X", "--model", "nope.ckpt"], "nope.ckpt"),
         (["synth", "X", "--size", "-3"], "size"),
+        # the photo is read before any model loads: a bad photo is named even when the model is bad too
+        (["views", "missing.png", "--out", "X", "--model", "nope.ckpt"], "does not exist"),
+        (["distill", "NOTIMG", "--out", "X", "--model", "nope.ckpt"], "not an image"),
+        (["views", "IMG", "--out", "X", "path.kind=PATHJSON"], "camera 0"),
     ],
 )
 def test_bad_input_one_line_error(tmp_path, monkeypatch, capsys, args, message):
     monkeypatch.chdir(tmp_path)
     Path("NOTIMG").write_text("hello")
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save("IMG", format="PNG")
-    code = main([a.replace("X", str(tmp_path / "out")) for a in args])
+    Path("path.json").write_text('[{"c2w": "abc"}]')  # strings where the camera matrix belongs
+    code = main([a.replace("X", str(tmp_path / "out")).replace("PATHJSON", "path.json") for a in args])
     err = capsys.readouterr().err
     assert code == 2
     assert err.startswith("error: ") and message in err and "Traceback" not in err
@@ -138,3 +143,29 @@ def test_distill_low_memory_preset_and_overrides_win(tmp_path, capsys):
     assert low["schedule"]["batch_sizes"] == [3, 1] and low["sampler"]["num_samples"] == 48
     assert low["render"]["chunk"] == 1000 != LOW_MEMORY["render.chunk"]  # the user's override wins
     assert not (tmp_path / "r").exists()  # --show-config writes nothing
+
+
+def test_unusual_photos_get_a_note():
+    from novelviews.views import unusual_image_note
+
+    assert unusual_image_note("a.png", 480, 640, 128, "crop") is None
+    tiny = unusual_image_note("a.png", 8, 8, 128, "crop")
+    assert "only 8 x 8 pixels" in tiny and "\n" not in tiny
+    wide = unusual_image_note("a.png", 50, 4000, 128, "crop")
+    assert "keeps 1.2 %" in wide and "image.mode=pad" in wide
+    assert unusual_image_note("a.png", 50, 4000, 128, "pad") is None  # padding keeps it all
+
+
+def test_cpu_recipe_is_valid_and_in_the_help(capsys):
+    from novelviews.config import load
+    from novelviews.nerf.distill import CPU_RECIPE, DistillConfig, cpu_note
+
+    cfg = load(DistillConfig, overrides=list(CPU_RECIPE))
+    cfg.validate()
+    assert cfg.schedule.steps == 200 and cfg.schedule.batch_sizes == (1, 1)
+    with pytest.raises(SystemExit):
+        main(["distill", "--help"])
+    help_text = " ".join(capsys.readouterr().out.replace("\\", " ").split())
+    for item in CPU_RECIPE:
+        assert item in help_text
+    assert all(item in cpu_note(DistillConfig()) for item in CPU_RECIPE)

@@ -188,6 +188,9 @@ COMMANDS: dict[str, dict] = {
             nvs distill photo.jpg --out runs/nerf --model zeronvs_converted --device cuda \\
                 schedule.render_scales=[0.5,1.0] guidance.guidance_scale=9.5
             nvs distill photo.jpg --out runs/nerf --resume     # continue after Ctrl-C
+            nvs distill examples/scene.png --out runs/nerf_cpu --device cpu schedule.steps=200 \
+                schedule.batch_sizes=[1,1] schedule.render_scales=[0.25,0.5] sampler.num_samples=32 \
+                sampler.num_proposal_samples=32 loss.geometry_size=16   # ~13 min on 2 CPU cores
         """,
     ),
     "export": dict(

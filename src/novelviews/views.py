@@ -21,6 +21,7 @@ built around the input camera, orbiting / looking at the origin, so view 0 is th
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -36,6 +37,8 @@ from .errors import ConfigError, NovelViewsError
 from .runtime import resolve_device  # noqa: F401 - re-exported for the commands
 from .generation import Progress, generate
 from .sampling import DTYPES, SamplingConfig
+
+log = logging.getLogger(__name__)  # notes for the user; the CLI prints them
 
 DEMO_MODEL = "demo"
 
@@ -161,11 +164,36 @@ def load_any_model(spec: str, device: torch.device, dtype: torch.dtype = torch.f
 # --------------------------------------------------------------------------- single image
 
 
+def check_input_image(path: str | Path) -> None:
+    """Read the photo once (missing, unreadable or not an image: ImageError), so a command fails on
+    a bad input before it spends seconds loading a model."""
+    from .io.images import load_image
+
+    load_image(path)
+
+
+def unusual_image_note(path: str | Path, height: int, width: int, size: int, mode: str) -> str | None:
+    """A one-line note for a valid but unusual photo (tiny, or mostly cut away by the centre crop),
+    or None."""
+    notes = []
+    if min(height, width) < size / 4:
+        notes.append(f"it is only {width} x {height} pixels, upscaled to {size} x {size} (a blurry input)")
+    kept = min(height, width) / max(height, width)
+    if mode == "crop" and kept < 0.5:
+        notes.append(f"the centre crop keeps {100 * kept:.1f} % of its {width} x {height} pixels "
+                     "(image.mode=pad keeps all of it)")
+    return f"note: '{Path(path).name}': {'; '.join(notes)}" if notes else None
+
+
 def prepare_input_image(path: str | Path, size: int, cfg: ImageConfig) -> np.ndarray:
-    """Load the photo and make it the model's ``size x size`` input (float32 HxWx3 in [0, 1])."""
+    """Load the photo and make it the model's ``size x size`` input (float32 HxWx3 in [0, 1]); an
+    unusual photo (:func:`unusual_image_note`) is noted through logging."""
     from .io.images import center_crop_resize, load_image
 
     img = load_image(path, background=cfg.background)
+    note = unusual_image_note(path, img.shape[0], img.shape[1], size, cfg.mode)
+    if note:
+        log.info(note)
     out, _ = center_crop_resize(img, None, size, mode=cfg.mode, pad_value=list(cfg.background))
     return out
 
@@ -292,6 +320,7 @@ def run_views(image: str | Path, out: str | Path, cfg: ViewsConfig, overwrite: b
 
     t0 = time.time()
     device = resolve_device(cfg.device)
+    check_input_image(image)
     model = load_any_model(cfg.model, device, DTYPES[cfg.sampling.dtype] if device.type == "cuda" else torch.float32,
                            cfg.use_ema)
     size = model.config.image_size
