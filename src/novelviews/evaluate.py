@@ -641,7 +641,7 @@ def run_eval(dataset: str | Path, out: str | Path, cfg: EvalConfig, overwrite: b
     """
     from .io.datasets import load_scene
     from .io.images import save_image, tensor_to_image
-    from .io.runs import atomic_write_json, prepare_run_dir
+    from .io.runs import atomic_write_json, run_folder
     from .io.video import save_contact_sheet
     from .multiview import generate_nearest, layout_scale, prepare_views, select_anchors, view_scales
     from .sampling import DTYPES
@@ -683,125 +683,125 @@ def run_eval(dataset: str | Path, out: str | Path, cfg: EvalConfig, overwrite: b
     if cfg.lpips != "off":
         lpips_metric, lpips_msg = load_lpips(cfg.lpips, cfg.lpips_weights, "cpu")
 
-    out = prepare_run_dir(out, overwrite=overwrite)
-    save_config(cfg, out / "config.yaml")
-    method_seconds = {m: 0.0 for m in cfg.methods}
-    records: list[dict] = []
-    images: dict[int, dict[str, np.ndarray]] = {}
-    scale_sources: set[str] = set()
-    k = cfg.anchor.k
-    ac = cfg.anchor
-    bar = None
-    if progress and len(groups) > 1:
-        from tqdm.auto import tqdm
+    with run_folder(out, overwrite=overwrite) as out:
+        save_config(cfg, out / "config.yaml")
+        method_seconds = {m: 0.0 for m in cfg.methods}
+        records: list[dict] = []
+        images: dict[int, dict[str, np.ndarray]] = {}
+        scale_sources: set[str] = set()
+        k = cfg.anchor.k
+        ac = cfg.anchor
+        bar = None
+        if progress and len(groups) > 1:
+            from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(groups), desc="held-out groups", unit="group")
-    for g in groups:
-        inputs = views_all.subset(g.inputs)  # the only views the methods below ever see
-        tgt_rows = torch.as_tensor(g.targets, dtype=torch.long)
-        tgt_c2w = views_all.c2w[tgt_rows]
-        tgt_K = views_all.K[tgt_rows]
-        tgt_fov = views_all.fov[tgt_rows]
-        gt = (views_all.images[tgt_rows] + 1) / 2
-        scales, sources = view_scales(inputs, cfg.scale_mode, cfg.scale)
-        scale_sources.update(sources)
-        lay = layout_scale(inputs.c2w)
-        norm = lay if lay is not None else float(scales.mean())
-        near, near_d, _ = select_anchors(tgt_c2w, inputs.c2w, 1, ac.rotation_weight, ac.translation_weight,
-                                         ac.power, ac.eps, scale=norm)
-        near = near[:, 0]
-        seeds = [cfg.sampling.seed + views_all.indices[r] for r in g.targets]
-        preds: dict[str, list[Optional[np.ndarray]]] = {}
-        extra: dict[str, dict] = {}
-        for m in cfg.methods:
-            tm = time.time()
-            if m == "nearest":
-                preds[m] = [tensor_to_image(inputs.images[j]) for j in near.tolist()]
-            elif m == "reproject":
-                row = []
-                for t, j in enumerate(near.tolist()):
-                    dep = inputs.depth[j]
-                    if dep is None:
-                        row.append(None)
-                        continue
-                    img, cov = reproject(tensor_to_image(inputs.images[j]), dep, inputs.K[j], inputs.c2w[j],
-                                         tgt_K[t], tgt_c2w[t], size, cfg.reproject_supersample, cfg.reproject_sky)
-                    extra.setdefault(m, {})[t] = {"coverage": round(cov, 4)}
-                    row.append(img)
-                preds[m] = row
-            else:
-                kk = 1 if m == "model" else min(k, len(inputs))
-                res = generate_nearest(model, inputs, tgt_c2w, tgt_fov, k=kk, rotation_weight=ac.rotation_weight,
-                                       translation_weight=ac.translation_weight, power=ac.power, eps=ac.eps,
-                                       cfg=cfg.sampling, scale_mode=cfg.scale_mode, default_scale=cfg.scale,
-                                       seeds=seeds, progress=progress)
-                preds[m] = [tensor_to_image(res.images[t]) for t in range(len(g.targets))]
-                s = res.summary()
-                for t in range(len(g.targets)):
-                    extra.setdefault(m, {})[t] = {"anchors": s["anchors"][t], "weights": s["weights"][t]}
-            method_seconds[m] += time.time() - tm
-        for t, row in enumerate(g.targets):
-            idx = views_all.indices[row]
-            rec = {"index": idx, "name": views_all.names[row], "num_inputs": len(g.inputs),
-                   "nearest": inputs.indices[int(near[t])], "nearest_distance": round(float(near_d[t, 0]), 6),
-                   "fov_deg": round(math.degrees(float(tgt_fov[t])), 4), "seed": seeds[t],
-                   "metrics": {}, "details": {}, "images": {}}
-            ims = {"gt": tensor_to_image(gt[t] * 2 - 1), "nearest_input": tensor_to_image(inputs.images[int(near[t])])}
+            bar = tqdm(total=len(groups), desc="held-out groups", unit="group")
+        for g in groups:
+            inputs = views_all.subset(g.inputs)  # the only views the methods below ever see
+            tgt_rows = torch.as_tensor(g.targets, dtype=torch.long)
+            tgt_c2w = views_all.c2w[tgt_rows]
+            tgt_K = views_all.K[tgt_rows]
+            tgt_fov = views_all.fov[tgt_rows]
+            gt = (views_all.images[tgt_rows] + 1) / 2
+            scales, sources = view_scales(inputs, cfg.scale_mode, cfg.scale)
+            scale_sources.update(sources)
+            lay = layout_scale(inputs.c2w)
+            norm = lay if lay is not None else float(scales.mean())
+            near, near_d, _ = select_anchors(tgt_c2w, inputs.c2w, 1, ac.rotation_weight, ac.translation_weight,
+                                             ac.power, ac.eps, scale=norm)
+            near = near[:, 0]
+            seeds = [cfg.sampling.seed + views_all.indices[r] for r in g.targets]
+            preds: dict[str, list[Optional[np.ndarray]]] = {}
+            extra: dict[str, dict] = {}
             for m in cfg.methods:
-                p = preds[m][t]
-                if p is None:
-                    rec["metrics"][m] = None
-                    rec["details"][m] = "no depth for the nearest input"
-                    continue
-                pt = torch.from_numpy(p).permute(2, 0, 1)[None]
-                rec["metrics"][m] = score(pt, gt[t:t + 1], cfg.ssim, lpips_metric, cfg.lpips != "off")[0]
-                if m in extra and t in extra[m]:
-                    rec["details"][m] = extra[m][t]
-                ims[m] = p
-            if cfg.save_images:
-                for name, im in ims.items():
-                    if name == "nearest":  # the same pixels as nearest_input
+                tm = time.time()
+                if m == "nearest":
+                    preds[m] = [tensor_to_image(inputs.images[j]) for j in near.tolist()]
+                elif m == "reproject":
+                    row = []
+                    for t, j in enumerate(near.tolist()):
+                        dep = inputs.depth[j]
+                        if dep is None:
+                            row.append(None)
+                            continue
+                        img, cov = reproject(tensor_to_image(inputs.images[j]), dep, inputs.K[j], inputs.c2w[j],
+                                             tgt_K[t], tgt_c2w[t], size, cfg.reproject_supersample, cfg.reproject_sky)
+                        extra.setdefault(m, {})[t] = {"coverage": round(cov, 4)}
+                        row.append(img)
+                    preds[m] = row
+                else:
+                    kk = 1 if m == "model" else min(k, len(inputs))
+                    res = generate_nearest(model, inputs, tgt_c2w, tgt_fov, k=kk, rotation_weight=ac.rotation_weight,
+                                           translation_weight=ac.translation_weight, power=ac.power, eps=ac.eps,
+                                           cfg=cfg.sampling, scale_mode=cfg.scale_mode, default_scale=cfg.scale,
+                                           seeds=seeds, progress=progress)
+                    preds[m] = [tensor_to_image(res.images[t]) for t in range(len(g.targets))]
+                    s = res.summary()
+                    for t in range(len(g.targets)):
+                        extra.setdefault(m, {})[t] = {"anchors": s["anchors"][t], "weights": s["weights"][t]}
+                method_seconds[m] += time.time() - tm
+            for t, row in enumerate(g.targets):
+                idx = views_all.indices[row]
+                rec = {"index": idx, "name": views_all.names[row], "num_inputs": len(g.inputs),
+                       "nearest": inputs.indices[int(near[t])], "nearest_distance": round(float(near_d[t, 0]), 6),
+                       "fov_deg": round(math.degrees(float(tgt_fov[t])), 4), "seed": seeds[t],
+                       "metrics": {}, "details": {}, "images": {}}
+                ims = {"gt": tensor_to_image(gt[t] * 2 - 1), "nearest_input": tensor_to_image(inputs.images[int(near[t])])}
+                for m in cfg.methods:
+                    p = preds[m][t]
+                    if p is None:
+                        rec["metrics"][m] = None
+                        rec["details"][m] = "no depth for the nearest input"
                         continue
-                    rel = f"views/{idx:04d}_{name}.png"
-                    save_image(out / rel, im)
-                    rec["images"][name] = rel
-                if "nearest" in ims:
-                    rec["images"]["nearest"] = rec["images"]["nearest_input"]
-            images[idx] = ims
-            records.append(rec)
+                    pt = torch.from_numpy(p).permute(2, 0, 1)[None]
+                    rec["metrics"][m] = score(pt, gt[t:t + 1], cfg.ssim, lpips_metric, cfg.lpips != "off")[0]
+                    if m in extra and t in extra[m]:
+                        rec["details"][m] = extra[m][t]
+                    ims[m] = p
+                if cfg.save_images:
+                    for name, im in ims.items():
+                        if name == "nearest":  # the same pixels as nearest_input
+                            continue
+                        rel = f"views/{idx:04d}_{name}.png"
+                        save_image(out / rel, im)
+                        rec["images"][name] = rel
+                    if "nearest" in ims:
+                        rec["images"]["nearest"] = rec["images"]["nearest_input"]
+                images[idx] = ims
+                records.append(rec)
+            if bar:
+                bar.update(1)
         if bar:
-            bar.update(1)
-    if bar:
-        bar.close()
-    records.sort(key=lambda r: r["index"])
-    mean = _mean_table(records, cfg.methods)
-    result = {
-        "dataset": str(dataset),
-        "scene": scene.name,
-        "size": size,
-        "seed": cfg.sampling.seed,
-        "k": k,
-        "model": _model_id(spec, model) if need_model else None,
-        "methods": list(cfg.methods),
-        "method_labels": {m: method_label(m, k) for m in cfg.methods},
-        "holdout": {"spec": cfg.holdout, "groups": len(groups),
-                    "targets": [views_all.indices[r] for g in groups for r in g.targets]},
-        "scene_scale": {"mode": cfg.scale_mode, "sources": sorted(scale_sources)},
-        "lpips": {"network": cfg.lpips, "available": lpips_metric is not None, "message": lpips_msg},
-        "skipped": [{"index": i, "reason": r} for i, r in views_all.skipped],
-        "distortion": scene.distortion,
-        "mean": mean,
-        "views": records,
-        "seconds": {"total": None, **{m: round(s, 3) for m, s in method_seconds.items()}},
-        "config": to_dict(cfg),
-    }
-    if records:
-        tiles, labels = _sheet_tiles(records, images, cfg.methods, size, k)
-        save_contact_sheet(out / "sheet.png", tiles, labels=labels,
-                           cols=2 + len([m for m in cfg.methods if m != "nearest"]))
-    result["seconds"]["total"] = round(time.time() - t0, 3)
-    write_report(out / "report.html", {**result, "model": result["model"] or {"spec": None}}, images)
-    atomic_write_json(out / "metrics.json", result)
-    return {"out": str(out), "views": len(records), "mean": mean, "seconds": result["seconds"]["total"],
-            "lpips": lpips_msg, "lpips_available": lpips_metric is not None, "scale_sources": sorted(scale_sources), "skipped": len(views_all.skipped),
-            "size": size}
+            bar.close()
+        records.sort(key=lambda r: r["index"])
+        mean = _mean_table(records, cfg.methods)
+        result = {
+            "dataset": str(dataset),
+            "scene": scene.name,
+            "size": size,
+            "seed": cfg.sampling.seed,
+            "k": k,
+            "model": _model_id(spec, model) if need_model else None,
+            "methods": list(cfg.methods),
+            "method_labels": {m: method_label(m, k) for m in cfg.methods},
+            "holdout": {"spec": cfg.holdout, "groups": len(groups),
+                        "targets": [views_all.indices[r] for g in groups for r in g.targets]},
+            "scene_scale": {"mode": cfg.scale_mode, "sources": sorted(scale_sources)},
+            "lpips": {"network": cfg.lpips, "available": lpips_metric is not None, "message": lpips_msg},
+            "skipped": [{"index": i, "reason": r} for i, r in views_all.skipped],
+            "distortion": scene.distortion,
+            "mean": mean,
+            "views": records,
+            "seconds": {"total": None, **{m: round(s, 3) for m, s in method_seconds.items()}},
+            "config": to_dict(cfg),
+        }
+        if records:
+            tiles, labels = _sheet_tiles(records, images, cfg.methods, size, k)
+            save_contact_sheet(out / "sheet.png", tiles, labels=labels,
+                               cols=2 + len([m for m in cfg.methods if m != "nearest"]))
+        result["seconds"]["total"] = round(time.time() - t0, 3)
+        write_report(out / "report.html", {**result, "model": result["model"] or {"spec": None}}, images)
+        atomic_write_json(out / "metrics.json", result)
+        return {"out": str(out), "views": len(records), "mean": mean, "seconds": result["seconds"]["total"],
+                "lpips": lpips_msg, "lpips_available": lpips_metric is not None, "scale_sources": sorted(scale_sources), "skipped": len(views_all.skipped),
+                "size": size}

@@ -316,7 +316,7 @@ def run_views(image: str | Path, out: str | Path, cfg: ViewsConfig, overwrite: b
               progress: Progress = True) -> dict:
     """``nvs views``: write ``views/NNN.png``, ``cameras.json``, ``video.mp4``, ``sheet.png``."""
     from .io.images import save_image
-    from .io.runs import prepare_run_dir
+    from .io.runs import run_folder
 
     t0 = time.time()
     device = resolve_device(cfg.device)
@@ -327,11 +327,11 @@ def run_views(image: str | Path, out: str | Path, cfg: ViewsConfig, overwrite: b
     img = prepare_input_image(image, size, cfg.image)  # validate the input before touching --out
     scale, scale_source = input_scale(cfg.camera, size, cfg.image, image=img, device=device)
 
-    out = prepare_run_dir(out, overwrite=overwrite)
-    save_config(cfg, out / "config.yaml")
-    save_image(out / "input.png", img)
-    for state in iter_views(model, img, out, cfg, scale, scale_source, progress=progress):
-        pass
-    info = {"out": str(out), "views": len(state.frames), "video": str(state.video),
-            "seconds": round(time.time() - t0, 2), "device": str(device), "scale": scale, "scale_source": scale_source}
-    return info
+    with run_folder(out, overwrite=overwrite) as out:
+        save_config(cfg, out / "config.yaml")
+        save_image(out / "input.png", img)
+        for state in iter_views(model, img, out, cfg, scale, scale_source, progress=progress):
+            pass
+        info = {"out": str(out), "views": len(state.frames), "video": str(state.video),
+                "seconds": round(time.time() - t0, 2), "device": str(device), "scale": scale, "scale_source": scale_source}
+        return info

@@ -827,7 +827,7 @@ def run_distill(image: str | Path, out: str | Path, cfg: DistillConfig, resume: 
     from tqdm.auto import tqdm
 
     from ..io.images import image_to_tensor, load_image, save_image
-    from ..io.runs import atomic_write_json, prepare_run_dir
+    from ..io.runs import atomic_write_json, run_folder
     from ..io.video import write_video
     from ..sampling import schedule_alphas
     from ..views import check_input_image, input_scale, load_any_model, prepare_input_image, resolve_device
@@ -859,107 +859,108 @@ def run_distill(image: str | Path, out: str | Path, cfg: DistillConfig, resume: 
     if not resume:
         img = prepare_input_image(image, S, cfg.image)  # validate the input before touching --out
         scale, scale_source = input_scale(cfg.camera, S, cfg.image, image=img, device=device)
-        out = prepare_run_dir(out, overwrite=overwrite)
-        save_config(cfg, out / "config.yaml")
-        save_image(out / "input.png", img)
     else:
         scale, scale_source = None, None
-    input_img = image_to_tensor(load_image(out / "input.png"))  # [1, 3, S, S] in [-1, 1] (as saved)
+    with run_folder(out, overwrite=overwrite, resume=resume) as out:
+        if not resume:
+            save_config(cfg, out / "config.yaml")
+            save_image(out / "input.png", img)
+        input_img = image_to_tensor(load_image(out / "input.png"))  # [1, 3, S, S] in [-1, 1] (as saved)
 
-    torch.manual_seed(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    scene = build_scene(cfg, S, device)
-    opt, scaler = make_optimizer(scene, cfg, amp)
-    history: list[dict] = []
-    step = 0
-    meta = {"image_size": S, "fov": scene.fov, "scale": scale, "scale_source": scale_source,
-            "model": cfg.model}
-    if resume:
-        state = load_checkpoint(out / CHECKPOINT, map_location=device)
-        _load_modules(scene, state)
-        opt.load_state_dict(state["optimizer"])
-        if scaler is not None and state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        _set_rng_state(state["rng"], gen)
-        step, history, meta = int(state["step"]), list(state["history"]), dict(state["meta"])
-        scale = float(meta["scale"])
+        torch.manual_seed(cfg.seed)
+        gen = torch.Generator().manual_seed(cfg.seed)
+        scene = build_scene(cfg, S, device)
+        opt, scaler = make_optimizer(scene, cfg, amp)
+        history: list[dict] = []
+        step = 0
+        meta = {"image_size": S, "fov": scene.fov, "scale": scale, "scale_source": scale_source,
+                "model": cfg.model}
+        if resume:
+            state = load_checkpoint(out / CHECKPOINT, map_location=device)
+            _load_modules(scene, state)
+            opt.load_state_dict(state["optimizer"])
+            if scaler is not None and state.get("scaler"):
+                scaler.load_state_dict(state["scaler"])
+            _set_rng_state(state["rng"], gen)
+            step, history, meta = int(state["step"]), list(state["history"]), dict(state["meta"])
+            scale = float(meta["scale"])
 
-    # conditioning pool: input + anchors (sampled once, saved with the run, reloaded from PNGs)
-    anchors_dir = out / "anchors"
-    if not resume:
-        a_imgs, a_c2w = sample_anchors(model, input_img.to(device), scene.input_c2w, scene.fov, scale, cfg.anchors,
-                                       math.radians(cfg.camera.elevation_deg), cfg.camera.distance,
-                                       "fp32" if amp is None else ("bf16" if amp == torch.bfloat16 else "fp16"),
-                                       progress)
-        save_anchors(anchors_dir, a_imgs, a_c2w, scene.fov)
-    a_imgs, a_c2w = load_anchors(anchors_dir)
-    pool_imgs = torch.cat([input_img, a_imgs]) if a_c2w.shape[0] else input_img
-    pool = embed_pool(model, pool_imgs, torch.cat([scene.input_c2w[None], a_c2w]), scale)
-    target = (input_img + 1.0) / 2.0
-    alphas = schedule_alphas(model.config.schedule).to(device)
+        # conditioning pool: input + anchors (sampled once, saved with the run, reloaded from PNGs)
+        anchors_dir = out / "anchors"
+        if not resume:
+            a_imgs, a_c2w = sample_anchors(model, input_img.to(device), scene.input_c2w, scene.fov, scale, cfg.anchors,
+                                           math.radians(cfg.camera.elevation_deg), cfg.camera.distance,
+                                           "fp32" if amp is None else ("bf16" if amp == torch.bfloat16 else "fp16"),
+                                           progress)
+            save_anchors(anchors_dir, a_imgs, a_c2w, scene.fov)
+        a_imgs, a_c2w = load_anchors(anchors_dir)
+        pool_imgs = torch.cat([input_img, a_imgs]) if a_c2w.shape[0] else input_img
+        pool = embed_pool(model, pool_imgs, torch.cat([scene.input_c2w[None], a_c2w]), scale)
+        target = (input_img + 1.0) / 2.0
+        alphas = schedule_alphas(model.config.schedule).to(device)
 
-    total = cfg.schedule.steps
-    end = total if stop_after is None else min(total, int(stop_after))
-    denoiser = make_denoiser(model, cfg, amp)
-    preview_size = cfg.output.size or S
-    for m in scene.modules().values():
-        m.train()
-    bar = tqdm(total=total, initial=step, desc="distill", unit="step", disable=not progress, dynamic_ncols=True)
-    t_train = time.time()
-    steps_done = 0
-    stopped = None
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    with _StopFlag() as flag, unused_parts_offloaded(model, cfg.offload_unused and device.type == "cuda"):
-        while step < end:
-            loss, info = train_step(step, scene, model, pool, target, cfg, gen, alphas, amp, denoiser)
-            optimizer_step(loss, opt, scaler)
-            step += 1
-            steps_done += 1
-            info = {"step": step, **step_info(info), "seconds": round(time.time() - t_train, 3)}
-            history.append(info)
-            bar.update(1)
-            bar.set_postfix(loss=f"{info['loss']:.4g}", rgb=f"{info['rgb']:.3g}", t=int(info["t_mean"]))
-            if step % cfg.output.log_every == 0:
-                _write_metrics(out / "metrics.csv", history)
-            if cfg.output.preview_every and step % cfg.output.preview_every == 0:
-                write_preview(out / "previews" / f"step_{step:06d}.png", scene, cfg, preview_size)
-            if step % cfg.output.checkpoint_every == 0:
-                save_checkpoint(out / CHECKPOINT, step, scene, opt, scaler, gen, history, meta)
-            if flag.stop:
-                stopped = "interrupt"
-                break
-            if max_seconds is not None and time.time() - t_train > max_seconds:
-                stopped = "time budget"
-                break
-    bar.close()
-    train_seconds = time.time() - t_train
-    save_checkpoint(out / CHECKPOINT, step, scene, opt, scaler, gen, history, meta)
-    _write_metrics(out / "metrics.csv", history)
-    if stopped == "interrupt":
-        log.info(f"saved {out / CHECKPOINT} at step {step}/{total}; continue with --resume")
-        raise KeyboardInterrupt
-
-    info = {"out": str(out), "step": step, "steps": total, "steps_this_call": steps_done,
-            "train_seconds": round(train_seconds, 3),
-            "steps_per_second": round(steps_done / max(train_seconds, 1e-9), 4),
-            "device": str(device), "precision": "fp32" if amp is None else str(amp).replace("torch.", ""),
-            "anchors": int(a_c2w.shape[0]), "scale": scale, "final_loss": history[-1]["loss"] if history else None,
-            "stopped": stopped}
-    if device.type == "cuda":
-        info["peak_memory_gb"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 3)
-    if write_outputs:
+        total = cfg.schedule.steps
+        end = total if stop_after is None else min(total, int(stop_after))
+        denoiser = make_denoiser(model, cfg, amp)
+        preview_size = cfg.output.size or S
         for m in scene.modules().values():
-            m.eval()
-        if cfg.output.video_frames > 0:
-            rgb, depth = render_orbit(scene, cfg, cfg.output.video_frames, preview_size, progress)
-            info["video"] = str(write_video(out / "video.mp4", rgb, fps=cfg.output.fps))
-            info["depth_video"] = str(write_video(out / "depth.mp4", depth, fps=cfg.output.fps))
-        if cfg.output.cameras:
-            info["views"] = write_views(scene, cfg, cfg.output.cameras, out / "views", preview_size)
-    info["seconds"] = round(time.time() - t_start, 3)
-    atomic_write_json(out / "info.json", info)
-    return info
+            m.train()
+        bar = tqdm(total=total, initial=step, desc="distill", unit="step", disable=not progress, dynamic_ncols=True)
+        t_train = time.time()
+        steps_done = 0
+        stopped = None
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        with _StopFlag() as flag, unused_parts_offloaded(model, cfg.offload_unused and device.type == "cuda"):
+            while step < end:
+                loss, info = train_step(step, scene, model, pool, target, cfg, gen, alphas, amp, denoiser)
+                optimizer_step(loss, opt, scaler)
+                step += 1
+                steps_done += 1
+                info = {"step": step, **step_info(info), "seconds": round(time.time() - t_train, 3)}
+                history.append(info)
+                bar.update(1)
+                bar.set_postfix(loss=f"{info['loss']:.4g}", rgb=f"{info['rgb']:.3g}", t=int(info["t_mean"]))
+                if step % cfg.output.log_every == 0:
+                    _write_metrics(out / "metrics.csv", history)
+                if cfg.output.preview_every and step % cfg.output.preview_every == 0:
+                    write_preview(out / "previews" / f"step_{step:06d}.png", scene, cfg, preview_size)
+                if step % cfg.output.checkpoint_every == 0:
+                    save_checkpoint(out / CHECKPOINT, step, scene, opt, scaler, gen, history, meta)
+                if flag.stop:
+                    stopped = "interrupt"
+                    break
+                if max_seconds is not None and time.time() - t_train > max_seconds:
+                    stopped = "time budget"
+                    break
+        bar.close()
+        train_seconds = time.time() - t_train
+        save_checkpoint(out / CHECKPOINT, step, scene, opt, scaler, gen, history, meta)
+        _write_metrics(out / "metrics.csv", history)
+        if stopped == "interrupt":
+            log.info(f"saved {out / CHECKPOINT} at step {step}/{total}; continue with --resume")
+            raise KeyboardInterrupt
+
+        info = {"out": str(out), "step": step, "steps": total, "steps_this_call": steps_done,
+                "train_seconds": round(train_seconds, 3),
+                "steps_per_second": round(steps_done / max(train_seconds, 1e-9), 4),
+                "device": str(device), "precision": "fp32" if amp is None else str(amp).replace("torch.", ""),
+                "anchors": int(a_c2w.shape[0]), "scale": scale, "final_loss": history[-1]["loss"] if history else None,
+                "stopped": stopped}
+        if device.type == "cuda":
+            info["peak_memory_gb"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 3)
+        if write_outputs:
+            for m in scene.modules().values():
+                m.eval()
+            if cfg.output.video_frames > 0:
+                rgb, depth = render_orbit(scene, cfg, cfg.output.video_frames, preview_size, progress)
+                info["video"] = str(write_video(out / "video.mp4", rgb, fps=cfg.output.fps))
+                info["depth_video"] = str(write_video(out / "depth.mp4", depth, fps=cfg.output.fps))
+            if cfg.output.cameras:
+                info["views"] = write_views(scene, cfg, cfg.output.cameras, out / "views", preview_size)
+        info["seconds"] = round(time.time() - t_start, 3)
+        atomic_write_json(out / "info.json", info)
+        return info
 
 
 # --------------------------------------------------------------------------- export

@@ -299,19 +299,19 @@ def command_synth(cfg: SynthConfig, out: str | Path, overwrite: bool = False,
                   device: str = "auto") -> list[Path]:
     """``nvs synth OUT``: prepare the run folder, save ``config.yaml``, render, print a summary."""
     from ..config import save_config
-    from ..io.runs import prepare_run_dir
+    from ..io.runs import run_folder
 
     cfg.validate()
     dev = _auto_device(device)
-    out = prepare_run_dir(out, overwrite=overwrite)
-    save_config(cfg, out / "config.yaml")
-    t0 = time.perf_counter()
-    folders = generate(cfg, out, device=dev)
-    dt = time.perf_counter() - t0
-    n = cfg.scenes * cfg.views
-    log.info(f"nvs synth: {cfg.scenes} scenes x {cfg.views} views at {cfg.size}px ({cfg.family}, "
-          f"spp {cfg.spp}) on {dev} in {dt:.1f}s ({1000 * dt / n:.1f} ms/view) -> {out}")
-    return folders
+    with run_folder(out, overwrite=overwrite) as out:
+        save_config(cfg, out / "config.yaml")
+        t0 = time.perf_counter()
+        folders = generate(cfg, out, device=dev)
+        dt = time.perf_counter() - t0
+        n = cfg.scenes * cfg.views
+        log.info(f"nvs synth: {cfg.scenes} scenes x {cfg.views} views at {cfg.size}px ({cfg.family}, "
+              f"spp {cfg.spp}) on {dev} in {dt:.1f}s ({1000 * dt / n:.1f} ms/view) -> {out}")
+        return folders
 
 
 __all__ = ["SynthConfig", "generate", "command_synth", "scene_and_cameras", "rerender_scene",

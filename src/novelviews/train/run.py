@@ -12,9 +12,9 @@ training, on the training device, and the steps draw target latents from the cac
 
 from __future__ import annotations
 
-import logging
 import contextlib
 import json
+import logging
 import os
 import time
 from dataclasses import dataclass, field
@@ -173,7 +173,7 @@ def run_train(cfg: TrainConfig, out: str | Path, resume: bool = False, overwrite
     from lightning.pytorch.loggers import CSVLogger
     from torch.utils.data import DataLoader
 
-    from ..io.runs import atomic_write_json, prepare_run_dir
+    from ..io.runs import atomic_write_json, run_folder
     from .module import Exporter, LDMModule, SpeedMonitor, VAEModule, prepare_for_training
 
     out = Path(out)
@@ -181,73 +181,74 @@ def run_train(cfg: TrainConfig, out: str | Path, resume: bool = False, overwrite
     if resume and not last.exists():
         raise NovelViewsError(f"--resume: no checkpoint at {last}; start without --resume")
     launched_rank = _launched_rank()
-    if launched_rank == 0:
-        out = prepare_run_dir(out, overwrite=overwrite, resume=resume)
-        save_config(cfg, out / "config.yaml")
-    # else: a DDP process that Lightning's launcher started by re-running the command; rank 0
-    # already made the folder (with --overwrite, a second prepare_run_dir would delete its files)
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
-    t0 = time.time()
-    model = build_model(cfg)
-    local_rank = int(os.environ.get("LOCAL_RANK", "0") or 0)
-    use_cuda = torch.cuda.is_available() and cfg.accelerator in ("auto", "gpu", "cuda")
-    render_device = f"cuda:{local_rank % torch.cuda.device_count()}" if use_cuda else "cpu"
-    train_ds, val_ds = build_pairs(cfg, model, render_device, progress)
-    data_seconds = time.time() - t0
-    if cfg.stage == "ldm" and cfg.latent_scale != 0:
-        set_latent_scale(model, train_ds, cfg.latent_scale, render_device)
-    cache_seconds = 0.0
-    if cfg.stage == "ldm" and cfg.freeze_vae and cfg.cache_latents:
-        t1 = time.time()
-        cache_latents(train_ds, model, render_device, 2 * cfg.batch_size, progress)
-        cache_seconds = time.time() - t1
-    train_ds.uint8 = True  # a quarter of the bytes through workers / pinning / H2D; made float on the device
-    module = (LDMModule if cfg.stage == "ldm" else VAEModule)(model, cfg)
-    changed = prepare_for_training(module.model, cfg.compile, cfg.channels_last, cfg.compile_backend)
-    if changed:
-        log.info(f"training speed-ups: {', '.join(changed)}")
-    devices: str | int | list[int] = cfg.devices
-    if isinstance(devices, str) and devices.isdigit():
-        devices = int(devices)
-    speed = SpeedMonitor(cfg.batch_size, cfg.accumulate, skip=min(20, max(0, cfg.max_steps // 4)),
-                         every=max(cfg.log_every, 50))
-    ckpt = ModelCheckpoint(dirpath=out / "checkpoints", save_last=True, every_n_train_steps=cfg.ckpt_every,
-                           save_top_k=0)
-    trainer = L.Trainer(
-        default_root_dir=out, max_steps=cfg.max_steps, accelerator=cfg.accelerator, devices=devices,
-        strategy=cfg.strategy, precision=cfg.precision, gradient_clip_val=cfg.grad_clip or None,
-        accumulate_grad_batches=cfg.accumulate, val_check_interval=min(cfg.val_every, cfg.max_steps * cfg.accumulate), check_val_every_n_epoch=None,
-        limit_val_batches=1, num_sanity_val_steps=0, log_every_n_steps=cfg.log_every,
-        logger=CSVLogger(out, name="logs", version=""), callbacks=[ckpt, LearningRateMonitor("step"), Exporter(out), speed],
-        enable_progress_bar=progress, enable_model_summary=False,
-        max_time={"minutes": cfg.max_minutes} if cfg.max_minutes > 0 else None,
-    )
-    # Under DDP Lightning replaces the loader's sampler by a DistributedSampler (shuffled, same
-    # seed on every rank): the W ranks take disjoint batch indices, each step uses W x batch_size
-    # pairs (the effective batch), and W x max_steps batches keep every batch of the run distinct.
-    train_ds.num_batches = cfg.max_steps * cfg.accumulate * max(1, trainer.world_size)
-    workers = cfg.num_workers
-    # items are whole batches (built vectorised), so batch_size=None
-    train_dl = DataLoader(train_ds, batch_size=None, shuffle=False, num_workers=workers,
-                          pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0)
-    val_dl = DataLoader(val_ds, batch_size=cfg.val_batch, num_workers=0)
-    # with compile: a graph that fails to compile runs eagerly (with a warning) instead of ending the run
-    guard = torch._dynamo.config.patch(suppress_errors=True) if cfg.compile else contextlib.nullcontext()
-    with guard:
-        trainer.fit(module, train_dl, val_dl, ckpt_path=str(last) if resume else None)
-    train_seconds = time.time() - t0 - data_seconds - cache_seconds
-    steps = max(int(trainer.global_step), int(trainer.callback_metrics.get("global_step", 0)))
-    info = {"steps": steps, "data_seconds": round(data_seconds, 1), "cache_seconds": round(cache_seconds, 1),
-            "train_seconds": round(train_seconds, 1), "out": str(out)}
-    perf = speed.result or {k[5:]: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("perf/")}
-    info.update({k: round(float(v), 4) for k, v in perf.items()})
-    if trainer.global_rank == 0:
-        if cfg.export_model:
-            module.eval_model().save_pretrained(out / "model", overwrite=True)
-        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-        info["metrics"] = metrics
-        atomic_write_json(out / "train_summary.json", info)
-    return info
+    # a DDP process that Lightning's launcher started by re-running the command (rank > 0) writes
+    # into the folder rank 0 made (a second run_folder with --overwrite would set rank 0's run aside)
+    folder = run_folder(out, overwrite=overwrite, resume=resume) if launched_rank == 0 else contextlib.nullcontext(out)
+    with folder as out:
+        if launched_rank == 0:
+            save_config(cfg, out / "config.yaml")
+        L.seed_everything(cfg.seed, workers=True, verbose=False)
+        t0 = time.time()
+        model = build_model(cfg)
+        local_rank = int(os.environ.get("LOCAL_RANK", "0") or 0)
+        use_cuda = torch.cuda.is_available() and cfg.accelerator in ("auto", "gpu", "cuda")
+        render_device = f"cuda:{local_rank % torch.cuda.device_count()}" if use_cuda else "cpu"
+        train_ds, val_ds = build_pairs(cfg, model, render_device, progress)
+        data_seconds = time.time() - t0
+        if cfg.stage == "ldm" and cfg.latent_scale != 0:
+            set_latent_scale(model, train_ds, cfg.latent_scale, render_device)
+        cache_seconds = 0.0
+        if cfg.stage == "ldm" and cfg.freeze_vae and cfg.cache_latents:
+            t1 = time.time()
+            cache_latents(train_ds, model, render_device, 2 * cfg.batch_size, progress)
+            cache_seconds = time.time() - t1
+        train_ds.uint8 = True  # a quarter of the bytes through workers / pinning / H2D; made float on the device
+        module = (LDMModule if cfg.stage == "ldm" else VAEModule)(model, cfg)
+        changed = prepare_for_training(module.model, cfg.compile, cfg.channels_last, cfg.compile_backend)
+        if changed:
+            log.info(f"training speed-ups: {', '.join(changed)}")
+        devices: str | int | list[int] = cfg.devices
+        if isinstance(devices, str) and devices.isdigit():
+            devices = int(devices)
+        speed = SpeedMonitor(cfg.batch_size, cfg.accumulate, skip=min(20, max(0, cfg.max_steps // 4)),
+                             every=max(cfg.log_every, 50))
+        ckpt = ModelCheckpoint(dirpath=out / "checkpoints", save_last=True, every_n_train_steps=cfg.ckpt_every,
+                               save_top_k=0)
+        trainer = L.Trainer(
+            default_root_dir=out, max_steps=cfg.max_steps, accelerator=cfg.accelerator, devices=devices,
+            strategy=cfg.strategy, precision=cfg.precision, gradient_clip_val=cfg.grad_clip or None,
+            accumulate_grad_batches=cfg.accumulate, val_check_interval=min(cfg.val_every, cfg.max_steps * cfg.accumulate), check_val_every_n_epoch=None,
+            limit_val_batches=1, num_sanity_val_steps=0, log_every_n_steps=cfg.log_every,
+            logger=CSVLogger(out, name="logs", version=""), callbacks=[ckpt, LearningRateMonitor("step"), Exporter(out), speed],
+            enable_progress_bar=progress, enable_model_summary=False,
+            max_time={"minutes": cfg.max_minutes} if cfg.max_minutes > 0 else None,
+        )
+        # Under DDP Lightning replaces the loader's sampler by a DistributedSampler (shuffled, same
+        # seed on every rank): the W ranks take disjoint batch indices, each step uses W x batch_size
+        # pairs (the effective batch), and W x max_steps batches keep every batch of the run distinct.
+        train_ds.num_batches = cfg.max_steps * cfg.accumulate * max(1, trainer.world_size)
+        workers = cfg.num_workers
+        # items are whole batches (built vectorised), so batch_size=None
+        train_dl = DataLoader(train_ds, batch_size=None, shuffle=False, num_workers=workers,
+                              pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0)
+        val_dl = DataLoader(val_ds, batch_size=cfg.val_batch, num_workers=0)
+        # with compile: a graph that fails to compile runs eagerly (with a warning) instead of ending the run
+        guard = torch._dynamo.config.patch(suppress_errors=True) if cfg.compile else contextlib.nullcontext()
+        with guard:
+            trainer.fit(module, train_dl, val_dl, ckpt_path=str(last) if resume else None)
+        train_seconds = time.time() - t0 - data_seconds - cache_seconds
+        steps = max(int(trainer.global_step), int(trainer.callback_metrics.get("global_step", 0)))
+        info = {"steps": steps, "data_seconds": round(data_seconds, 1), "cache_seconds": round(cache_seconds, 1),
+                "train_seconds": round(train_seconds, 1), "out": str(out)}
+        perf = speed.result or {k[5:]: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("perf/")}
+        info.update({k: round(float(v), 4) for k, v in perf.items()})
+        if trainer.global_rank == 0:
+            if cfg.export_model:
+                module.eval_model().save_pretrained(out / "model", overwrite=True)
+            metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+            info["metrics"] = metrics
+            atomic_write_json(out / "train_summary.json", info)
+        return info
 
 
 def _launched_rank() -> int:
