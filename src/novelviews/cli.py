@@ -390,15 +390,20 @@ class _Console(logging.Handler):
         print(self.format(record), flush=True)
 
 
-def _show_library_notes() -> None:
-    logger = logging.getLogger("novelviews")
-    logger.setLevel(logging.INFO)
-    if not any(isinstance(h, _Console) for h in logger.handlers):
-        logger.addHandler(_Console())
-
-
 def main(argv: list[str] | None = None) -> int:
-    _show_library_notes()
+    """``nvs``: the library's notes are shown while the command runs (and only then)."""
+    logger = logging.getLogger("novelviews")
+    handler, level = _Console(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        return _main(argv)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def _main(argv: list[str] | None) -> int:
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
     # key=value overrides may also come after options (argparse stops positionals at options)
