@@ -34,10 +34,8 @@ import torch
 from novelviews.config import load, nest_dotted
 from novelviews.io.images import image_to_tensor
 from novelviews.io.runs import atomic_write_json
-from novelviews.nerf.distill import (LOW_MEMORY, REFERENCE_PATH, DistillConfig, build_scene, embed_pool,
-                                     make_denoiser, make_optimizer, optimizer_step, phase, resolve_precision,
-                                     step_info, train_step, unused_parts_offloaded)
-from novelviews.sampling import schedule_alphas
+from novelviews.nerf.distill import (LOW_MEMORY, REFERENCE_PATH, DistillConfig, guidance_inputs, optimizer_step, phase,
+                                     resolve_precision, start_training, step_info, train_step, unused_parts_offloaded)
 from novelviews.views import input_scale, load_any_model, prepare_input_image, resolve_device
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,16 +92,10 @@ def main(argv=None) -> dict:
     img = prepare_input_image(args.image, S, cfg.image)
     scale, _ = input_scale(cfg.camera, S, cfg.image, image=img, device=device)
     input_img = image_to_tensor(img)  # [1, 3, S, S] in [-1, 1]
-    torch.manual_seed(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    scene = build_scene(cfg, S, device)
-    opt, scaler = make_optimizer(scene, cfg, amp)
-    pool = embed_pool(model, input_img.to(device), scene.input_c2w[None], scale)
-    target = (input_img + 1.0) / 2.0
-    alphas = schedule_alphas(model.config.schedule).to(device)
-    denoiser = make_denoiser(model, cfg, amp)
-    for m in scene.modules().values():
-        m.train()
+    # as nvs distill sets a run up (no anchors)
+    scene, opt, scaler, gen = start_training(cfg, S, device, amp)
+    pool, target, alphas, denoiser = guidance_inputs(model, cfg, scene, input_img, torch.zeros(0, 4, 4,
+                                                     dtype=torch.float64), scale, input_img, amp)
 
     result = {"device": str(device), "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
               "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"), "model": args.model,

@@ -10,6 +10,7 @@ import torch
 from novelviews import cameras as C
 from novelviews.config import load
 from novelviews.nerf import distill as D
+from novelviews.nerf import step as STEP  # where train_step looks its renderers up
 from novelviews.nerf.field import NeRFField, NeRFFieldConfig
 from novelviews.nerf.losses import normal_smoothness_2d, orientation_loss, render_rays_with_normals, world_to_camera
 from novelviews.nerf.render import get_rays, render_rays
@@ -241,13 +242,13 @@ def test_pruned_normals_equal_exact_normals_where_kept_and_bound_the_rest():
 @pytest.mark.parametrize("views,expected", [(1, 1), (2, 2), (0, 3), (9, 3)])
 def test_geometry_losses_on_the_configured_number_of_views(monkeypatch, tiny_ldm_and_photo, views, expected):
     calls = []
-    real = D.render_rays_with_normals
+    real = STEP.render_rays_with_normals
 
     def counting(*a, **k):
         calls.append(k.get("min_weight"))
         return real(*a, **k)
 
-    monkeypatch.setattr(D, "render_rays_with_normals", counting)
+    monkeypatch.setattr(STEP, "render_rays_with_normals", counting)
     cfg = _cfg(**{"schedule.batch_sizes": "[3]", "loss.geometry_views": views, "loss.normal_min_weight": 0.01})
     _, info = _one_train_step(*tiny_ldm_and_photo, cfg)
     assert len(calls) == expected and set(calls) == {0.01}
@@ -269,7 +270,7 @@ def test_geometry_losses_at_their_own_render_size(monkeypatch, tiny_ldm_and_phot
     """loss.geometry_size bounds the normal render (the memory peak of the 128-256 px phases);
     the SDS render of that view stays at the phase's size; 0 = the render size (the reference)."""
     normal_rays, plain_rays = [], []
-    real_n, real_p = D.render_rays_with_normals, D.render_rays
+    real_n, real_p = STEP.render_rays_with_normals, STEP.render_rays
 
     def count_n(field, o, *a, **k):
         normal_rays.append(o.shape[0])
@@ -279,8 +280,8 @@ def test_geometry_losses_at_their_own_render_size(monkeypatch, tiny_ldm_and_phot
         plain_rays.append(o.shape[0])
         return real_p(field, o, *a, **k)
 
-    monkeypatch.setattr(D, "render_rays_with_normals", count_n)
-    monkeypatch.setattr(D, "render_rays", count_p)
+    monkeypatch.setattr(STEP, "render_rays_with_normals", count_n)
+    monkeypatch.setattr(STEP, "render_rays", count_p)
     S = tiny_ldm_and_photo[0].config.image_size
     cfg = _cfg(**{"schedule.render_scales": f"[{16 / S}]", "loss.geometry_size": size})
     loss, info = _one_train_step(*tiny_ldm_and_photo, cfg)

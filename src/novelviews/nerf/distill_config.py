@@ -1,0 +1,287 @@
+"""The settings of ``nvs distill``: typed configs, the --low-memory and reference-path presets, the
+CPU recipe, reading a run's saved config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from dataclasses import field as _field
+from pathlib import Path
+from typing import Literal, Optional
+
+
+from ..config import check_range, from_dict, read_yaml, to_dict
+from ..errors import ConfigError
+from ..views import ImageConfig, InputCameraConfig
+from .anchors import AnchoringConfig
+from .field import BackgroundConfig, NeRFFieldConfig
+from .guidance import GuidanceConfig
+from .occupancy import OccupancyGridConfig
+from .sampler import SamplerConfig
+
+
+
+# --------------------------------------------------------------------------- configs
+
+
+def _check_pair(key: str, pair, lo=None, hi=None) -> None:
+    check_range(f"{key}[0]", pair[0], lo, hi)
+    check_range(f"{key}[1]", pair[1], pair[0], hi)
+
+
+@dataclass
+class RandomCameraConfig:
+    """Random SDS cameras (reference: full azimuth, elevation 5..80 deg, distance 0.8..1.8)."""
+
+    azimuth_deg: tuple[float, float] = (-180.0, 180.0)
+    """azimuth range relative to the input view (degrees)"""
+    elevation_deg: tuple[float, float] = (5.0, 80.0)
+    distance: tuple[float, float] = (0.8, 1.8)
+    """distance range as multiples of camera.distance"""
+    widen_fraction: float = 0.25
+    """ranges widen linearly from the input pose to the full ranges over this fraction of the run"""
+
+    def validate(self) -> None:
+        _check_pair("cameras.azimuth_deg", self.azimuth_deg, -360.0, 360.0)
+        _check_pair("cameras.elevation_deg", self.elevation_deg, -89.0, 89.0)
+        _check_pair("cameras.distance", self.distance, 0.05, 100.0)
+        check_range("cameras.widen_fraction", self.widen_fraction, 0.0, 1.0)
+
+
+@dataclass
+class ScheduleConfig:
+    """Steps, and the batch / resolution phases (low resolution first)."""
+
+    steps: int = 4000
+    batch_sizes: tuple[int, ...] = (6, 1)
+    """SDS views per step in each phase"""
+    render_scales: tuple[float, ...] = (0.5, 1.0)
+    """render side as a fraction of the model's image size in each phase (demo model: 64 then 128 px)"""
+    milestones: tuple[float, ...] = (0.5,)
+    """fractions of the run where the next phase starts"""
+
+    def validate(self) -> None:
+        check_range("schedule.steps", self.steps, 1, 10_000_000)
+        n = len(self.batch_sizes)
+        if n == 0 or len(self.render_scales) != n or len(self.milestones) != n - 1:
+            raise ConfigError("config keys 'schedule.batch_sizes' and 'schedule.render_scales' need one entry per "
+                              "phase and 'schedule.milestones' one fewer (e.g. [6, 1], [0.5, 1.0], [0.5])")
+        for i, b in enumerate(self.batch_sizes):
+            check_range(f"schedule.batch_sizes[{i}]", b, 1, 256)
+        for i, s in enumerate(self.render_scales):
+            check_range(f"schedule.render_scales[{i}]", s, 0.0, 4.0, lo_open=True)
+        last = 0.0
+        for i, m in enumerate(self.milestones):
+            check_range(f"schedule.milestones[{i}]", m, last, 1.0)
+            last = m
+
+
+@dataclass
+class LossConfig:
+    """Loss weights (reference: SDS x 0.1, input-view RGB x 1500, normal smoothness x 8, orientation x 5)."""
+
+    lambda_sds: float = 0.1
+    lambda_rgb: float = 1500.0
+    lambda_interlevel: float = 1.0
+    """proposal-sampler loss (trains only the proposal field)"""
+    # geometry regularisers on the SDS renders (nerf/losses.py); 0 disables
+    normal_smooth: float = 8.0
+    """2D smoothness of the rendered camera-space normal map (mean |n(x) - n(x + 1px)|)"""
+    orientation: float = 5.0
+    """Ref-NeRF orientation penalty: normals facing away from the camera"""
+    geometry_views: int = 1
+    """how many of the step's SDS views carry the two regularisers (0 = all, the reference);
+    normals are the most expensive part of a step (6 density queries per sample)"""
+    normal_min_weight: float = 1e-3
+    """normals only at samples of rendering weight above this (0 = every sample; each normal
+    costs 6 density queries); the regularisers change by at most the dropped weight mass"""
+    geometry_size: int = 64
+    """side in pixels of the normal renders the regularisers use: where the step renders larger
+    (the 128-256 px phases), the geometry view is rendered a second time at this size for them
+    and its full-size render serves SDS alone; 0 = at the render size (the reference). Bounds the
+    memory peak: normals' autograd graph grows with pixels x samples x 6 density queries"""
+
+    def validate(self) -> None:
+        for k in ("lambda_sds", "lambda_rgb", "lambda_interlevel", "normal_smooth", "orientation"):
+            check_range(f"loss.{k}", getattr(self, k), 0.0, None)
+        check_range("loss.normal_min_weight", self.normal_min_weight, 0.0, 1.0)
+        check_range("loss.geometry_views", self.geometry_views, 0, None)
+        check_range("loss.geometry_size", self.geometry_size, 0, None)
+        if 0 < self.geometry_size < 8:
+            raise ConfigError(f"loss.geometry_size must be 0 (render size) or at least 8 pixels, "
+                              f"got {self.geometry_size}")
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 0.005
+    betas: tuple[float, float] = (0.9, 0.99)
+    eps: float = 1e-15
+
+    def validate(self) -> None:
+        check_range("optim.lr", self.lr, 0.0, 10.0, lo_open=True)
+
+
+@dataclass
+class RenderConfig:
+    near: float = 0.05
+    far: float = 1000.0
+    chunk: int = 16384
+    """rays per chunk (bounds memory of evaluation renders)"""
+    view_batch: int = 0
+    """SDS views rendered in one call during training (their rays concatenated; memory stays
+    bounded by the field's checkpoint_points); 0 = all of a step's views and the input view's
+    reconstruction at once, 1 = one by one"""
+    random_background: bool = True
+    """a random background colour per SDS image (reference)"""
+    compile: Literal["off", "on"] = "off"
+    """on: the training renders' pure tensor parts (point normalisation, field heads, proposal
+    intervals, resampling, compositing, interlevel loss) through torch.compile, ~20 % fewer kernel
+    launches per step; measured slower end to end on an H200 (a 56-78 s compile, then no faster
+    than eager: docs/BENCHMARKS.md), so off by default"""
+
+    def validate(self) -> None:
+        check_range("render.near", self.near, 0.0, None)
+        check_range("render.far", self.far, self.near, None, lo_open=True)
+        check_range("render.chunk", self.chunk, 1, None)
+        check_range("render.view_batch", self.view_batch, 0, None)
+
+
+@dataclass
+class OutputConfig:
+    checkpoint_every: int = 500
+    preview_every: int = 250
+    """0 = no previews"""
+    log_every: int = 10
+    """metrics.csv is rewritten every this many steps"""
+    video_frames: int = 60
+    fps: int = 24
+    size: int = 0
+    """side of videos, previews and views (pixels); 0 = the model's image size"""
+    cameras: Optional[str] = None
+    """JSON camera path (cameras.json / nerfstudio) of novel views to render at the end"""
+
+    def validate(self) -> None:
+        check_range("output.checkpoint_every", self.checkpoint_every, 1, None)
+        check_range("output.preview_every", self.preview_every, 0, None)
+        check_range("output.log_every", self.log_every, 1, None)
+        check_range("output.video_frames", self.video_frames, 0, 100000)
+        check_range("output.fps", self.fps, 1, 240)
+        check_range("output.size", self.size, 0, 8192)
+
+
+@dataclass
+class DistillOccupancyConfig(OccupancyGridConfig):
+    """The occupancy grid of a distillation: on, 128^3 cells (64 across the inner ball of radius
+    ``field.bound``, 1/16 of a scene unit each at the default bound)."""
+
+    enabled: bool = True
+    resolution: int = 128
+
+
+@dataclass
+class DistillConfig:
+    """``nvs distill``: one image -> a NeRF by SDS (with optional anchoring)."""
+
+    model: str = "demo"
+    device: str = "auto"
+    precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
+    """autocast of the diffusion model on GPU (auto: bf16 where supported); CPU always fp32"""
+    use_ema: bool = True
+    seed: int = 0
+    offload_unused: bool = True
+    """on a GPU, keep the image encoder and the VAE decoder on the CPU while training (a step runs
+    only the UNet and the VAE encoder; ZeroNVS's CLIP ViT-L/14 and decoder hold 1.4 GB)"""
+    camera: InputCameraConfig = _field(default_factory=InputCameraConfig)
+    image: ImageConfig = _field(default_factory=ImageConfig)
+    cameras: RandomCameraConfig = _field(default_factory=RandomCameraConfig)
+    schedule: ScheduleConfig = _field(default_factory=ScheduleConfig)
+    guidance: GuidanceConfig = _field(default_factory=GuidanceConfig)
+    anchors: AnchoringConfig = _field(default_factory=AnchoringConfig)
+    loss: LossConfig = _field(default_factory=LossConfig)
+    optim: OptimConfig = _field(default_factory=OptimConfig)
+    field: NeRFFieldConfig = _field(default_factory=NeRFFieldConfig)
+    sampler: SamplerConfig = _field(default_factory=SamplerConfig)
+    occupancy: DistillOccupancyConfig = _field(default_factory=DistillOccupancyConfig)
+    """empty-space skipping: field and proposal queries in cells the grid finds empty are skipped"""
+    background: BackgroundConfig = _field(default_factory=BackgroundConfig)
+    render: RenderConfig = _field(default_factory=RenderConfig)
+    output: OutputConfig = _field(default_factory=OutputConfig)
+
+    def validate(self) -> None:
+        for sub in (self.camera, self.image, self.cameras, self.schedule, self.guidance, self.anchors, self.loss,
+                    self.optim, self.field, self.sampler, self.occupancy, self.background, self.render,
+                    self.output):
+            sub.validate()
+
+
+#: ``nvs distill --low-memory``: settings that bound a step's memory further: half the first phase's
+#: batch (3 views instead of 6), 48 final samples per ray instead of 64, the fields' activation
+#: checkpoints every 2**18 points instead of 2**21, the VAE encoder one render at a time, and
+#: evaluation renders in smaller chunks. They are the base of the config: ``--config`` files and
+#: ``key=value`` overrides still win.
+LOW_MEMORY: dict[str, object] = {
+    "schedule.batch_sizes": [3, 1],
+    "sampler.num_samples": 48,
+    "render.chunk": 4096,
+    "field.checkpoint_points": 2**18,
+    "sampler.proposal.checkpoint_points": 2**18,
+    "guidance.encoder_chunk": 1,
+}
+
+
+#: The plain PyTorch path of a distillation step, the reference the fast defaults are checked against
+#: (benchmarks ``--reference-path``): the PyTorch hash grid, no activation checkpointing, the VAE
+#: encoder on the whole batch, every model part on the device, one render per SDS view, no
+#: empty-space skipping. The same function up to what the occupancy grid skips (density below its
+#: threshold) and the order of random draws; more memory and time.
+REFERENCE_PATH: dict[str, object] = {
+    "field.grid.backend": "torch",
+    "sampler.proposal.grid.backend": "torch",
+    "field.checkpoint_points": 0,
+    "sampler.proposal.checkpoint_points": 0,
+    "guidance.encoder_chunk": 0,
+    "offload_unused": False,
+    "guidance.cuda_graph": False,
+    "render.view_batch": 1,
+    "occupancy.enabled": False,
+}
+
+
+#: A distillation a CPU finishes in minutes: 200 steps, one view per step at 32 then 64 px, 32 samples
+#: per ray, 16 px normal renders (the demo model on 2 cores: ~2.2 / ~5.7 s per step in the two
+#: phases, ~13 min in all). The ``key=value`` overrides of ``nvs distill``'s CPU recipe.
+CPU_RECIPE: tuple[str, ...] = ("schedule.steps=200", "schedule.batch_sizes=[1,1]", "schedule.render_scales=[0.25,0.5]",
+                               "sampler.num_samples=32", "sampler.num_proposal_samples=32", "loss.geometry_size=16")
+
+
+def cpu_note(cfg: DistillConfig) -> str:
+    """The note of a distillation started on the CPU: how long the defaults take there, and the recipe."""
+    return (f"note: distilling on the CPU: a step at the default settings takes ~50 s on 2 cores (days for "
+            f"{cfg.schedule.steps} steps); a GPU takes minutes. For a quick CPU run (~13 min on 2 cores) add: "
+            f"{' '.join(CPU_RECIPE)}")
+
+
+def read_run_config(path: Path) -> DistillConfig:
+    """A run's saved ``config.yaml``; configs written before the hash grid's backend moved to
+    ``field.grid.backend`` (``field.backend``: torch | tcnn | auto) are read too."""
+    data = read_yaml(path)
+    fld = data.get("field") if isinstance(data, dict) else None
+    if isinstance(fld, dict) and "backend" in fld:
+        old = fld.pop("backend")
+        if old == "tcnn":  # the only layout that differs; torch / auto weights load on every backend
+            fld.setdefault("grid", {})["backend"] = "tcnn"
+    return from_dict(DistillConfig, data)
+
+
+def config_differences(a: DistillConfig, b: DistillConfig) -> list[str]:
+    """Dotted keys whose values differ between two configs (``device`` not counted: a resumed run
+    may move to another device)."""
+
+    def flat(d: dict, prefix: str = "") -> dict:
+        out = {}
+        for k, v in d.items():
+            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+        return out
+
+    fa, fb = flat(to_dict(a)), flat(to_dict(b))
+    return sorted(k for k in fa.keys() | fb.keys() if k != "device" and fa.get(k) != fb.get(k))
