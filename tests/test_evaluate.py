@@ -13,7 +13,7 @@ import yaml
 from novelviews import cameras as C
 from novelviews import evaluate as E
 from novelviews.config import from_dict
-from novelviews.errors import ConfigError, DatasetError
+from novelviews.errors import ConfigError, DatasetError, NovelViewsError
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -119,7 +119,7 @@ def test_lpips_backbone_key_mapping():
     net.load_state_dict(sd)
     assert torch.equal(net.slice2[0].weight, tv["features.2.weight"])
     assert set(sd) == {"slice1.0.weight", "slice1.0.bias", "slice2.2.weight", "slice2.2.bias"}
-    with pytest.raises(E.NovelViewsError):
+    with pytest.raises(NovelViewsError):
         E.lpips_backbone_state(net, {"features.0.weight": torch.ones(4, 3, 3, 3)})
 
 
@@ -266,7 +266,7 @@ def test_report_files_written_and_parse(synth_scene, tiny, tmp_path):
     assert sheet.size[0] > 5 * 128 and sheet.size[1] > 2 * 128
     cfg2 = from_dict(E.EvalConfig, yaml.safe_load((out / "config.yaml").read_text()))
     assert cfg2 == cfg
-    with pytest.raises(E.NovelViewsError):  # never overwrites a previous run by accident
+    with pytest.raises(NovelViewsError):  # never overwrites a previous run by accident
         E.run_eval(synth_scene, out, cfg, progress=False, model=tiny)
 
 
