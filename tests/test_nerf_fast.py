@@ -318,9 +318,11 @@ def _tiny_distill_step(batch_sizes: list[int], **sections):
 
 @pytest.mark.parametrize("sampler", ["uniform", "proposal"])
 def test_batched_view_renders_equal_one_by_one(monkeypatch, sampler):
-    """``render.view_batch = 0`` (all SDS views in one render) computes the step of ``1`` (one render
-    per view): same losses and gradients once the samplers' jitter is switched off (with jitter the
-    two draw their random numbers in another order, the same distribution)."""
+    """``render.view_batch = 0`` (all SDS views and the input view in one render) computes the step of
+    ``1`` (one render per view): same losses and gradients once the resampling jitter
+    (``stratified_edges``) is switched off, which would otherwise interleave its draws differently.
+    The proposal jitter stays on: its uniforms are one ``[rays, P + 1]`` draw per call from the CPU
+    stream, and the views' rays come in the same order either way, so the values are the same."""
     from novelviews.nerf import distill as D
     from novelviews.nerf import sampler as S
 

@@ -48,12 +48,15 @@ def test_a_new_run_with_a_checkpoint_stays_for_resume(tmp_path):
             (d / "checkpoints" / "last.pt").write_text("state")
             raise KeyboardInterrupt
     assert (out / "checkpoints" / "last.pt").is_file() and (out / INCOMPLETE).is_file()
+    aside = [p for p in tmp_path.iterdir() if p != out]
+    assert len(aside) == 1 and (aside[0] / "result.txt").read_text() == "old"  # kept until the new one ends
     with pytest.raises(NovelViewsError, match="interrupted run: continue it with --resume"):
         with run_folder(out):
             pass
     with run_folder(out, resume=True) as d:  # --resume finishes it
         (d / "result.txt").write_text("resumed")
     assert not (out / INCOMPLETE).exists() and (out / "checkpoints" / "last.pt").is_file()
+    assert list(tmp_path.iterdir()) == [out]  # and only then the previous run goes
 
 
 def test_an_unfinished_run_without_checkpoint_is_replaced(tmp_path):
@@ -90,3 +93,28 @@ def test_a_file_in_the_way_is_an_error(tmp_path):
     with pytest.raises(NovelViewsError, match="not a folder"):
         with run_folder(tmp_path / "f"):
             pass
+
+
+def test_a_run_another_live_command_is_writing_is_left_alone(tmp_path):
+    import json
+    import os
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "half.txt").write_text("x")
+    (out / INCOMPLETE).write_text(json.dumps({"pid": os.getppid()}))  # a live process (our parent)
+    for kw in ({}, {"overwrite": True}):
+        with pytest.raises(NovelViewsError, match="being written by another command"):
+            with run_folder(out, **kw):
+                pass
+    assert (out / "half.txt").is_file()
+
+
+def test_overwrite_cannot_replace_the_current_folder(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    _write_run(out, "old")
+    monkeypatch.chdir(out)
+    with pytest.raises(NovelViewsError, match="current folder"):
+        with run_folder(".", overwrite=True):
+            pass
+    assert (out / "result.txt").read_text() == "old"

@@ -12,8 +12,9 @@ distill`` and the UI. One loop covers all of them:
   drawn with seed ``seeds[i] + j * SAMPLE_SEED_STRIDE``, all K x N in the same batches;
 * targets go ``max(1, cfg.batch_size // k)`` per UNet call (about ``batch_size`` conditional rows).
 
-Progress is reported through a callback (``progress(n)`` after every ``n`` sampler steps), so
-the library prints nothing; :func:`progress_bar` gives the terminal bar the CLI uses.
+Progress is reported through a callback (``progress(n)`` after every ``n`` sampler steps);
+``progress=True`` draws a terminal bar (:func:`progress_bar`, what the commands use), ``False``
+nothing.
 """
 
 from __future__ import annotations

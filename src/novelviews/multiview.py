@@ -5,7 +5,7 @@ For every target camera the k nearest input cameras are found with
 translation normalised by the scene's layout scale ``s`` so the weights are unit-free).
 
 * ``k = 1``: the target is generated from its nearest input alone, through
-  :func:`views.generate` with ``anchors`` (exactly that code path).
+  :func:`novelviews.generation.generate` with ``anchors`` (exactly that code path).
 * ``k > 1``: at every denoising step the classifier-free-guided noise predictions of
   the k conditionings are averaged with weights ``w_j ~ 1 / (d_j + eps) ** power``
   (normalised to sum to 1). Because the unconditional branch (zero context token, zero
@@ -245,7 +245,7 @@ def generate_multi_anchor(model, cond_images: torch.Tensor, cond_c2w, target_c2w
     """Generate one image per target from k weighted anchors: :func:`novelviews.generation.generate`
     with ``anchors`` ``[N, k]`` indices into the conditioning views and ``weights`` ``[N, k]``
     (normalised), ``cfg.samples`` samples averaged per view. With ``k = 1`` the result equals
-    :func:`views.generate` bit for bit."""
+    the single-anchor path of :func:`novelviews.generation.generate` bit for bit."""
     return generate(model, cond_images, cond_c2w, target_c2w, target_fov, anchors=anchors, scale=scale, cfg=cfg,
                     seeds=seeds, progress=progress, weights=weights)
 

@@ -5,7 +5,7 @@ Frames are ``H x W x 3`` numpy images, ``float`` in ``[0, 1]`` or ``uint8`` (the
 pixel format (plays everywhere); because 4:2:0 chroma needs even sizes, odd widths /
 heights are padded by repeating the last column / row. ffmpeg comes from the
 ``imageio-ffmpeg`` package (a static binary, no system install needed); when it is
-unavailable :func:`write_video` writes a GIF instead and prints a note.
+unavailable :func:`write_video` writes a GIF instead and logs a note.
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def write_video(path: str | Path, frames: Sequence[np.ndarray], fps: float = 24,
 
     ``frames``: list of ``H x W x 3`` float ``[0, 1]`` or uint8 images of one size.
     ``quality`` is the x264 CRF (0 lossless ... 51 worst; 18 is visually lossless).
-    Without ffmpeg the frames go to ``path`` with a ``.gif`` suffix (a note is printed).
+    Without ffmpeg the frames go to ``path`` with a ``.gif`` suffix (a note is logged).
     """
     path = Path(path)
     if not fps or fps <= 0 or not math.isfinite(fps):

@@ -99,7 +99,7 @@ def choose_conditions(view_c2w, pool_c2w, p: float, uniforms: torch.Tensor) -> t
 def sample_anchors(model, input_image: torch.Tensor, input_c2w: torch.Tensor, fov: float, scale: float,
                    cfg: AnchoringConfig, elevation: float, distance: float, dtype: str = "fp32",
                    progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sample the anchors with :func:`novelviews.views.generate` (DDIM).
+    """Sample the anchors with :func:`novelviews.generation.generate` (DDIM).
 
     ``input_image``: ``[1, 3, S, S]`` in ``[-1, 1]`` at the model's size; ``input_c2w``: 4x4
     OpenGL; ``fov``: vertical, radians; ``scale``: the input's 6DoF+1 scene scale;

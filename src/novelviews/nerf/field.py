@@ -122,7 +122,8 @@ def query_occupied(fn, x: torch.Tensor, keep: torch.Tensor, counts: dict | None 
 
 class SkipsEmptySpace:
     """Empty-space skipping for a field module whose ``_forward(x)`` maps world points to its
-    outputs and which has ``skip_space() -> (bound, unbounded, checkpoint_points)``: with an
+    outputs and which has ``skip_space() -> (bound, unbounded, checkpoint_points)`` (and optionally
+    a ``fusion``, a :class:`~novelviews.runtime.Fusion`; default eager): with an
     occupancy grid set, points in empty cells get zeros without being computed; every call runs
     in activation-checkpointed chunks (:func:`checkpointed`)."""
 
@@ -140,11 +141,12 @@ class SkipsEmptySpace:
 
     def _skipping_forward(self, x: torch.Tensor):
         bound, unbounded, chunk = self.skip_space()
+        fuse = getattr(self, "fusion", EAGER)
         grid = self.occupancy
         if grid is None:
             return checkpointed(self._forward, x, chunk)
-        u = self.fusion(normalize_points)(x.reshape(-1, 3), bound, unbounded)[0]  # flat: one compiled graph
-        keep = grid.occupied_at(u, self.fusion).reshape(x.shape[:-1])
+        u = fuse(normalize_points)(x.reshape(-1, 3), bound, unbounded)[0]  # flat: one compiled graph
+        keep = grid.occupied_at(u, fuse).reshape(x.shape[:-1])
         return query_occupied(lambda p: checkpointed(self._forward, p, chunk), x, keep, self.query_counts)
 
 
