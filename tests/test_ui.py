@@ -78,6 +78,7 @@ def test_bad_uploads_become_messages(handlers, tmp_path):
     for path, words in cases.items():
         img, msg = handlers.check_image(str(path))
         assert img is None and msg.startswith("Error:") and words in msg, (path, msg)
+        assert str(tmp_path) not in msg and path.name in msg  # the file by name, not the server's folders
     assert handlers.check_image(None) == (None, "Upload an image or click *Use the example*.")
     # generating from a bad upload: one error message, no run folder, no exception
     results = list(handlers.generate(str(gif), UISettings(num_views=2, steps=1)))

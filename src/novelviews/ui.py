@@ -174,9 +174,14 @@ def camera_figure(input_c2w, targets, fovs, input_fov: float, size: int = 320
 # --------------------------------------------------------------------------- helpers
 
 
-def _error_text(exc: BaseException) -> str:
+def _error_text(exc: BaseException, upload: Optional[str] = None) -> str:
+    """The page's message for an error; ``upload``: the uploaded file's server-side path, shown by
+    its file name only (the temporary folders behind it mean nothing to the user)."""
     if isinstance(exc, NovelViewsError):
-        return f"Error: {exc}"
+        text = str(exc)
+        if upload:
+            text = text.replace(str(upload), Path(upload).name)
+        return f"Error: {text}"
     log.exception("unexpected error in the UI")
     return f"Internal error ({type(exc).__name__}: {exc}); the server keeps running - see its log for the traceback"
 
@@ -268,7 +273,7 @@ class UIHandlers:
 
             img = prepare_input_image(path, 256, ImageConfig())
         except Exception as exc:  # noqa: BLE001 - every failure becomes a message in the page
-            return None, _error_text(exc)
+            return None, _error_text(exc, path)
         return img, f"Image OK ({Path(path).name}); the model sees this centre crop."
 
     def preview_cameras(self, settings: UISettings) -> tuple[Optional[np.ndarray], str]:
@@ -292,7 +297,7 @@ class UIHandlers:
         try:
             yield from self._generate(image, settings, progress)
         except Exception as exc:  # noqa: BLE001
-            yield ViewsResult(_error_text(exc), [])
+            yield ViewsResult(_error_text(exc, image), [])
 
     def _generate(self, image, settings: UISettings, progress) -> Iterator[ViewsResult]:
         from .config import save_config
@@ -351,7 +356,7 @@ class UIHandlers:
         try:
             yield from self._distill(image, settings, steps, preview_every, mesh_resolution, progress)
         except Exception as exc:  # noqa: BLE001
-            yield DistillResult(_error_text(exc), [])
+            yield DistillResult(_error_text(exc, image), [])
 
     def _distill(self, image, settings, steps, preview_every, mesh_resolution, progress) -> Iterator[DistillResult]:
         from .nerf.distill import run_distill, run_export
