@@ -277,3 +277,49 @@ def test_ctrl_c_saves_a_checkpoint(tiny_model, photo, tmp_path, monkeypatch):
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     with pytest.raises(NovelViewsError, match="cannot resume"):
         D.run_distill(photo, tmp_path / "missing", cfg, resume=True, progress=False, model=tiny_model)
+
+
+_KILLED_RUN = """
+import os, signal, sys
+import novelviews.nerf.distill as D
+real = D.train_step
+def train_step(step, *args, **kwargs):
+    if step == int(os.environ["KILL_AT_STEP"]):
+        os.kill(os.getpid(), signal.SIGKILL)  # no clean-up of any kind, as a power cut or the OOM killer
+    return real(step, *args, **kwargs)
+D.train_step = train_step
+from novelviews.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path, tiny_model_dir, photo):
+    """SIGKILL during nvs distill, then --resume: the same steps, loss curve and final field as a run
+    that was never stopped (checkpoints are written atomically, with the RNG state); the killed run
+    is marked unfinished and a rerun without --resume says so."""
+    import subprocess
+    import sys
+
+    from novelviews.cli import main
+    from novelviews.io.runs import INCOMPLETE
+
+    opts = ["--model", str(tiny_model_dir), "--device", "cpu", "--quiet", "--steps", "4", "anchors.num=0",
+            "output.checkpoint_every=1", "output.preview_every=0", "output.video_frames=2", "occupancy.resolution=16",
+            "field.grid.n_levels=4", "field.grid.log2_hashmap_size=10", "sampler.kind=uniform",
+            "sampler.num_samples=8", "schedule.batch_sizes=[1,1]"]
+    assert main(["distill", str(photo), "--out", str(tmp_path / "straight"), *opts]) == 0
+    killed = tmp_path / "killed"
+    r = subprocess.run([sys.executable, "-c", _KILLED_RUN, "distill", str(photo), "--out", str(killed), *opts],
+                       env={**os.environ, "KILL_AT_STEP": "2"}, capture_output=True, text=True, timeout=300)
+    assert r.returncode == -signal.SIGKILL, r.stderr[-2000:]
+    assert (killed / INCOMPLETE).is_file() and D.load_checkpoint(killed / D.CHECKPOINT)["step"] == 2
+    assert main(["distill", str(photo), "--out", str(killed), *opts]) == 2  # names --resume, deletes nothing
+    assert D.load_checkpoint(killed / D.CHECKPOINT)["step"] == 2
+    assert main(["distill", str(photo), "--out", str(killed), *opts, "--resume"]) == 0
+    assert not (killed / INCOMPLETE).exists()
+    a, b = D.load_checkpoint(tmp_path / "straight" / D.CHECKPOINT), D.load_checkpoint(killed / D.CHECKPOINT)
+    assert a["step"] == b["step"] == 4
+    np.testing.assert_allclose([h["loss"] for h in b["history"]], [h["loss"] for h in a["history"]], rtol=1e-5,
+                               atol=1e-6)
+    for k, v in a["modules"]["field"].items():
+        torch.testing.assert_close(b["modules"]["field"][k], v, atol=1e-6, rtol=1e-5)
