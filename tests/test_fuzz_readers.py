@@ -86,3 +86,41 @@ def test_dotted_overrides_never_raise_anything_else(overrides):
         load(DistillConfig, overrides=overrides).validate()
     except NovelViewsError as exc:
         assert str(exc) and "\n" not in str(exc)
+
+
+_co3d_frame = st.fixed_dictionaries({}, optional={
+    "sequence_name": _scalars, "frame_number": _scalars,
+    "image": st.fixed_dictionaries({}, optional={"path": _scalars | st.just("img.png"), "size": _json}),
+    "viewpoint": st.fixed_dictionaries({}, optional={"R": _matrix | _json, "T": _numbers | _json,
+                                                     "focal_length": _numbers | _json,
+                                                     "principal_point": _numbers | _json,
+                                                     "intrinsics_format": _scalars}),
+    "depth": _json, "mask": _json})
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_co3d_frame, max_size=3) | _json)
+def test_co3d_reader_never_raises_anything_else(data):
+    from novelviews.io.datasets import load_co3d
+
+    _accepts_or_explains(load_co3d, data)
+
+
+_re10k_line = st.lists(st.floats(-2, 2, width=32).map(lambda v: f"{v:.4g}") | st.sampled_from(["nan", "inf", "x"]),
+                       min_size=17, max_size=20).map(" ".join)
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_re10k_line, min_size=0, max_size=3), st.booleans())
+def test_re10k_reader_never_raises_anything_else(lines, with_frames):
+    from novelviews.io.datasets import load_re10k
+
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / "cam.txt"
+        p.write_text("\n".join(["https://example.invalid/v"] + lines) + "\n")
+        if with_frames:
+            (Path(d) / "frames").mkdir()
+        try:
+            load_re10k(p)
+        except NovelViewsError as exc:
+            assert str(exc) and "\n" not in str(exc)
