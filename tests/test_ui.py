@@ -280,3 +280,20 @@ def test_browser_upload_generate_gallery(tiny_model_dir, tmp_path):
     assert Image.open(shot).size[0] == 1280
     runs = list((tmp_path / "ui").glob("views-*"))
     assert len(runs) == 1 and len(list((runs[0] / "views").glob("*.png"))) == 3
+
+
+def test_two_requests_at_once_get_separate_run_folders(handlers):
+    """Two tabs generating at the same time (their batches interleaved): each request writes its own
+    folder, complete, and neither sees the other's views."""
+    a = handlers.generate(handlers.load_example(), UISettings(num_views=2, steps=1, seed=1))
+    b = handlers.generate(handlers.load_example(), UISettings(num_views=3, steps=1, seed=2))
+    last = {}
+    for name, gen in [("a", a), ("b", b)] * 6:  # one batch of each in turn, until both are done
+        res = next(gen, None)
+        if res is not None:
+            last[name] = res
+    ra, rb = last["a"], last["b"]
+    assert ra.status.startswith("Done: 2 views") and rb.status.startswith("Done: 3 views")
+    assert ra.run_dir != rb.run_dir
+    assert sorted(p.name for p in (Path(ra.run_dir) / "views").iterdir()) == ["000.png", "001.png"]
+    assert sorted(p.name for p in (Path(rb.run_dir) / "views").iterdir()) == ["000.png", "001.png", "002.png"]
