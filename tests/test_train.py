@@ -430,3 +430,45 @@ def test_mirror_option_doubles_training_scenes_but_not_validation(tmp_path):
     tp, vp = train.mixed.datasets[0].pool, val.datasets[0].pool
     assert tp.num_scenes == 4 and vp.num_scenes == 1  # 2 training scenes + their mirrors; 1 held out, unmirrored
     torch.testing.assert_close(tp.images[8:], tp.images[:8].flip(-1), rtol=0, atol=0)
+
+
+_KILLED_TRAINING = """
+import json, os, signal, sys
+from novelviews.config import from_dict
+from novelviews.train import module
+from novelviews.train.run import TrainConfig, run_train
+real = module.LDMModule.training_step
+def training_step(self, batch, batch_idx):
+    if self.global_step == 3:
+        os.kill(os.getpid(), signal.SIGKILL)  # after the step-2 checkpoint, with no clean-up at all
+    return real(self, batch, batch_idx)
+module.LDMModule.training_step = training_step
+run_train(from_dict(TrainConfig, json.loads(sys.argv[1])), sys.argv[2], progress=False)
+"""
+
+
+def test_sigkill_during_training_then_resume(tmp_path):
+    """SIGKILL during nvs train: the last checkpoint is intact, the run folder is marked unfinished,
+    a plain rerun refuses it (naming --resume) and --resume continues to the planned step count."""
+    import subprocess
+    import sys
+
+    from novelviews.errors import NovelViewsError
+    from novelviews.io.runs import INCOMPLETE
+
+    pool = make_pool(scenes=2, views=4)
+    pool.save(tmp_path / "pool.pt")
+    base = {"model": "tiny", "batch_size": 2, "num_workers": 0, "val_every": 100, "ckpt_every": 2, "val_batch": 2,
+            "val_steps": 1, "log_every": 1, "max_steps": 4, "data": [{"path": str(tmp_path / "pool.pt")}]}
+    run = tmp_path / "run"
+    r = subprocess.run([sys.executable, "-c", _KILLED_TRAINING, json.dumps(base), str(run)], capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == -9, r.stderr[-2000:]
+    assert (run / INCOMPLETE).is_file() and (run / "checkpoints" / "last.ckpt").is_file()
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 2
+    cfg = from_dict(TrainConfig, base)
+    with pytest.raises(NovelViewsError, match="continue it with --resume"):
+        run_train(cfg, run, progress=False)
+    info = run_train(cfg, run, resume=True, progress=False)
+    assert info["steps"] == 4 and not (run / INCOMPLETE).exists()
+    assert (run / "model" / "novelviews.json").is_file()
