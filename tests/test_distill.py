@@ -221,10 +221,12 @@ def test_distill_run_resume_and_export(tiny_model, photo, tmp_path, caplog):
     part = D.run_distill(photo, tmp_path / "b", cfg, progress=False, model=tiny_model, stop_after=2,
                          write_outputs=False)
     assert part["step"] == 2
-    with pytest.raises(NovelViewsError, match="overwrite"):
+    assert (tmp_path / "b" / ".incomplete").is_file()  # stopped early on purpose: unfinished, to resume
+    with pytest.raises(NovelViewsError, match="interrupted run: continue it with --resume"):
         D.run_distill(photo, tmp_path / "b", cfg, progress=False, model=tiny_model)
     resumed = D.run_distill(photo, tmp_path / "b", cfg, resume=True, progress=False, model=tiny_model)
     assert resumed["step"] == 4 and resumed["steps_this_call"] == 2
+    assert not (tmp_path / "b" / ".incomplete").exists()
     ha = D.load_checkpoint(run / D.CHECKPOINT)
     hb = D.load_checkpoint(tmp_path / "b" / D.CHECKPOINT)
     la = [h["loss"] for h in ha["history"]]

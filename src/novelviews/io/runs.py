@@ -114,7 +114,8 @@ def _check_replaceable(out: Path) -> None:
 
 
 @contextlib.contextmanager
-def run_folder(out: str | Path, overwrite: bool = False, resume: bool = False) -> Iterator[Path]:
+def run_folder(out: str | Path, overwrite: bool = False, resume: bool = False,
+               finished: Callable[[], bool] | None = None) -> Iterator[Path]:
     """The output folder of a command, written so that no finished run is ever lost.
 
     * A missing or empty ``out`` is created. While the block runs it holds the :data:`INCOMPLETE`
@@ -128,6 +129,9 @@ def run_folder(out: str | Path, overwrite: bool = False, resume: bool = False) -
       it saved a checkpoint: then it is an error that names ``--resume`` and ``--overwrite``. A run
       whose process is still alive is never touched.
     * ``resume``: ``out`` is used as it is.
+    * ``finished`` (optional): asked when the block ends without an exception; False keeps the run
+      marked unfinished (a command that stopped early on purpose, e.g. after a step budget, to be
+      resumed), and a run it replaced stays set aside.
     A previous run set aside by a process that was killed is put back first.
     """
     out = Path(out)
@@ -169,6 +173,8 @@ def run_folder(out: str | Path, overwrite: bool = False, resume: bool = False) -
                 except OSError as exc:  # never hide the command's own error behind the clean-up's
                     log.info(f"note: could not put the previous run back ({exc}); it is in '{previous}'")
         raise
+    if finished is not None and not finished():
+        return
     mark.unlink(missing_ok=True)
     for old in _kept_previous(out):  # the run is finished: what it replaced can go
         shutil.rmtree(old, ignore_errors=True)

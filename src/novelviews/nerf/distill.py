@@ -137,7 +137,8 @@ def run_distill(image: str | Path, out: str | Path, cfg: DistillConfig, resume: 
         scale, scale_source = input_scale(cfg.camera, S, cfg.image, image=img, device=device)
     else:
         scale, scale_source = None, None
-    with run_folder(out, overwrite=overwrite, resume=resume) as out:
+    outcome = {"finished": False}  # a run stopped early on purpose (stop_after, max_seconds) stays unfinished
+    with run_folder(out, overwrite=overwrite, resume=resume, finished=lambda: outcome["finished"]) as out:
         if not resume:
             save_config(cfg, out / "config.yaml")
             save_image(out / "input.png", img)
@@ -228,6 +229,7 @@ def run_distill(image: str | Path, out: str | Path, cfg: DistillConfig, resume: 
                 info["views"] = write_views(scene, cfg, cfg.output.cameras, out / "views", preview_size)
         info["seconds"] = round(time.time() - t_start, 3)
         atomic_write_json(out / "info.json", info)
+        outcome["finished"] = step >= total
         return info
 
 
