@@ -34,8 +34,9 @@ import torch
 from novelviews.config import load, nest_dotted
 from novelviews.io.images import image_to_tensor
 from novelviews.io.runs import atomic_write_json
-from novelviews.nerf.distill import (LOW_MEMORY, REFERENCE_PATH, DistillConfig, guidance_inputs, optimizer_step, phase,
-                                     resolve_precision, start_training, step_info, train_step, unused_parts_offloaded)
+from novelviews.nerf.distill import (LOW_MEMORY_PRESET, REFERENCE_PATH, DistillConfig, guidance_inputs, optimizer_step,
+                                     phase, preset_settings, resolve_precision, start_training, step_info, train_step,
+                                     unused_parts_offloaded)
 from novelviews.views import input_scale, load_any_model, prepare_input_image, resolve_device
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,7 +83,8 @@ def main(argv=None) -> dict:
     p.add_argument("--reference-path", action="store_true", help="the plain PyTorch path (REFERENCE_PATH)")
     p.add_argument("overrides", nargs="*", help="DistillConfig overrides key=value")
     args = p.parse_args(argv)
-    base = {**(LOW_MEMORY if args.low_memory else {}), **(REFERENCE_PATH if args.reference_path else {})}
+    base = {**(preset_settings(LOW_MEMORY_PRESET) if args.low_memory else {}),
+            **(REFERENCE_PATH if args.reference_path else {})}
     cfg = load(DistillConfig, base=nest_dotted(base), overrides=args.overrides)
     cfg.validate()
     device = resolve_device(args.device)

@@ -131,7 +131,7 @@ def test_distill_and_export_cli(tmp_path, tiny_model_dir, capsys):
 def test_distill_low_memory_preset_and_overrides_win(tmp_path, capsys):
     import yaml
 
-    from novelviews.nerf.distill import LOW_MEMORY
+    from novelviews.nerf.distill import LOW_MEMORY_PRESET, preset_settings
 
     img = tmp_path / "in.png"
     Image.fromarray(np.full((16, 16, 3), 128, np.uint8)).save(img)
@@ -141,7 +141,9 @@ def test_distill_low_memory_preset_and_overrides_win(tmp_path, capsys):
     low = yaml.safe_load(capsys.readouterr().out)
     assert default["schedule"]["batch_sizes"] == [6, 1] and default["sampler"]["num_samples"] == 64
     assert low["schedule"]["batch_sizes"] == [3, 1] and low["sampler"]["num_samples"] == 48
-    assert low["render"]["chunk"] == 1000 != LOW_MEMORY["render.chunk"]  # the user's override wins
+    assert low["render"]["chunk"] == 1000 != preset_settings(LOW_MEMORY_PRESET)["render.chunk"]  # the override wins
+    main(["distill", str(img), "--out", str(tmp_path / "r"), "--config", "distill-low-memory", "--show-config"])
+    assert yaml.safe_load(capsys.readouterr().out) == {**low, "render": {**low["render"], "chunk": 4096}}
     assert not (tmp_path / "r").exists()  # --show-config writes nothing
 
 
@@ -156,16 +158,14 @@ def test_unusual_photos_get_a_note():
     assert unusual_image_note("a.png", 50, 4000, 128, "pad") is None  # padding keeps it all
 
 
-def test_cpu_recipe_is_valid_and_in_the_help(capsys):
+def test_cpu_preset_is_valid_and_in_the_help(capsys):
     from novelviews.config import load
-    from novelviews.nerf.distill import CPU_RECIPE, DistillConfig, cpu_note
+    from novelviews.nerf.distill import CPU_PRESET, DistillConfig, cpu_note
 
-    cfg = load(DistillConfig, overrides=list(CPU_RECIPE))
+    cfg = load(DistillConfig, files=[CPU_PRESET])
     cfg.validate()
-    assert cfg.schedule.steps == 200 and cfg.schedule.batch_sizes == (1, 1)
+    assert cfg.schedule.steps == 200 and cfg.schedule.batch_sizes == (1, 1) and cfg.sampler.num_samples == 32
     with pytest.raises(SystemExit):
         main(["distill", "--help"])
-    help_text = " ".join(capsys.readouterr().out.replace("\\", " ").split())
-    for item in CPU_RECIPE:
-        assert item in help_text
-    assert all(item in cpu_note(DistillConfig()) for item in CPU_RECIPE)
+    assert f"--config {CPU_PRESET}" in capsys.readouterr().out
+    assert f"--config {CPU_PRESET}" in cpu_note(DistillConfig())

@@ -95,12 +95,12 @@ def cmd_eval(args) -> None:
 
 
 def cmd_distill(args) -> None:
-    from .nerf.distill import LOW_MEMORY, DistillConfig, run_distill
+    from .nerf.distill import LOW_MEMORY_PRESET, DistillConfig, preset_settings, run_distill
 
     shortcuts = {"model": args.model, "device": args.device, "schedule.steps": args.steps,
                  "anchors.num": args.anchors, "camera.fov_deg": args.fov, "camera.elevation_deg": args.elevation,
                  "camera.scale": args.scale, "seed": args.seed}
-    cfg = _build(DistillConfig, args, (LOW_MEMORY if args.low_memory else {}) | shortcuts)
+    cfg = _build(DistillConfig, args, (preset_settings(LOW_MEMORY_PRESET) if args.low_memory else {}) | shortcuts)
     if args.show_config and _show(cfg):
         return
     info = run_distill(args.image, args.out, cfg, resume=args.resume, overwrite=args.overwrite,
@@ -188,9 +188,7 @@ COMMANDS: dict[str, dict] = {
             nvs distill photo.jpg --out runs/nerf --model zeronvs_converted --device cuda \\
                 schedule.render_scales=[0.5,1.0] guidance.guidance_scale=9.5
             nvs distill photo.jpg --out runs/nerf --resume     # continue after Ctrl-C
-            nvs distill examples/scene.png --out runs/nerf_cpu --device cpu schedule.steps=200 \
-                schedule.batch_sizes=[1,1] schedule.render_scales=[0.25,0.5] sampler.num_samples=32 \
-                sampler.num_proposal_samples=32 loss.geometry_size=16   # ~13 min on 2 CPU cores
+            nvs distill examples/scene.png --out runs/nerf_cpu --device cpu --config distill-cpu  # ~13 min, 2 cores
         """,
     ),
     "export": dict(
@@ -311,7 +309,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--resume", action="store_true", help="continue OUT/checkpoints/last.pt with the run's config")
         p.add_argument("--low-memory", action="store_true",
                        help="smaller training renders (batch 3 then 1, 48 samples per ray) for cards of 8-12 GB; "
-                            "overrides still win (see nerf.distill.LOW_MEMORY)")
+                            "the bundled preset distill-low-memory; --config files and overrides still win")
         _add_common(p)
 
 

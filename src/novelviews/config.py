@@ -213,7 +213,7 @@ def overrides_to_dict(overrides: list[str]) -> dict[str, Any]:
 
 def nest_dotted(flat: dict[str, Any]) -> dict[str, Any]:
     """``{"a.b": 1, "c": None}`` -> ``{"a": {"b": 1}}`` (``None`` values are left out): typed bases
-    such as ``nerf.distill.LOW_MEMORY`` and CLI shortcuts, ready for :func:`load`'s ``base``."""
+    such as a preset's settings (``nerf.distill.preset_settings``) and CLI shortcuts, ready for :func:`load`'s ``base``."""
     out: dict[str, Any] = {}
     for key, value in flat.items():
         if value is not None:

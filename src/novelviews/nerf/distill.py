@@ -49,9 +49,9 @@ from ..errors import NovelViewsError
 from .anchors import load_anchors, sample_anchors, save_anchors
 log = logging.getLogger(__name__)  # notes for the user; the CLI prints them
 MESH_FORMATS = ("obj", "ply", "glb")
-from .distill_config import (CPU_RECIPE, LOW_MEMORY, REFERENCE_PATH, DistillConfig, DistillOccupancyConfig, LossConfig,
+from .distill_config import (CPU_PRESET, LOW_MEMORY_PRESET, REFERENCE_PATH, DistillConfig, DistillOccupancyConfig, LossConfig,
                              OptimConfig, OutputConfig, RandomCameraConfig, RenderConfig, ScheduleConfig,
-                             config_differences, cpu_note, read_run_config)
+                             config_differences, cpu_note, preset_settings, read_run_config)
 from .outputs import depth_frames, render_orbit, write_metrics, write_preview, write_views
 from .run_state import CHECKPOINT, load_checkpoint, load_modules, load_run, save_checkpoint, set_rng_state
 from .schedule import camera_ranges, orbit_cameras, phase, sample_views
@@ -289,8 +289,8 @@ def run_export(run_dir: str | Path, out: str | Path | None = None, what: str = "
 
 
 __all__ = ["RandomCameraConfig", "ScheduleConfig", "LossConfig", "OptimConfig", "RenderConfig", "OutputConfig",
-           "DistillOccupancyConfig", "DistillConfig", "LOW_MEMORY", "REFERENCE_PATH", "CPU_RECIPE", "cpu_note",
-           "config_differences", "phase", "camera_ranges", "sample_views", "orbit_cameras", "resolve_precision",
+           "DistillOccupancyConfig", "DistillConfig", "LOW_MEMORY_PRESET", "REFERENCE_PATH", "CPU_PRESET", "cpu_note",
+           "config_differences", "preset_settings", "phase", "camera_ranges", "sample_views", "orbit_cameras", "resolve_precision",
            "Scene", "build_scene", "render_view", "Conditioning", "embed_pool", "train_step", "start_training",
            "guidance_inputs", "step_info", "make_denoiser", "make_optimizer", "optimizer_step", "save_checkpoint",
            "load_checkpoint", "load_modules", "load_run", "read_run_config", "unused_parts_offloaded",

@@ -214,19 +214,26 @@ class DistillConfig:
             sub.validate()
 
 
-#: ``nvs distill --low-memory``: settings that bound a step's memory further: half the first phase's
-#: batch (3 views instead of 6), 48 final samples per ray instead of 64, the fields' activation
-#: checkpoints every 2**18 points instead of 2**21, the VAE encoder one render at a time, and
-#: evaluation renders in smaller chunks. They are the base of the config: ``--config`` files and
-#: ``key=value`` overrides still win.
-LOW_MEMORY: dict[str, object] = {
-    "schedule.batch_sizes": [3, 1],
-    "sampler.num_samples": 48,
-    "render.chunk": 4096,
-    "field.checkpoint_points": 2**18,
-    "sampler.proposal.checkpoint_points": 2**18,
-    "guidance.encoder_chunk": 1,
-}
+#: The bundled preset of ``nvs distill --low-memory`` (src/novelviews/configs/distill-low-memory.yaml: half
+#: the first phase's batch, 48 samples per ray, 2**18-point checkpoint chunks, the VAE encoder one render
+#: at a time); :func:`preset_settings` reads it.
+LOW_MEMORY_PRESET = "distill-low-memory"
+#: The bundled preset of a distillation a CPU finishes in minutes (``--config distill-cpu``: 200 steps,
+#: one view per step at a quarter then half size, 32 samples per ray; ~13 min on 2 cores).
+CPU_PRESET = "distill-cpu"
+
+
+def preset_settings(name: str) -> dict[str, object]:
+    """A bundled (or YAML) preset as dotted keys -> values, e.g. the base of ``--low-memory``."""
+    from ..config import preset_path
+
+    def flat(d: dict, prefix: str = "") -> dict:
+        out: dict[str, object] = {}
+        for k, v in d.items():
+            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+        return out
+
+    return flat(read_yaml(preset_path(name)))
 
 
 #: The plain PyTorch path of a distillation step, the reference the fast defaults are checked against
@@ -247,18 +254,11 @@ REFERENCE_PATH: dict[str, object] = {
 }
 
 
-#: A distillation a CPU finishes in minutes: 200 steps, one view per step at 32 then 64 px, 32 samples
-#: per ray, 16 px normal renders (the demo model on 2 cores: ~2.2 / ~5.7 s per step in the two
-#: phases, ~13 min in all). The ``key=value`` overrides of ``nvs distill``'s CPU recipe.
-CPU_RECIPE: tuple[str, ...] = ("schedule.steps=200", "schedule.batch_sizes=[1,1]", "schedule.render_scales=[0.25,0.5]",
-                               "sampler.num_samples=32", "sampler.num_proposal_samples=32", "loss.geometry_size=16")
-
-
 def cpu_note(cfg: DistillConfig) -> str:
-    """The note of a distillation started on the CPU: how long the defaults take there, and the recipe."""
+    """The note of a distillation started on the CPU: how long the defaults take there, and the CPU preset."""
     return (f"note: distilling on the CPU: a step at the default settings takes ~50 s on 2 cores (days for "
             f"{cfg.schedule.steps} steps); a GPU takes minutes. For a quick CPU run (~13 min on 2 cores) add: "
-            f"{' '.join(CPU_RECIPE)}")
+            f"--config {CPU_PRESET}")
 
 
 def read_run_config(path: Path) -> DistillConfig:
