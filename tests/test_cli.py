@@ -169,3 +169,4 @@ def test_cpu_preset_is_valid_and_in_the_help(capsys):
         main(["distill", "--help"])
     assert f"--config {CPU_PRESET}" in capsys.readouterr().out
     assert f"--config {CPU_PRESET}" in cpu_note(DistillConfig())
+    assert cpu_note(cfg) is None  # the CPU preset itself gets no note

@@ -125,7 +125,7 @@ def run_distill(image: str | Path, out: str | Path, cfg: DistillConfig, resume: 
     amp = resolve_precision(cfg.precision, device)
     if not resume:
         check_input_image(image)  # a bad photo fails before the model loads
-    if device.type == "cpu" and model is None:
+    if device.type == "cpu" and model is None and cpu_note(cfg):
         log.info(cpu_note(cfg))
     if model is None:
         model = load_any_model(cfg.model, device, torch.float32, cfg.use_ema)

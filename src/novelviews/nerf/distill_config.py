@@ -254,8 +254,11 @@ REFERENCE_PATH: dict[str, object] = {
 }
 
 
-def cpu_note(cfg: DistillConfig) -> str:
-    """The note of a distillation started on the CPU: how long the defaults take there, and the CPU preset."""
+def cpu_note(cfg: DistillConfig) -> str | None:
+    """The note of a distillation started on the CPU at GPU-sized settings (several views per step or
+    over 1000 steps): how long the defaults take there, and the CPU preset; None for lighter runs."""
+    if max(cfg.schedule.batch_sizes) <= 1 and cfg.schedule.steps <= 1000:
+        return None
     return (f"note: distilling on the CPU: a step at the default settings takes ~50 s on 2 cores (days for "
             f"{cfg.schedule.steps} steps); a GPU takes minutes. For a quick CPU run (~13 min on 2 cores) add: "
             f"--config {CPU_PRESET}")
