@@ -221,6 +221,18 @@ def nest_dotted(flat: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def flatten_dotted(nested: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """The inverse of :func:`nest_dotted`: ``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (nested dicts become
+    dotted keys; every other value is a leaf)."""
+    out: dict[str, Any] = {}
+    for key, value in nested.items():
+        if isinstance(value, dict):
+            out.update(flatten_dotted(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():

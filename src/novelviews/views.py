@@ -164,14 +164,6 @@ def load_any_model(spec: str, device: torch.device, dtype: torch.dtype = torch.f
 # --------------------------------------------------------------------------- single image
 
 
-def check_input_image(path: str | Path) -> None:
-    """Read the photo once (missing, unreadable or not an image: ImageError), so a command fails on
-    a bad input before it spends seconds loading a model."""
-    from .io.images import load_image
-
-    load_image(path)
-
-
 def unusual_image_note(path: str | Path, height: int, width: int, size: int, mode: str) -> str | None:
     """A one-line note for a valid but unusual photo (tiny, or mostly cut away by the centre crop),
     or None."""
@@ -185,17 +177,30 @@ def unusual_image_note(path: str | Path, height: int, width: int, size: int, mod
     return f"note: '{Path(path).name}': {'; '.join(notes)}" if notes else None
 
 
-def prepare_input_image(path: str | Path, size: int, cfg: ImageConfig) -> np.ndarray:
-    """Load the photo and make it the model's ``size x size`` input (float32 HxWx3 in [0, 1]); an
-    unusual photo (:func:`unusual_image_note`) is noted through logging."""
-    from .io.images import center_crop_resize, load_image
+def load_input_photo(path: str | Path, cfg: ImageConfig) -> np.ndarray:
+    """The photo as it is (float32 HxWx3 in [0, 1], transparency on ``cfg.background``); missing,
+    unreadable or not an image: ImageError. Commands read it before loading a model, so a bad
+    photo fails in a moment."""
+    from .io.images import load_image
 
-    img = load_image(path, background=cfg.background)
-    note = unusual_image_note(path, img.shape[0], img.shape[1], size, cfg.mode)
+    return load_image(path, background=cfg.background)
+
+
+def square_input(photo: np.ndarray, size: int, cfg: ImageConfig, path: str | Path = "input") -> np.ndarray:
+    """A loaded photo as the model's ``size x size`` input; an unusual photo
+    (:func:`unusual_image_note`, named by ``path``) is noted through logging."""
+    from .io.images import center_crop_resize
+
+    note = unusual_image_note(path, photo.shape[0], photo.shape[1], size, cfg.mode)
     if note:
         log.info(note)
-    out, _ = center_crop_resize(img, None, size, mode=cfg.mode, pad_value=list(cfg.background))
+    out, _ = center_crop_resize(photo, None, size, mode=cfg.mode, pad_value=list(cfg.background))
     return out
+
+
+def prepare_input_image(path: str | Path, size: int, cfg: ImageConfig) -> np.ndarray:
+    """Load the photo and make it the model's ``size x size`` input (float32 HxWx3 in [0, 1])."""
+    return square_input(load_input_photo(path, cfg), size, cfg, path)
 
 
 def input_scale(cfg: InputCameraConfig, size: int, image_cfg: ImageConfig, image: Optional[np.ndarray] = None,
@@ -320,11 +325,11 @@ def run_views(image: str | Path, out: str | Path, cfg: ViewsConfig, overwrite: b
 
     t0 = time.time()
     device = resolve_device(cfg.device)
-    check_input_image(image)
+    photo = load_input_photo(image, cfg.image)  # a bad photo fails before the model loads
     model = load_any_model(cfg.model, device, DTYPES[cfg.sampling.dtype] if device.type == "cuda" else torch.float32,
                            cfg.use_ema)
     size = model.config.image_size
-    img = prepare_input_image(image, size, cfg.image)  # validate the input before touching --out
+    img = square_input(photo, size, cfg.image, image)
     scale, scale_source = input_scale(cfg.camera, size, cfg.image, image=img, device=device)
 
     with run_folder(out, overwrite=overwrite) as out:

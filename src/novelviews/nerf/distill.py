@@ -106,7 +106,7 @@ def run_distill(image: str | Path, out: str | Path, cfg: DistillConfig, resume: 
     from ..io.images import image_to_tensor, load_image, save_image
     from ..io.runs import atomic_write_json, run_folder
     from ..io.video import write_video
-    from ..views import check_input_image, input_scale, load_any_model, prepare_input_image, resolve_device
+    from ..views import input_scale, load_any_model, load_input_photo, resolve_device, square_input
 
     t_start = time.time()
     out = Path(out)
@@ -124,16 +124,17 @@ def run_distill(image: str | Path, out: str | Path, cfg: DistillConfig, resume: 
     device = resolve_device(cfg.device)
     amp = resolve_precision(cfg.precision, device)
     if not resume:
-        check_input_image(image)  # a bad photo fails before the model loads
-    if device.type == "cpu" and model is None and cpu_note(cfg):
-        log.info(cpu_note(cfg))
+        photo = load_input_photo(image, cfg.image)  # a bad photo fails before the model loads
+    note = cpu_note(cfg) if device.type == "cpu" and model is None else None
+    if note:
+        log.info(note)
     if model is None:
         model = load_any_model(cfg.model, device, torch.float32, cfg.use_ema)
     model = model.to(device).eval().requires_grad_(False)
     S = model.config.image_size
 
     if not resume:
-        img = prepare_input_image(image, S, cfg.image)  # validate the input before touching --out
+        img = square_input(photo, S, cfg.image, image)
         scale, scale_source = input_scale(cfg.camera, S, cfg.image, image=img, device=device)
     else:
         scale, scale_source = None, None

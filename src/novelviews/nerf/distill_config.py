@@ -225,15 +225,9 @@ CPU_PRESET = "distill-cpu"
 
 def preset_settings(name: str) -> dict[str, object]:
     """A bundled (or YAML) preset as dotted keys -> values, e.g. the base of ``--low-memory``."""
-    from ..config import preset_path
+    from ..config import flatten_dotted, preset_path
 
-    def flat(d: dict, prefix: str = "") -> dict:
-        out: dict[str, object] = {}
-        for k, v in d.items():
-            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
-        return out
-
-    return flat(read_yaml(preset_path(name)))
+    return flatten_dotted(read_yaml(preset_path(name)))
 
 
 #: The plain PyTorch path of a distillation step, the reference the fast defaults are checked against
@@ -279,12 +273,7 @@ def read_run_config(path: Path) -> DistillConfig:
 def config_differences(a: DistillConfig, b: DistillConfig) -> list[str]:
     """Dotted keys whose values differ between two configs (``device`` not counted: a resumed run
     may move to another device)."""
+    from ..config import flatten_dotted
 
-    def flat(d: dict, prefix: str = "") -> dict:
-        out = {}
-        for k, v in d.items():
-            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
-        return out
-
-    fa, fb = flat(to_dict(a)), flat(to_dict(b))
+    fa, fb = flatten_dotted(to_dict(a)), flatten_dotted(to_dict(b))
     return sorted(k for k in fa.keys() | fb.keys() if k != "device" and fa.get(k) != fb.get(k))

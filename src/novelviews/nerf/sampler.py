@@ -65,8 +65,14 @@ def stratified_edges(n_rays: int, n: int, stratified: bool, device=None, dtype=t
     Regular (``linspace``) unless ``stratified``: then each interior value moves uniformly
     at random between the midpoints of its neighbouring cells (so they stay sorted).
     """
-    r = torch.rand(n_rays, n + 1, device=device, dtype=dtype, generator=generator) if stratified else None
-    return edges_from_uniforms(n_rays, n, r, device, dtype)
+    return edges_from_uniforms(n_rays, n, stratified_uniforms(n_rays, n, stratified, device, dtype, generator),
+                               device, dtype)
+
+
+def stratified_uniforms(n_rays: int, n: int, stratified: bool, device=None, dtype=torch.float32,
+                        generator: torch.Generator | None = None) -> torch.Tensor | None:
+    """The uniform draws ``[n_rays, n + 1]`` that jitter :func:`stratified_edges` (None when regular)."""
+    return torch.rand(n_rays, n + 1, device=device, dtype=dtype, generator=generator) if stratified else None
 
 
 def edges_from_uniforms(n_rays: int, n: int, r: torch.Tensor | None, device=None, dtype=torch.float32) -> torch.Tensor:
@@ -283,7 +289,7 @@ class ProposalSampler(nn.Module):
         cfg, fuse = self.cfg, self.density_field.fusion
         R, P, S = rays_o.shape[0], cfg.num_proposal_samples, cfg.num_samples
         # the uniform draws of stratified_edges / sample_pdf, in their order (the density field draws none)
-        r_p = torch.rand(R, P + 1, device=rays_o.device, dtype=rays_o.dtype) if stratified else None
+        r_p = stratified_uniforms(R, P, stratified, rays_o.device, rays_o.dtype)
         s_p, t_p, pts = fuse(proposal_points)(rays_o, rays_d, near, far, r_p, P, self.spacing, self.bound)
         sigma_p = self.density_field(pts)
         u = stratified_edges(R, S, stratified, rays_o.device, rays_o.dtype)
