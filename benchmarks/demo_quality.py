@@ -45,18 +45,12 @@ from novelviews.views import generate, load_any_model, resolve_device
 
 
 def targets_for(c2w_in: torch.Tensor, offsets_deg, rng: np.random.Generator) -> torch.Tensor:
-    """Rotate the input camera about the world z axis through the origin, jitter the elevation."""
-    eye = c2w_in[:3, 3]
-    elev, az, r = C.cartesian_to_spherical(eye)
-    fwd = -c2w_in[:3, 2]  # look-at point: where the optical axis passes closest to the origin
-    target_pt = eye + fwd * float(-(eye @ fwd))
-    out = []
-    for i, off in enumerate(offsets_deg):
-        sign = 1 if i % 2 == 0 else -1
-        e = float(np.clip(float(elev) + math.radians(rng.uniform(-10, 10)), math.radians(5), math.radians(60)))
-        a = float(az) + sign * math.radians(off)
-        out.append(C.look_at(C.spherical_to_cartesian(e, a, r), target_pt))
-    return torch.stack(out)
+    """Rotate the input camera about the world z axis through the origin (alternating sign),
+    jitter the elevation by +-10 degrees within 5-60 degrees."""
+    signs = [1 if i % 2 == 0 else -1 for i in range(len(offsets_deg))]
+    d_az = [s * math.radians(off) for s, off in zip(signs, offsets_deg)]
+    d_el = [math.radians(rng.uniform(-10, 10)) for _ in offsets_deg]
+    return C.orbit_about_vertical(c2w_in, d_az, d_el, math.radians(5), math.radians(60))
 
 
 def mean_sem(d) -> tuple[float, float]:

@@ -2,6 +2,7 @@
 
     python scripts/build_photo_pool.py --install --size 128 --crops-per-photo 64 --seed 0 \\
         --out runs/photo_pool.npz
+    python scripts/build_photo_pool.py --max-side 512 --export-photos runs/photos   # the photos themselves
 
 Only the photographs listed in PHOTOS below are used: every candidate package was installed
 and looked at, and drawings, renders, abstract art and heavily edited images were left out
@@ -241,6 +242,24 @@ def collect(packages: list[str]) -> list[dict]:
     return out
 
 
+def export_photos(folder: Path, photos: list, sources: list[dict]) -> None:
+    """Each photo as ``PACKAGE__NAME.jpg`` (quality 95) in ``folder``, with ``sources.json``
+    (package, version, original file, license, copyright, author of every photo)."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for img, src in zip(photos, sources):
+        stem = Path(src["file"]).stem if "/usr/share/wallpapers/" not in src["file"] else \
+            src["file"].split("/usr/share/wallpapers/")[1].split("/")[0]
+        name = f"{src['package']}__{stem}.jpg"
+        Image.fromarray(img.numpy()).save(folder / name, quality=95)
+        rows.append({"image": name, **src})
+    (folder / "sources.json").write_text(json.dumps(rows, indent=2) + "\n")
+    size = sum(f.stat().st_size for f in folder.glob("*.jpg"))
+    print(f"{len(rows)} photos -> {folder} ({size / 2**20:.1f} MiB) + sources.json")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--install", action="store_true", help="apt-get install the packages first (root)")
@@ -253,7 +272,10 @@ def main() -> None:
                     help="crop side as a fraction of the photo's shorter side")
     ap.add_argument("--max-side", type=int, default=1024, help="photos are first shrunk to this longer side")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default="runs/photo_pool.npz", help=".npz or .pt")
+    ap.add_argument("--out", default=None, help=".npz or .pt (default runs/photo_pool.npz; none with --export-photos)")
+    ap.add_argument("--export-photos", default=None, metavar="DIR",
+                    help="write the photos themselves (JPEG, longer side --max-side) and DIR/sources.json instead "
+                         "of a crop pool: small enough to carry to a machine without network")
     a = ap.parse_args()
 
     if a.install:
@@ -264,9 +286,13 @@ def main() -> None:
     for s in sources:
         photos.append(load_photo(s["file"], a.max_side))
         s["photo_size"] = [int(photos[-1].shape[1]), int(photos[-1].shape[0])]  # width, height as loaded
+    if a.export_photos:
+        export_photos(Path(a.export_photos), photos, sources)
+        if a.out is None:
+            return
     cfg = CropConfig(size=a.size, scale=tuple(a.scale))
     pool = build_pool(photos, sources, a.crops_per_photo, cfg, seed=a.seed)
-    out = save_pool(a.out, pool)
+    out = save_pool(a.out or "runs/photo_pool.npz", pool)
 
     summary = {}
     for s in sources:

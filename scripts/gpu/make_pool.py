@@ -7,6 +7,9 @@ Scene i has seed SEED + i (training seeds start at 10000; evaluation uses seeds 
         # 12 renderer processes on the visible GPU at once (the renderer is launch-bound, so one
         # process leaves the GPU mostly idle); process k renders seeds SEED + k * MAX_SCENES onwards
     python scripts/gpu/make_pool.py OUT.pt --arc-fraction 0.5    # half the orbits on arcs (2026-11-26)
+    python scripts/gpu/make_pool.py OUT.pt --photos runs/photos --views 8 --seconds 60 --seed 0
+        # photo-plane scenes of the photographs in a folder instead (scripts/build_photo_pool.py
+        # --export-photos writes one; novelviews.train.data.pool_from_photo_planes)
 """
 
 import argparse
@@ -17,7 +20,8 @@ import time
 
 from novelviews.runtime import resolve_device
 from novelviews.synth.scenes import CameraRanges
-from novelviews.train.data import ViewPool, pool_from_synth
+from novelviews.synth.photos import load_photo_folder
+from novelviews.train.data import ViewPool, pool_from_photo_planes, pool_from_synth
 
 ap = argparse.ArgumentParser()
 ap.add_argument("out")
@@ -32,6 +36,11 @@ ap.add_argument("--cat", nargs="+", default=None, metavar="POOL.pt", help="conca
 ap.add_argument("--arc-fraction", type=float, default=0.0,
                 help="share of orbit scenes whose views lie on an arc (many small azimuth offsets; CameraRanges)")
 ap.add_argument("--procs", type=int, default=1, help="renderer processes in parallel (seed ranges of MAX_SCENES each)")
+ap.add_argument("--photos", default=None, metavar="DIR", help="render photo-plane scenes of the photos in DIR")
+ap.add_argument("--photo-max-side", type=int, default=512, help="photos are shrunk to this longer side first")
+ap.add_argument("--cards", type=int, nargs=2, default=(0, 3), metavar=("LO", "HI"), help="cards per photo-plane scene")
+ap.add_argument("--near-fraction", type=float, default=0.5, help="photo planes: share of views within 10 deg of the input")
+ap.add_argument("--max-deg", type=float, default=40.0, help="photo planes: largest azimuth offset of a view")
 a = ap.parse_args()
 
 
@@ -41,13 +50,17 @@ def merge(files: list[str], out: str) -> ViewPool:
     return pool
 
 
+photo_args = [] if a.photos is None else [
+    "--photos", a.photos, "--photo-max-side", str(a.photo_max_side), "--cards", *map(str, a.cards),
+    "--near-fraction", str(a.near_fraction), "--max-deg", str(a.max_deg)]
 if a.procs > 1:
     t0 = time.time()
     parts = [f"{a.out}.part{k}.pt" for k in range(a.procs)]
     children = [subprocess.Popen([sys.executable, __file__, part, "--size", str(a.size), "--views", str(a.views),
                                   "--seconds", str(a.seconds), "--max-scenes", str(a.max_scenes),
                                   "--seed", str(a.seed + k * a.max_scenes), "--spp", str(a.spp),
-                                  "--chunk", str(a.chunk), "--arc-fraction", str(a.arc_fraction)], env=dict(os.environ, OMP_NUM_THREADS="1"))
+                                  "--chunk", str(a.chunk), "--arc-fraction", str(a.arc_fraction),
+                                  *photo_args], env=dict(os.environ, OMP_NUM_THREADS="1"))
                 for k, part in enumerate(parts)]
     codes = [c.wait() for c in children]
     done = [p for p, c in zip(parts, codes) if c == 0 and os.path.exists(p)]
@@ -65,10 +78,17 @@ if a.cat:
     raise SystemExit(0)
 dev = str(resolve_device("auto"))
 t0, pools, n = time.time(), [], 0
+if a.photos is not None:
+    photos, _ = load_photo_folder(a.photos, max_side=a.photo_max_side)
 while n < a.max_scenes and time.time() - t0 < a.seconds:
     k = min(a.chunk, a.max_scenes - n)
-    pools.append(pool_from_synth(k, a.views, a.size, seed=a.seed + n, family="mixed", device=dev, spp=a.spp,
-                                 progress=False, ranges=CameraRanges(arc_fraction=a.arc_fraction)))
+    if a.photos is not None:
+        pools.append(pool_from_photo_planes(photos, k, a.views, a.size, seed=a.seed + n, device=dev, spp=a.spp,
+                                            n_cards=tuple(a.cards), near_fraction=a.near_fraction,
+                                            max_deg=a.max_deg, progress=False))
+    else:
+        pools.append(pool_from_synth(k, a.views, a.size, seed=a.seed + n, family="mixed", device=dev, spp=a.spp,
+                                     progress=False, ranges=CameraRanges(arc_fraction=a.arc_fraction)))
     n += k
     print(f"{n} scenes, {time.time() - t0:.1f} s", flush=True)
 pool = ViewPool.cat(pools)

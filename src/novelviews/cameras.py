@@ -216,6 +216,32 @@ def camera_on_sphere(elevation, azimuth, radius, target=(0.0, 0.0, 0.0), up=(0.0
     return look_at(eye, _t(target).expand_as(eye), up)
 
 
+def orbit_about_vertical(c2w_in, azimuth_offsets, elevation_offsets=None, min_elevation: float = -math.pi / 2 + 1e-3,
+                         max_elevation: float = math.pi / 2 - 1e-3) -> torch.Tensor:
+    """Cameras orbiting the input camera's look-at point: ``[N, 4, 4]`` OpenGL c2w.
+
+    The input camera (``c2w_in [4, 4]``, z-up world) is moved on its sphere about the world
+    origin by ``azimuth_offsets [N]`` (radians, about the z axis) and ``elevation_offsets [N]``
+    (radians, default 0; the new elevation is clipped to ``[min_elevation, max_elevation]``),
+    keeping its distance from the origin, and turned to look at the point of its optical axis
+    nearest the origin (the origin itself for a ``camera_on_sphere`` input). Offsets of 0 give
+    the input camera back (a look-at input; up to rounding).
+    """
+    c2w_in = _t(c2w_in)
+    if c2w_in.shape != (4, 4):
+        raise CameraError(f"orbit_about_vertical: c2w_in must be one [4, 4] pose, got {tuple(c2w_in.shape)}")
+    d_az = _t(azimuth_offsets).reshape(-1)
+    d_el = torch.zeros_like(d_az) if elevation_offsets is None else _t(elevation_offsets).reshape(-1)
+    if d_el.shape != d_az.shape:
+        raise CameraError(f"orbit_about_vertical: {d_az.numel()} azimuth offsets but {d_el.numel()} elevation offsets")
+    eye = c2w_in[:3, 3]
+    elev, az, r = cartesian_to_spherical(eye)
+    fwd = -c2w_in[:3, 2]
+    target = eye + fwd * float(-(eye @ fwd))  # the optical axis' point nearest the origin
+    e = torch.clamp(elev + d_el, min_elevation, max_elevation)
+    return look_at(spherical_to_cartesian(e, az + d_az, r), target.expand(d_az.numel(), 3))
+
+
 # --------------------------------------------------------------------------- relative pose embeddings
 
 

@@ -16,6 +16,7 @@ depth (as ZeroNVS), else the source's stated scale, else a scale from the camera
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -228,6 +229,72 @@ def pool_from_synth(num_scenes: int, views: int, size: int, seed: int = 0, famil
                     torch.tensor(gaps, dtype=torch.long))
 
 
+def photo_plane_offsets(views: int, generator: torch.Generator, near_fraction: float = 0.5,
+                        near_deg: float = 10.0, max_deg: float = 40.0,
+                        elevation_deg: float = 10.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Azimuth / elevation offsets (radians, ``[views]``) of a photo-plane scene's views.
+
+    View 0 is the input camera (offsets 0). Each other view is *near* with probability
+    ``near_fraction``: azimuth offset uniform in ``[0, near_deg]``, elevation offset uniform
+    within ``+-min(elevation_deg, max(1, |azimuth offset|))`` degrees (so a near view stays
+    near); else azimuth uniform in ``[near_deg, max_deg]`` and elevation within
+    ``+-elevation_deg``. Azimuth signs are random.
+    """
+    if not (0 <= near_fraction <= 1 and 0 <= near_deg <= max_deg and elevation_deg >= 0 and views >= 1):
+        raise DatasetError("photo-plane offsets need views >= 1, 0 <= near_fraction <= 1, "
+                           "0 <= near_deg <= max_deg and elevation_deg >= 0")
+    u = torch.rand(views - 1, 4, generator=generator, dtype=torch.float64)
+    near = u[:, 0] < near_fraction
+    lo = torch.where(near, 0.0, near_deg)
+    hi = torch.where(near, near_deg, max_deg)
+    az = lo + (hi - lo) * u[:, 1]
+    el_max = torch.where(near, torch.clamp(az, min=1.0).clamp(max=elevation_deg), torch.tensor(elevation_deg))
+    el = (2 * u[:, 2] - 1) * el_max
+    sign = torch.where(u[:, 3] < 0.5, -1.0, 1.0)
+    zero = torch.zeros(1, dtype=torch.float64)
+    return torch.deg2rad(torch.cat([zero, sign * az])), torch.deg2rad(torch.cat([zero, el]))
+
+
+def pool_from_photo_planes(photos, num_scenes: int, views: int, size: int, seed: int = 0,
+                           device: str | torch.device = "cpu", spp: int = 2, n_cards: tuple[int, int] = (0, 3),
+                           near_fraction: float = 0.5, near_deg: float = 10.0, max_deg: float = 40.0,
+                           elevation_deg: float = 10.0, progress: bool = True) -> ViewPool:
+    """Render a pool of photo-plane ("card") scenes: real photographs with exact ground truth.
+
+    Scene ``i`` is :func:`~novelviews.synth.photo_planes.random_card_scene` of ``photos`` (a
+    list of ``[h, w, 3]`` images, a ``[N, h, w, 3]`` tensor or a ``PhotoPool``) drawn from a
+    generator seeded ``seed + i``, with ``n_cards`` cards before a photo background (0 cards:
+    one photo on a plane). Its views are the input camera and ``views - 1`` cameras orbiting
+    the cards (:func:`photo_plane_offsets`, :func:`~novelviews.cameras.orbit_about_vertical`):
+    half of them within ``near_deg`` of the input, so pairs near identity are common. Scene
+    scale (6DoF+1) is each view's depth 0.2-quantile, as for the procedural scenes. The
+    background plane is made wide enough that every view of an orbit up to ``max_deg`` sees it.
+    """
+    from tqdm.auto import tqdm
+
+    from ..synth.photo_planes import random_card_scene, render_photo_planes
+
+    imgs, c2ws, fovs, scales, sc, fr = [], [], [], [], [], []
+    margin = 2.5 + 4.0 * math.sin(math.radians(max_deg))  # room for the orbit's views
+    for i in tqdm(range(num_scenes), desc="rendering photo-plane scenes", disable=not progress):
+        g = torch.Generator().manual_seed(seed + i)
+        scene = random_card_scene(photos, g, n_cards=n_cards, background_margin=margin)
+        d_az, d_el = photo_plane_offsets(views, g, near_fraction, near_deg, max_deg, elevation_deg)
+        c2w = C.orbit_about_vertical(scene.input_c2w, d_az, d_el)
+        K = scene.input_intrinsics(size, size)
+        out = render_photo_planes(scene, c2w, K, size, size, spp=spp, device=device,
+                                  dtype=torch.float32 if torch.device(device).type == "cuda" else torch.float64)
+        imgs.append((out["rgb"].clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 3, 1, 2).cpu())
+        c2ws.append(c2w.double())
+        fovs.append(torch.full((views,), float(scene.fov), dtype=torch.float64))
+        scales.append(C.depth_quantile_scale(out["depth"].double().cpu()))
+        sc.append(torch.full((views,), i, dtype=torch.long))
+        fr.append(torch.arange(views))
+    return ViewPool(torch.cat(imgs), torch.cat(c2ws), torch.cat(fovs), torch.cat(scales), torch.cat(sc),
+                    torch.cat(fr), "depth", [f"photo-planes-{seed + i}" for i in range(num_scenes)],
+                    torch.zeros(num_scenes, dtype=torch.long))
+
+
 @torch.no_grad()
 def cache_pool_latents(pool: ViewPool, vae: torch.nn.Module, device: str | torch.device = "cpu",
                        chunk: int = 64, dtype: torch.dtype = torch.float32, progress: bool = False) -> ViewPool:
@@ -280,14 +347,19 @@ class PairDataset(Dataset):
     Item ``i`` is deterministic in ``(seed, i)``. ``max_frame_gap > 0`` limits pairs to
     frames at most that far apart (video-like sources); 0 allows any pair; a pool's own
     per-scene ``scene_gap`` (e.g. synthetic walks) takes precedence where it is set.
+    ``identity_fraction``: share of pairs whose target is the condition view itself (zero
+    camera offset), so a model learns to keep its input.
     Returns ``cond``/``target`` float ``[3, S, S]`` in ``[-1, 1]`` and ``cam`` float ``[d]``.
     """
 
     def __init__(self, pool: ViewPool, camera_mode: str, length: int = 100_000, seed: int = 0,
-                 max_frame_gap: int = 0):
+                 max_frame_gap: int = 0, identity_fraction: float = 0.0):
         if len(pool) < 2:
             raise DatasetError("a training pool needs at least 2 views")
+        if not 0 <= identity_fraction <= 1:
+            raise DatasetError(f"identity_fraction must be within [0, 1], got {identity_fraction}")
         self.pool, self.mode, self.length, self.seed, self.gap = pool, camera_mode, int(length), int(seed), max_frame_gap
+        self.identity_fraction = float(identity_fraction)
         C.embedding_dim(camera_mode)
         self.by_scene = [torch.nonzero(pool.scene == s).flatten() for s in range(pool.num_scenes)]
         self.scenes = [s for s, v in enumerate(self.by_scene) if len(v) >= 2]
@@ -310,6 +382,8 @@ class PairDataset(Dataset):
         else:
             choices = [j for j in range(len(views)) if j != a]
         b = choices[int(g.integers(len(choices)))]
+        if self.identity_fraction > 0 and g.random() < self.identity_fraction:
+            b = a
         return int(views[a]), int(views[b])
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
@@ -358,6 +432,8 @@ def _pairs_vectorized(ds: "PairDataset", rng: np.random.Generator, n: int) -> tu
     b_gap = np.clip(b_gap, 0, counts - 1)
     b_gap = np.where(b_gap == a, b_any, b_gap)
     b = np.where(gaps > 0, b_gap, b_any)
+    if ds.identity_fraction > 0:
+        b = np.where(rng.random(n) < ds.identity_fraction, a, b)
     return ds.order[offs + a], ds.order[offs + b]
 
 

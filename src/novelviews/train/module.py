@@ -415,6 +415,11 @@ class VAEModule(_EMATrainModule):
         for name, p in self.model.named_parameters():
             p.requires_grad_(name.startswith(prefixes))
         self._init_ema()
+        # latent anchor: a frozen copy of the initial VAE, whose posterior means the trained encoder is
+        # pulled towards, so the latent space an LDM was trained on stays (nearly) where it was
+        self.anchor_vae = None
+        if cfg.vae_anchor > 0 and cfg.vae_train == "all":
+            self.anchor_vae = copy.deepcopy(self.model.vae).requires_grad_(False).eval()
 
     def vae_loss(self, images: torch.Tensor) -> tuple[torch.Tensor, dict]:
         with torch.enable_grad() if self.cfg.vae_train == "all" else torch.no_grad():
@@ -424,7 +429,15 @@ class VAEModule(_EMATrainModule):
         mse = F.mse_loss(rec.float(), images.float())
         kl = post.kl().mean() / math.prod(images.shape[1:])
         loss = l1 + mse + self.cfg.kl_weight * kl
-        return loss, {"l1": l1.detach(), "mse": mse.detach(), "kl": kl.detach()}
+        parts = {"l1": l1.detach(), "mse": mse.detach(), "kl": kl.detach()}
+        if self.anchor_vae is not None:
+            with torch.no_grad():
+                ref = self.anchor_vae.encode(images).latent_dist.mean
+            sf = float(self.model.config.vae.scaling_factor)  # in the LDM's (scaled) latent units
+            anchor = F.mse_loss(post.mean.float() * sf, ref.float() * sf)
+            loss = loss + self.cfg.vae_anchor * anchor
+            parts["anchor"] = anchor.detach()
+        return loss, parts
 
     def training_step(self, batch, batch_idx):
         loss, parts = self.vae_loss(torch.cat([batch["cond"], batch["target"]]))

@@ -72,6 +72,10 @@ class TrainConfig:
     drop_both: float = 0.05  # context token and conditioning latent
     drop_latent: float = 0.05  # conditioning latent only
     kl_weight: float = 1e-6  # VAE stage
+    # VAE stage with vae_train=all: weight of the squared distance (in scaled latent units) between the
+    # trained encoder's posterior means and the initial encoder's, which keeps an LDM trained on the
+    # initial latents valid while the VAE learns new images (0 = off)
+    vae_anchor: float = 0.0
     freeze_vae: bool = True  # LDM stage: VAE frozen (as the reference)
     vae_train: Literal["all", "decoder"] = "all"  # VAE stage: "decoder" keeps the latent space (LDM stays valid)
     freeze_image_encoder: bool = False
@@ -88,6 +92,9 @@ class TrainConfig:
     # also train on the mirror image of every training scene (ViewPool.mirrored: images flipped, cameras
     # reflected - a valid scene, twice the distinct pairs at no rendering cost); validation stays unmirrored
     mirror: bool = False
+    # share of training pairs whose target is the condition view itself (zero camera offset): teaches the
+    # model to keep its input (validation pairs are unchanged)
+    identity_pairs: float = 0.0
     val_steps: int = 20
     val_guidance: float = 3.0
     ckpt_every: int = 500
@@ -112,6 +119,8 @@ class TrainConfig:
         check_range("accumulate", self.accumulate, 1)
         check_range("min_lr_ratio", self.min_lr_ratio, 0.0, 1.0)
         check_range("val_scenes", self.val_scenes, 0)
+        check_range("identity_pairs", self.identity_pairs, 0.0, 1.0)
+        check_range("vae_anchor", self.vae_anchor, 0.0)
         for k in ("drop_context", "drop_both", "drop_latent"):
             check_range(k, getattr(self, k), 0.0, 1.0)
         if self.drop_context + self.drop_both + self.drop_latent > 1:
@@ -151,9 +160,9 @@ def build_pairs(cfg: TrainConfig, model, device: str, progress: bool = True):
             val_sets.append(PairDataset(val_pool, mode, seed=seed, max_frame_gap=gap))
         if cfg.mirror:
             pool = ViewPool.cat([pool, pool.mirrored()])
-        datasets.append(PairDataset(pool, mode, seed=seed, max_frame_gap=gap))
-        if cfg.val_scenes == 0:  # ... else from the training pairs themselves (mirrored ones too, with mirror)
-            val_sets.append(datasets[-1])
+        datasets.append(PairDataset(pool, mode, seed=seed, max_frame_gap=gap, identity_fraction=cfg.identity_pairs))
+        if cfg.val_scenes == 0:  # ... else from the training pairs themselves (mirrored ones too, with mirror;
+            val_sets.append(PairDataset(pool, mode, seed=seed, max_frame_gap=gap))  # no identity pairs)
         weights.append(weight)
 
     for i, src in enumerate(cfg.data):

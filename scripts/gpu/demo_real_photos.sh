@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Demo model trained on real-photo statistics (docs/DEMO_MODEL.md), one GPU, one device call, every
+# phase bounded by a deadline from the start (END seconds) and saved to $OUT as soon as it exists:
+#   1. pools, rendered at once: procedural scenes (seeds from BASE, half the orbits on arcs) and
+#      photo-plane scenes of the photos in PHOTOS (scripts/build_photo_pool.py --export-photos;
+#      seeds from PHOTO_BASE), on the GPU with several renderer processes each;
+#   2. the VAE fine-tuned on both pools (stage vae, all of it) with the latent anchor (VAE_ANCHOR),
+#      so the LDM's latent space stays where it was while the VAE learns real photographs;
+#   3. the LDM continued from INIT with that VAE on both pools (weights PROC_W / PHOTO_W), a share
+#      IDENTITY of pairs whose target is the condition view itself, mirrored scenes, validation on
+#      held-out scenes of each pool, cosine learning-rate decay;
+#   4. the EMA weights exported in fp16 (demo_model.tar.part-*).
+#   PHOTOS=runs/photos BASE=600000 bash scripts/gpu/demo_real_photos.sh
+#   env: END, RENDER_S, NPROC, PHOTO_PROCS, VIEWS, PHOTO_VIEWS, VAE_S, VAE_LR, VAE_ANCHOR, LR, EB, IDENTITY,
+#        INIT, TRAIN_EXTRA (more nvs train overrides of the LDM stage)
+# CPU smoke test (tiny sizes, a few seconds per phase):
+#   ACCEL=cpu SIZE=128 NPROC=1 PHOTO_PROCS=1 RENDER_S=5 VAE_S=10 END=200 EB=4 VAL_SCENES=2 PREC=32-true \
+#     OUT=/tmp/drp R=/tmp/drprun bash scripts/gpu/demo_real_photos.sh
+set -uo pipefail
+END=${END:-570}
+RENDER_S=${RENDER_S:-85}
+NPROC=${NPROC:-10}
+PHOTO_PROCS=${PHOTO_PROCS:-4}
+BASE=${BASE:-600000}
+PHOTO_BASE=${PHOTO_BASE:-1000000}
+SPAN=${SPAN:-3000}
+PHOTOS=${PHOTOS:-runs/photos}
+INIT=${INIT:-src/novelviews/data/demo_model}
+ACCEL=${ACCEL:-gpu}
+PREC=${PREC:-bf16-mixed}
+VAL_SCENES=${VAL_SCENES:-64}
+source scripts/gpu/lib.sh   # left, stamp, save, export_demo
+[ -d "$PHOTOS" ] || { echo "no photo folder $PHOTOS (python scripts/build_photo_pool.py --export-photos $PHOTOS)" >&2; exit 2; }
+[ "$ACCEL" = gpu ] && nvidia-smi -L > "$R/res/gpus.txt"
+dev=(); [ "$ACCEL" = cpu ] && dev=(CUDA_VISIBLE_DEVICES=)
+
+# 1. both pools at once
+env "${dev[@]}" timeout "$((RENDER_S + 60))" python scripts/gpu/make_pool.py "$R/proc.pt" --size "${SIZE:-128}" \
+    --seconds "$RENDER_S" --procs "$NPROC" --chunk 5 --max-scenes "$SPAN" --views "${VIEWS:-8}" --seed "$BASE" \
+    --arc-fraction 0.5 > "$R/res/pool_proc.log" 2>&1 &
+env "${dev[@]}" timeout "$((RENDER_S + 60))" python scripts/gpu/make_pool.py "$R/photo.pt" --size "${SIZE:-128}" \
+    --seconds "$((RENDER_S - 25))" --procs "$PHOTO_PROCS" --chunk 20 --max-scenes "$SPAN" --views "${PHOTO_VIEWS:-6}" \
+    --seed "$PHOTO_BASE" --photos "$PHOTOS" > "$R/res/pool_photo.log" 2>&1 &
+wait
+stamp "pools: $(tail -n 1 "$R/res/pool_proc.log"); $(tail -n 1 "$R/res/pool_photo.log")"
+save res/pool_*.log res/timeline.txt res/gpus.txt
+[ -f "$R/proc.pt" ] && [ -f "$R/photo.pt" ] || { stamp "a pool is missing"; exit 1; }
+
+train() {  # train TAG SECONDS ARGS...: one nvs train run, its logs saved
+  local tag=$1 secs=$2; shift 2
+  local minutes; minutes=$(python -c "print(max(0.05, $secs / 60))")
+  timeout "$(( secs + 150 ))" python -m novelviews train "$R/proc.pt:${PROC_W:-0.5}" "$R/photo.pt:${PHOTO_W:-0.5}" \
+      --out "$R/$tag" --overwrite --quiet accelerator="$ACCEL" precision="$PREC" max_minutes="$minutes" \
+      num_workers=4 log_every=10 val_batch=64 val_scenes="$VAL_SCENES" ckpt_every=100000 "$@" > "$R/res/$tag.log" 2>&1
+  local rc=$?
+  stamp "$tag: exit $rc, $(grep -o 'trained [0-9]* steps in [0-9.]* s' "$R/res/$tag.log" | tail -n 1)"
+  cp "$R/$tag/train_summary.json" "$R/res/${tag}_summary.json" 2>/dev/null
+  cp "$R/$tag/logs/metrics.csv" "$R/res/${tag}_metrics.csv" 2>/dev/null
+  save "res/${tag}_summary.json" "res/${tag}_metrics.csv" "res/$tag.log" res/timeline.txt
+  return $rc
+}
+
+# 2. the VAE on real photos, anchored to its latent space
+train vae "${VAE_S:-110}" --init "$INIT" --steps 100000 --batch-size "${VAE_EB:-64}" stage=vae vae_train=all \
+    vae_anchor="${VAE_ANCHOR:-1.0}" lr="${VAE_LR:-2e-4}" warmup_steps=50 ema_decay=0.99 val_every=200 \
+  || { stamp "the VAE stage failed"; exit 1; }
+
+# 3. the LDM with the new VAE (the VAE run's model folder holds INIT's UNet and encoder unchanged)
+ldm_s=$(( $(left 75) - 60 ))
+train ldm "$ldm_s" --init "$R/vae/model" --steps "${LDM_STEPS:-1100}" --batch-size "${EB:-2048}" lr="${LR:-4e-4}" \
+    warmup_steps=50 cc_lr_mult=10 ema_decay=0.995 val_every=200 mirror=true identity_pairs="${IDENTITY:-0.1}" \
+    lr_schedule=cosine min_lr_ratio=0.05 ${TRAIN_EXTRA:-}
+[ -d "$R/ldm/model" ] && export_demo "$R/ldm/model"
+stamp "end"; save res/timeline.txt
+ls -la "$DEST"
