@@ -212,21 +212,31 @@ def pool_from_synth(num_scenes: int, views: int, size: int, seed: int = 0, famil
     from ..synth.render import render
     from ..synth.scenes import sample_cameras, scene_from_seed
 
-    imgs, c2ws, fovs, scales, sc, fr, gaps = [], [], [], [], [], [], []
+    rows, gaps = [], []
     for i in tqdm(range(num_scenes), desc="rendering scenes", disable=not progress):
         scene = scene_from_seed(seed + i, family)
         c2w, K = sample_cameras(scene, views, size, size, ranges)
         out = render(scene, c2w, K, size, size, device=device, spp=spp)
-        imgs.append((out["rgb"].clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 3, 1, 2).cpu())
-        c2ws.append(c2w.double())
-        fovs.append(C.fov_from_intrinsics(K, size).double())
-        scales.append(C.depth_quantile_scale(out["depth"].double().cpu()))
-        sc.append(torch.full((views,), i, dtype=torch.long))
-        fr.append(torch.arange(views))
+        rows.append(_rendered_views(out, c2w, C.fov_from_intrinsics(K, size)))
         gaps.append(max(1, views // 6) if scene.family == "walk" else 0)  # walks: nearby frames only
-    return ViewPool(torch.cat(imgs), torch.cat(c2ws), torch.cat(fovs), torch.cat(scales), torch.cat(sc),
-                    torch.cat(fr), "depth", [f"synth-{seed + i}" for i in range(num_scenes)],
-                    torch.tensor(gaps, dtype=torch.long))
+    return _pool_of_scenes(rows, [f"synth-{seed + i}" for i in range(num_scenes)], gaps)
+
+
+def _rendered_views(out: dict, c2w: torch.Tensor, fov: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """One scene's rendered views (``rgb [V, H, W, 3]`` in [0, 1], ``depth [V, H, W]``) as pool
+    rows: uint8 images, c2w, fov and the depth 0.2-quantile scale of each view."""
+    images = (out["rgb"].clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 3, 1, 2).cpu()
+    return images, c2w.double(), fov.double(), C.depth_quantile_scale(out["depth"].double().cpu())
+
+
+def _pool_of_scenes(rows: list[tuple[torch.Tensor, ...]], names: list[str], gaps: list[int]) -> ViewPool:
+    """A depth-scaled :class:`ViewPool` of scenes given as :func:`_rendered_views` rows (scene ``i``
+    is ``rows[i]``, its frames in order)."""
+    images, c2w, fov, scale = (torch.cat(parts) for parts in zip(*rows))
+    counts = [len(r[0]) for r in rows]
+    scene = torch.cat([torch.full((n,), i, dtype=torch.long) for i, n in enumerate(counts)])
+    frame = torch.cat([torch.arange(n) for n in counts])
+    return ViewPool(images, c2w, fov, scale, scene, frame, "depth", names, torch.tensor(gaps, dtype=torch.long))
 
 
 def photo_plane_offsets(views: int, generator: torch.Generator, near_fraction: float = 0.5,
@@ -274,7 +284,7 @@ def pool_from_photo_planes(photos, num_scenes: int, views: int, size: int, seed:
 
     from ..synth.photo_planes import random_card_scene, render_photo_planes
 
-    imgs, c2ws, fovs, scales, sc, fr = [], [], [], [], [], []
+    rows = []
     margin = 2.5 + 4.0 * math.sin(math.radians(max_deg))  # room for the orbit's views
     for i in tqdm(range(num_scenes), desc="rendering photo-plane scenes", disable=not progress):
         g = torch.Generator().manual_seed(seed + i)
@@ -284,15 +294,8 @@ def pool_from_photo_planes(photos, num_scenes: int, views: int, size: int, seed:
         K = scene.input_intrinsics(size, size)
         out = render_photo_planes(scene, c2w, K, size, size, spp=spp, device=device,
                                   dtype=torch.float32 if torch.device(device).type == "cuda" else torch.float64)
-        imgs.append((out["rgb"].clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 3, 1, 2).cpu())
-        c2ws.append(c2w.double())
-        fovs.append(torch.full((views,), float(scene.fov), dtype=torch.float64))
-        scales.append(C.depth_quantile_scale(out["depth"].double().cpu()))
-        sc.append(torch.full((views,), i, dtype=torch.long))
-        fr.append(torch.arange(views))
-    return ViewPool(torch.cat(imgs), torch.cat(c2ws), torch.cat(fovs), torch.cat(scales), torch.cat(sc),
-                    torch.cat(fr), "depth", [f"photo-planes-{seed + i}" for i in range(num_scenes)],
-                    torch.zeros(num_scenes, dtype=torch.long))
+        rows.append(_rendered_views(out, c2w, torch.full((views,), float(scene.fov), dtype=torch.float64)))
+    return _pool_of_scenes(rows, [f"photo-planes-{seed + i}" for i in range(num_scenes)], [0] * num_scenes)
 
 
 @torch.no_grad()

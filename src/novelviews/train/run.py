@@ -162,7 +162,9 @@ def build_pairs(cfg: TrainConfig, model, device: str, progress: bool = True):
             pool = ViewPool.cat([pool, pool.mirrored()])
         datasets.append(PairDataset(pool, mode, seed=seed, max_frame_gap=gap, identity_fraction=cfg.identity_pairs))
         if cfg.val_scenes == 0:  # ... else from the training pairs themselves (mirrored ones too, with mirror;
-            val_sets.append(PairDataset(pool, mode, seed=seed, max_frame_gap=gap))  # no identity pairs)
+            # never identity pairs)
+            val_sets.append(datasets[-1] if cfg.identity_pairs == 0 else PairDataset(pool, mode, seed=seed,
+                                                                                      max_frame_gap=gap))
         weights.append(weight)
 
     for i, src in enumerate(cfg.data):
