@@ -182,15 +182,29 @@ def sample_ddim(eps_fn: EpsFn, x_T: torch.Tensor, alphas_cumprod: torch.Tensor, 
     return x
 
 
+#: Short names of the samplers compared in ``benchmarks/sampler_choice.py`` (diffusers classes and
+#: their options); ``sampling.scheduler`` takes these, ``ddim`` (ours) or any diffusers class name.
+SCHEDULER_ALIASES: dict[str, tuple[str, dict]] = {
+    "dpm++2m": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 2}),
+    "dpm++2m-sde": ("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++", "solver_order": 2}),
+    "unipc": ("UniPCMultistepScheduler", {}),
+    "euler-a": ("EulerAncestralDiscreteScheduler", {}),
+    "euler": ("EulerDiscreteScheduler", {}),
+}
+
+
 def make_diffusers_scheduler(name: str, schedule):
-    """A diffusers scheduler by class name, configured with the model's training schedule."""
+    """A diffusers scheduler by class name (or a :data:`SCHEDULER_ALIASES` short name), configured
+    with the model's training schedule."""
     import diffusers
 
+    name, options = SCHEDULER_ALIASES.get(name, (name, {}))
     cls = getattr(diffusers, name, None)
     if cls is None or not name.endswith("Scheduler"):
         raise ConfigError(
             f"sampling.scheduler '{name}' is not a diffusers scheduler class "
-            "(e.g. DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler) nor 'ddim'"
+            "(e.g. DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler), nor 'ddim' or one of "
+            + ", ".join(SCHEDULER_ALIASES)
         )
     import inspect
 
@@ -200,7 +214,7 @@ def make_diffusers_scheduler(name: str, schedule):
                   prediction_type=getattr(schedule, "prediction_type", "epsilon"),
                   clip_sample=False, set_alpha_to_one=False, steps_offset=1, timestep_spacing="leading")
     accepted = set(inspect.signature(cls.__init__).parameters)
-    return cls(**{k: v for k, v in kwargs.items() if k in accepted})
+    return cls(**{k: v for k, v in kwargs.items() if k in accepted}, **options)
 
 
 def sample_diffusers(eps_fn: EpsFn, x_T: torch.Tensor, scheduler, steps: int, eta: float = 1.0,
