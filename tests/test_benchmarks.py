@@ -179,3 +179,27 @@ def test_real_photos_benchmark_on_the_tiny_model(tmp_path):
     assert planes["5"]["n"] == planes["45"]["n"] == 2
     assert planes["5"]["psnr_copy"] > planes["45"]["psnr_copy"] + 1.0
     assert planes["5"]["gain"] == pytest.approx(planes["5"]["psnr_model"] - planes["5"]["psnr_copy"], abs=1e-6)
+
+
+def test_sampler_choice_pairs_against_the_reference_and_picks_fewest_steps(tmp_path, tiny_model_dir):
+    """benchmarks/sampler_choice.py on a tiny model: the reference row changes by exactly zero, every
+    row is scored on the same views, and the choice obeys the tolerance rule."""
+    pytest.importorskip("diffusers")
+    sc = _load_bench("sampler_choice")
+    out = tmp_path / "sc.json"
+    res = sc.main(["--model", str(tiny_model_dir), "--scenes", "2", "--offsets", "30,90", "--samplers", "ddim,euler-a",
+                   "--steps", "2,3", "--etas", "1", "--device", "cpu", "--out", str(out)])
+    saved = json.loads(out.read_text())
+    assert saved["rows"] == res["rows"] and saved["reference"] == "ddim eta 1 50"
+    labels = [r["label"] for r in res["rows"]]
+    assert labels == ["ddim eta 1 50", "ddim eta 1 2", "ddim eta 1 3", "euler-a 2", "euler-a 3"]
+    ref = res["rows"][0]
+    assert ref["psnr_change"] == 0.0 and ref["ssim_change"] == 0.0 and ref["psnr_change_sem"] == 0.0
+    for r in res["rows"][1:]:
+        assert r["psnr_change"] == pytest.approx(r["psnr"] - ref["psnr"], abs=1e-6)
+    # the rule, applied to made-up rows: the fewest steps among those within both tolerances
+    rows = [dict(label="a", steps=50, psnr_change=0.0, ssim_change=0.0, seconds_per_view=5.0),
+            dict(label="b", steps=5, psnr_change=-0.3, ssim_change=0.01, seconds_per_view=0.5),
+            dict(label="c", steps=10, psnr_change=-0.05, ssim_change=-0.001, seconds_per_view=1.0),
+            dict(label="d", steps=10, psnr_change=0.02, ssim_change=-0.01, seconds_per_view=0.9)]
+    assert sc.choose(rows, 0.1, 0.005)["label"] == "c"

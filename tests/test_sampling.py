@@ -275,3 +275,29 @@ def test_inductor_compiled_graphed_sampling_matches_eager_on_gpu():
     assert rel(fast, eager) < 2e-2
     S.uncompile_model(model)
     torch._dynamo.reset()
+
+
+def test_reference_preset_and_the_measured_default():
+    """The default sampler is DDIM eta 1 at 10 steps (chosen by benchmarks/sampler_choice.py);
+    sampling.preset=reference restores the published DDIM-50, eta 1, CFG 3 through the config system."""
+    from novelviews import config as cfgmod
+    from novelviews.sampling import REFERENCE_SAMPLER, SamplingConfig
+
+    d = SamplingConfig()
+    assert (d.scheduler, d.steps, d.eta, d.guidance_scale) == ("ddim", 10, 1.0, 3.0)
+    r = cfgmod.from_dict(SamplingConfig, {"preset": "reference", "steps": 12, "eta": 0.0})
+    assert (r.scheduler, r.steps, r.eta, r.guidance_scale) == REFERENCE_SAMPLER == ("ddim", 50, 1.0, 3.0)
+    assert cfgmod.replace(SamplingConfig(), ["preset=reference"]).steps == 50
+    with pytest.raises(Exception, match="preset"):
+        cfgmod.from_dict(SamplingConfig, {"preset": "fast"})
+
+
+def test_scheduler_aliases_build_the_named_diffusers_schedulers():
+    pytest.importorskip("diffusers")
+    for alias, (cls_name, options) in S.SCHEDULER_ALIASES.items():
+        sch = S.make_diffusers_scheduler(alias, SCHED)
+        assert type(sch).__name__ == cls_name
+        for k, v in options.items():
+            assert sch.config[k] == v
+    with pytest.raises(ConfigError, match="euler-a"):
+        S.make_diffusers_scheduler("dpm3000", SCHED)

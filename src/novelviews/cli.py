@@ -274,7 +274,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--model", help=MODEL_HELP)
         p.add_argument("--path", help="orbit | spiral | zoom | pan | dolly | wiggle | FILE.json (default orbit)")
         p.add_argument("--num-views", type=int, help="number of views on the path (default 16)")
-        p.add_argument("--steps", type=int, help="denoising steps (default 50)")
+        p.add_argument("--steps", type=int, help="denoising steps (default 10; sampling.preset=reference: DDIM 50, eta 1)")
         p.add_argument("--seed", type=int, help="seed of view 0; view i uses seed + i")
         p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
         _add_common(p)
@@ -287,7 +287,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--methods", type=lambda s: [m.strip() for m in s.split(",") if m.strip()],
                        help="comma list of nearest, reproject, model, model_k (default all)")
         p.add_argument("--k", type=int, help="anchors of the model_k method (default 2)")
-        p.add_argument("--steps", type=int, help="denoising steps (default 50)")
+        p.add_argument("--steps", type=int, help="denoising steps (default 10; sampling.preset=reference: DDIM 50, eta 1)")
         p.add_argument("--seed", type=int, help="base seed; held-out view i uses seed + i")
         p.add_argument("--max-views", type=int, help="score at most this many held-out views")
         p.add_argument("--lpips-weights", help="local torchvision VGG16/AlexNet weights for LPIPS (never downloaded)")

@@ -34,8 +34,11 @@ COMPILE_MODES = ("off", "default", "max-autotune-no-cudagraphs")
 class SamplingConfig:
     """How views are sampled from the diffusion model."""
 
-    scheduler: str = "ddim"  # "ddim" (ours, the reference's) or a diffusers scheduler class name
-    steps: int = 50  # denoising steps (reference: 50 for direct views)
+    scheduler: str = "ddim"  # "ddim" (ours, the reference's), an alias (SCHEDULER_ALIASES) or a diffusers class name
+    # denoising steps: 10 by default, chosen by a paired benchmark (benchmarks/sampler_choice.py:
+    # DDIM eta 1 at 10 steps is within 0.1 dB / 0.005 SSIM of the reference's 50 steps on the
+    # demo model's held-out scenes, docs/RESULTS.md); preset "reference" restores 50
+    steps: int = 10
     guidance_scale: float = 3.0  # classifier-free guidance (reference: 3.0 for direct views)
     eta: float = 1.0  # DDIM stochasticity (reference: 1.0)
     batch_size: int = 8  # views per UNet batch (CFG doubles it); lower it to fit small GPUs
@@ -59,6 +62,13 @@ class SamplingConfig:
     # UNet and VAE weights in channels-last memory format (in place): faster convolutions on
     # tensor cores together with compile (docs/BENCHMARKS.md); same maths
     channels_last: bool = False
+    # "reference": the published method's sampler (DDIM, 50 steps, eta 1, CFG 3), which sets those
+    # four keys whatever they say; "none": the keys as given
+    preset: Literal["none", "reference"] = "none"
+
+    def __post_init__(self) -> None:
+        if self.preset == "reference":
+            self.scheduler, self.steps, self.eta, self.guidance_scale = REFERENCE_SAMPLER
 
     def validate(self) -> None:
         check_range("sampling.steps", self.steps, 1, 1000)
@@ -69,6 +79,7 @@ class SamplingConfig:
         check_range("sampling.samples", self.samples, 1, 1024)
 
 
+REFERENCE_SAMPLER = ("ddim", 50, 1.0, 3.0)  # scheduler, steps, eta, guidance of the published method
 SAMPLE_SEED_STRIDE = 1_000_003  # seed offset between the samples of one view (SamplingConfig.samples)
 
 

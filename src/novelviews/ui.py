@@ -38,6 +38,7 @@ import torch
 
 from . import cameras as C
 from .errors import NovelViewsError
+from .sampling import SamplingConfig
 from .views import path_cameras  # noqa: F401 - part of this module's API (camera drawing)
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,7 @@ class UISettings:
     scale: float = 0.7
     path: str = "orbit"
     num_views: int = 8
-    steps: int = 25
+    steps: int = SamplingConfig.steps
     seed: int = 0
 
     def views_config(self, model: str = "demo", device: str = "auto"):
@@ -422,7 +423,7 @@ def build_app(handlers: UIHandlers):
                 scale = gr.Slider(0.05, 5, value=0.7, step=0.05, label="Scene scale (smaller = closer content)")
                 path = gr.Dropdown(list(C.PATH_KINDS), value="orbit", label="Camera path preset")
                 n = gr.Slider(1, 64, value=8, step=1, label="Number of views", elem_id="num-views")
-                steps = gr.Slider(1, 200, value=25, step=1, label="Denoising steps", elem_id="steps")
+                steps = gr.Slider(1, 200, value=SamplingConfig.steps, step=1, label="Denoising steps", elem_id="steps")
                 seed = gr.Number(value=0, precision=0, label="Seed (view i uses seed + i)")
         status = gr.Markdown("Upload an image or click *Use the example*.", elem_id="status")
         with gr.Row():
