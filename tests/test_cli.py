@@ -139,8 +139,8 @@ def test_distill_low_memory_preset_and_overrides_win(tmp_path, capsys):
     default = yaml.safe_load(capsys.readouterr().out)
     main(["distill", str(img), "--out", str(tmp_path / "r"), "--low-memory", "--show-config", "render.chunk=1000"])
     low = yaml.safe_load(capsys.readouterr().out)
-    assert default["schedule"]["batch_sizes"] == [6, 1] and default["sampler"]["num_samples"] == 64
-    assert low["schedule"]["batch_sizes"] == [3, 1] and low["sampler"]["num_samples"] == 48
+    assert default["phases"]["batch_sizes"] == [6, 1] and default["sampler"]["num_samples"] == 64
+    assert low["phases"]["batch_sizes"] == [3, 1] and low["sampler"]["num_samples"] == 48
     assert low["render"]["chunk"] == 1000 != preset_settings(LOW_MEMORY_PRESET)["render.chunk"]  # the override wins
     main(["distill", str(img), "--out", str(tmp_path / "r"), "--config", "distill-low-memory", "--show-config"])
     assert yaml.safe_load(capsys.readouterr().out) == {**low, "render": {**low["render"], "chunk": 4096}}
@@ -164,9 +164,36 @@ def test_cpu_preset_is_valid_and_in_the_help(capsys):
 
     cfg = load(DistillConfig, files=[CPU_PRESET])
     cfg.validate()
-    assert cfg.schedule.steps == 200 and cfg.schedule.batch_sizes == (1, 1) and cfg.sampler.num_samples == 32
+    assert cfg.phases.steps == 200 and cfg.phases.batch_sizes == (1, 1) and cfg.sampler.num_samples == 32
     with pytest.raises(SystemExit):
         main(["distill", "--help"])
     assert f"--config {CPU_PRESET}" in capsys.readouterr().out
     assert f"--config {CPU_PRESET}" in cpu_note(DistillConfig())
     assert cpu_note(cfg) is None  # the CPU preset itself gets no note
+
+
+def test_old_names_on_the_command_line_warn_in_one_line(tmp_path, capsys):
+    import yaml
+
+    def shown(args):
+        assert main(args + ["--show-config"]) == 0
+        captured = capsys.readouterr()
+        return yaml.safe_load(captured.out), captured.err
+
+    new, err = shown(["train", "--synth", "1", "--out", str(tmp_path / "t"), "--arch", "tiny", "precision=bf16"])
+    assert new["arch"] == "tiny" and err == ""
+    old, err = shown(["train", "--synth", "1", "--out", str(tmp_path / "t"), "--model", "tiny", "precision=bf16-mixed"])
+    assert old == new
+    assert err.splitlines() == ["warning: nvs train --model is now --arch (the old name still works)",
+                                "warning: config value precision=bf16-mixed is now precision=bf16 (the old value still works)"]
+    assert main(["train", "--synth", "1", "--out", str(tmp_path / "t"), "--model", "tiny", "--arch", "demo"]) == 2
+    assert "keep only --arch" in capsys.readouterr().err
+    img = tmp_path / "in.png"
+    Image.fromarray(np.full((16, 16, 3), 128, np.uint8)).save(img)
+    new, _ = shown(["distill", str(img), "--out", str(tmp_path / "r"), "phases.render_scales=[0.25,0.5]"])
+    old, err = shown(["distill", str(img), "--out", str(tmp_path / "r"), "schedule.render_scales=[0.25,0.5]"])
+    assert old == new and new["phases"]["render_scales"] == [0.25, 0.5] and "schedule" not in new
+    assert err == "warning: config key 'schedule' is now 'phases' (the old name still works)\n"
+    # --steps (a shortcut for the new key) and an old-name override are one setting: the override wins
+    both, _ = shown(["distill", str(img), "--out", str(tmp_path / "r"), "--steps", "5", "schedule.steps=6"])
+    assert both["phases"]["steps"] == 6

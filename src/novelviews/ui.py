@@ -341,7 +341,7 @@ class UIHandlers:
         from .nerf.distill import DistillConfig
 
         base = {"model": self.model_spec, "device": self.device,
-                "schedule": {"steps": int(steps)},
+                "phases": {"steps": int(steps)},
                 "output": {"checkpoint_every": int(preview_every), "preview_every": int(preview_every),
                            "log_every": int(preview_every), "video_frames": 24, "fps": 12}}
         return load(DistillConfig, base=base, overrides=[f"{k}={v}" for k, v in self.distill_overrides.items()])
