@@ -113,31 +113,44 @@ def cmd_distill(args) -> None:
 
 
 def cmd_export(args) -> None:
-    from .nerf.distill import run_export
+    from .config import to_dict
+    from .nerf.distill import ExportConfig, run_export
 
-    info = run_export(args.run, args.out, what=args.what, format=args.format, resolution=args.resolution,
-                      threshold=args.threshold, device=args.device, frames=args.frames, size=args.size,
-                      cameras=args.cameras, overwrite=args.overwrite, progress=not args.quiet)
-    if args.what == "mesh":
+    cfg = _build(ExportConfig, args, {"what": args.what, "format": args.format, "resolution": args.resolution,
+                                      "threshold": args.threshold, "device": args.device, "frames": args.frames,
+                                      "size": args.size, "cameras": args.cameras})
+    if args.show_config and _show(cfg):
+        return
+    info = run_export(args.run, args.out, **to_dict(cfg), overwrite=args.overwrite, progress=not args.quiet)
+    if cfg.what == "mesh":
         print(f"wrote {info['path']}: {info['vertices']} vertices, {info['faces']} faces "
               f"(density level {info['level']:.4g})")
-    elif args.what == "video":
+    elif cfg.what == "video":
         print(f"wrote {info['video']} and {info['depth_video']} ({info['frames']} frames)")
     else:
         print(f"wrote {info['views']} views to {info['out']}/views")
 
 
 def cmd_ui(args) -> None:
-    from .ui import launch
+    from .ui import UIConfig, launch
 
-    launch(model=args.model, host=args.host, port=args.port, output_root=args.out, device=args.device,
-           open_browser=args.open)
+    cfg = _build(UIConfig, args, {"model": args.model, "host": args.host, "port": args.port, "output_root": args.out,
+                                  "device": args.device, "open_browser": args.open or None})
+    if args.show_config and _show(cfg):
+        return
+    launch(model=cfg.model, host=cfg.host, port=cfg.port, output_root=cfg.output_root, device=cfg.device,
+           open_browser=cfg.open_browser, distill_overrides=cfg.distill_overrides())
 
 
 def cmd_convert(args) -> None:
-    from .model.checkpoints import convert_checkpoint
+    from .model.checkpoints import ConvertConfig, convert_checkpoint
+    from .runtime import PRECISION_DTYPES
 
-    report = convert_checkpoint(args.checkpoint, args.out, use_ema=not args.raw, overwrite=args.overwrite)
+    cfg = _build(ConvertConfig, args, {"use_ema": False if args.raw else None})
+    if args.show_config and _show(cfg):
+        return
+    report = convert_checkpoint(args.checkpoint, args.out, use_ema=cfg.use_ema, overwrite=args.overwrite,
+                                config=cfg.arch, dtype=PRECISION_DTYPES[cfg.precision])
     print(report.summary())
     print(f"wrote {args.out}")
 
@@ -271,7 +284,7 @@ def _parser() -> argparse.ArgumentParser:
         spec = COMMANDS[name]
         p = sub.add_parser(name, help=spec["help"], description=spec["help"], formatter_class=_formatter,
                            epilog="examples:\n" + textwrap.dedent(spec["examples"]).strip("\n").replace("\n", "\n  ")
-                           .join(["  ", ""]) + ("\n\n" + EPILOG_OVERRIDES if name not in ("ui", "convert", "export") else ""))
+                           .join(["  ", ""]) + "\n\n" + EPILOG_OVERRIDES)
         setup(p)
         p.set_defaults(fn=spec["fn"])
 
@@ -323,16 +336,15 @@ def _parser() -> argparse.ArgumentParser:
     def export(p):
         p.add_argument("run", help="run folder written by `nvs distill`")
         p.add_argument("--out", help="output folder (default RUN/export)")
-        p.add_argument("--what", default="mesh", choices=["mesh", "video", "views"])
-        p.add_argument("--format", default="obj", choices=["obj", "ply", "glb"], help="mesh file format")
-        p.add_argument("--resolution", type=int, default=256, help="marching-cubes grid per axis")
+        p.add_argument("--what", choices=["mesh", "video", "views"], help="what to export (default mesh)")
+        p.add_argument("--format", choices=["obj", "ply", "glb"], help="mesh file format (default obj)")
+        p.add_argument("--resolution", type=int, help="marching-cubes grid per axis (default 256)")
         p.add_argument("--threshold", type=float, help="density iso-level (default: automatic, reported)")
         p.add_argument("--frames", type=int, help="video frames (default: the run's output.video_frames)")
         p.add_argument("--size", type=int, help="video / view side in pixels (default: the model's)")
         p.add_argument("--cameras", help="JSON camera path for --what views")
-        p.add_argument("--device", default="auto", help="auto | cpu | cuda")
-        p.add_argument("--overwrite", action="store_true", help="replace existing files")
-        p.add_argument("--quiet", action="store_true", help="no progress bars")
+        p.add_argument("--device", help="auto | cpu | cuda (default auto)")
+        _add_common(p)
 
     def synth(p):
         p.add_argument("out", help="output folder: one transforms.json scene per subfolder")
@@ -347,8 +359,8 @@ def _parser() -> argparse.ArgumentParser:
     def convert(p):
         p.add_argument("checkpoint", help="official .ckpt (or any supported checkpoint)")
         p.add_argument("out", help="output folder (unet/, vae/, image_encoder/, cc_projection, novelviews.json)")
-        p.add_argument("--raw", action="store_true", help="use the raw weights instead of the EMA copy")
-        p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+        p.add_argument("--raw", action="store_true", help="use the raw weights instead of the EMA copy (use_ema=false)")
+        _add_common(p)
 
     def train(p):
         p.add_argument("items", nargs="*", metavar="DATA[:weight] | key=value",
@@ -370,12 +382,16 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--quiet", action="store_true", help="no progress bars")
 
     def ui(p):
-        p.add_argument("--model", default="demo", help=MODEL_HELP)
-        p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)")
-        p.add_argument("--port", type=int, default=7860, help="TCP port (default 7860)")
+        p.add_argument("--model", help=MODEL_HELP)
+        p.add_argument("--host", help="interface to bind (default 127.0.0.1: this machine only)")
+        p.add_argument("--port", type=int, help="TCP port (default 7860)")
         p.add_argument("--out", help="parent folder of the per-request run folders (default a new temp folder)")
-        p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+        p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
         p.add_argument("--open", action="store_true", help="open the page in the default browser")
+        p.add_argument("--config", action="append", default=[], metavar="FILE.yaml",
+                       help="YAML config file (repeatable; later files win)")
+        p.add_argument("--show-config", action="store_true", help="print the resolved config and exit")
+        p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides")
 
     add("views", views)
     add("eval", eval_)

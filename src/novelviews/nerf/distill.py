@@ -50,7 +50,7 @@ from .anchors import load_anchors, sample_anchors, save_anchors
 log = logging.getLogger(__name__)  # notes for the user; the CLI prints them
 MESH_FORMATS = ("obj", "ply", "glb")
 from .distill_config import (CPU_PRESET, LOW_MEMORY_PRESET, REFERENCE_PATH, DistillConfig, DistillOccupancyConfig,
-                             LossConfig, OptimConfig, OutputConfig, PhasesConfig, RandomCameraConfig,
+                             ExportConfig, LossConfig, OptimConfig, OutputConfig, PhasesConfig, RandomCameraConfig,
                              RenderConfig,
                              config_differences, cpu_note, preset_settings, read_run_config)
 from .outputs import depth_frames, render_orbit, write_metrics, write_preview, write_views
@@ -289,7 +289,7 @@ def run_export(run_dir: str | Path, out: str | Path | None = None, what: str = "
     return info
 
 
-__all__ = ["RandomCameraConfig", "PhasesConfig", "LossConfig", "OptimConfig", "RenderConfig", "OutputConfig",
+__all__ = ["RandomCameraConfig", "PhasesConfig", "ExportConfig", "LossConfig", "OptimConfig", "RenderConfig", "OutputConfig",
            "DistillOccupancyConfig", "DistillConfig", "LOW_MEMORY_PRESET", "REFERENCE_PATH", "CPU_PRESET", "cpu_note",
            "config_differences", "preset_settings", "phase", "camera_ranges", "sample_views", "orbit_cameras", "resolve_precision",
            "Scene", "build_scene", "render_view", "Conditioning", "embed_pool", "train_step", "start_training",

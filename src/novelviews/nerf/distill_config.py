@@ -1,4 +1,4 @@
-"""The settings of ``nvs distill``: typed configs, the --low-memory and reference-path presets, the
+"""The settings of ``nvs distill`` and ``nvs export``: typed configs, the --low-memory and reference-path presets, the
 CPU recipe, reading a run's saved config."""
 
 from __future__ import annotations
@@ -219,6 +219,31 @@ class DistillConfig:
                     self.optim, self.field, self.sampler, self.occupancy, self.background, self.render,
                     self.output):
             sub.validate()
+
+
+@dataclass
+class ExportConfig:
+    """``nvs export``: what to make of a distilled run, headless (``nerf.distill.run_export``)."""
+
+    what: Literal["mesh", "video", "views"] = "mesh"
+    format: Literal["obj", "ply", "glb"] = "obj"
+    """mesh file format (vertex colours from the albedo)"""
+    resolution: int = 256
+    """marching-cubes grid points per axis"""
+    threshold: Optional[float] = None
+    """density iso-level of the mesh; null = automatic (reported)"""
+    frames: int = 0
+    """video frames; 0 = the run's output.video_frames"""
+    size: int = 0
+    """video / view side in pixels; 0 = the run's output.size or the model's image size"""
+    cameras: Optional[str] = None
+    """JSON camera path of ``what=views``; null = the run's output.cameras"""
+    device: str = "auto"
+
+    def validate(self) -> None:
+        check_range("resolution", self.resolution, 8, 2048)
+        check_range("frames", self.frames, 0, 100000)
+        check_range("size", self.size, 0, 8192)
 
 
 #: The bundled preset of ``nvs distill --low-memory`` (src/novelviews/configs/distill-low-memory.yaml: half
