@@ -55,7 +55,7 @@ from .distill_config import (CPU_PRESET, LOW_MEMORY_PRESET, REFERENCE_PATH, Dist
                              config_differences, cpu_note, preset_settings, read_run_config)
 from .outputs import depth_frames, render_orbit, write_metrics, write_preview, write_views
 from .run_state import CHECKPOINT, load_checkpoint, load_modules, load_run, save_checkpoint, set_rng_state
-from .schedule import camera_ranges, orbit_cameras, phase, sample_views
+from .phases import camera_ranges, orbit_cameras, phase, sample_views
 from .step import (Conditioning, Scene, build_scene, embed_pool, guidance_inputs, make_denoiser, make_optimizer,
                    optimizer_step, render_view, resolve_precision, start_training, step_info, train_step,
                    unused_parts_offloaded)

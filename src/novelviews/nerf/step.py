@@ -20,7 +20,7 @@ from .losses import normal_smoothness_2d, orientation_loss, render_rays_with_nor
 from .occupancy import OccupancyGrid
 from .render import get_rays, render_image, render_rays
 from .sampler import make_sampler
-from .schedule import phase, sample_views
+from .phases import phase, sample_views
 
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:

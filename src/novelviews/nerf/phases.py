@@ -1,5 +1,5 @@
-"""The camera schedule of a distillation: the phase (batch, render size) of a step, the widening
-random camera ranges, random SDS views, orbit cameras."""
+"""The phases and cameras of a distillation: the phase (batch, render size) of a step (``phases``),
+the widening ranges of the random SDS cameras (``sds_cameras``), random SDS views, orbit cameras."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from .. import cameras as C
 from .distill_config import DistillConfig, PhasesConfig
 
 
-# --------------------------------------------------------------------------- schedules and cameras
+# --------------------------------------------------------------------------- phases and cameras
 
 
 def phase(step: int, sched: PhasesConfig, image_size: int) -> tuple[int, int]:
