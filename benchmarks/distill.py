@@ -45,7 +45,7 @@ from novelviews.nerf.distill import REFERENCE_PATH, DistillConfig, load_run, ren
 from novelviews.views import load_any_model, resolve_device
 
 TINY = {
-    "schedule": {"steps": 3, "batch_sizes": [1, 1], "render_scales": [0.5, 1.0], "milestones": [0.5]},
+    "phases": {"steps": 3, "batch_sizes": [1, 1], "render_scales": [0.5, 1.0], "milestones": [0.5]},
     "field": {"grid": {"n_levels": 6, "log2_hashmap_size": 14, "base_resolution": 8, "per_level_scale": 1.5}},
     "sampler": {"kind": "uniform", "num_samples": 24},
     "anchors": {"steps": 3},
@@ -105,7 +105,7 @@ def main(argv=None) -> dict:
     for i, k in enumerate(variants):
         over = [f"camera.scale={scale}", f"anchors.num={k}"]
         if args.steps:
-            over.append(f"schedule.steps={args.steps}")
+            over.append(f"phases.steps={args.steps}")
         if args.anchor_steps:
             over.append(f"anchors.steps={args.anchor_steps}")
         cfg = load(DistillConfig, base=preset, overrides=list(args.overrides) + over)

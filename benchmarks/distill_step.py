@@ -1,15 +1,15 @@
-"""Benchmark: one distillation step in each phase of the schedule - speed, peak memory, profile.
+"""Benchmark: one distillation step in each phase of the run (``phases``) - speed, peak memory, profile.
 
 A full run needs thousands of steps before its later phases start, so this benchmark times
 each phase directly: it builds a fresh run exactly as ``nvs distill`` does (demo model, the
 bundled example image, ``DistillConfig`` defaults plus any overrides), then, for every phase of
-``schedule`` (e.g. batch 6 at 64 px, then 1 view at 128 px), runs ``--warmup`` steps at the
+``phases`` (e.g. batch 6 at 64 px, then 1 view at 128 px), runs ``--warmup`` steps at the
 phase's first step index, times ``--steps`` steps (synchronised) with the peak GPU memory of
 that phase, and profiles ``--profile`` more steps with ``torch.profiler`` (top ops by device
 time, kernels launched per step, CPU time per step). Writes JSON (``--out``).
 
     python benchmarks/distill_step.py --device cpu --steps 2 --warmup 1 --profile 1 \\
-        schedule.batch_sizes=[2,1] field.grid.n_levels=8            # CPU smoke run
+        phases.batch_sizes=[2,1] field.grid.n_levels=8            # CPU smoke run
     python benchmarks/distill_step.py --device cuda --out $OUT/distill_step.json
     python benchmarks/distill_step.py --device cuda --low-memory --out $OUT/distill_step_lowmem.json
     python benchmarks/distill_step.py --device cuda --model zeronvs-random     # ZeroNVS-size, random weights
@@ -105,9 +105,9 @@ def main(argv=None) -> dict:
               "reference_path": args.reference_path, "overrides": list(args.overrides), "phases": []}
     # as nvs distill's training loop: the image encoder and the VAE decoder off the GPU
     with unused_parts_offloaded(model, cfg.offload_unused and device.type == "cuda"):
-        starts = [0] + [int(m * cfg.schedule.steps) for m in cfg.schedule.milestones]
+        starts = [0] + [int(m * cfg.phases.steps) for m in cfg.phases.milestones]
         for i, s0 in enumerate(starts):
-            B, r = phase(s0, cfg.schedule, S)
+            B, r = phase(s0, cfg.phases, S)
             state = {"step": s0, "infos": []}
 
             def run_step():
@@ -150,12 +150,12 @@ def main(argv=None) -> dict:
                 print(row["profile"]["table"], flush=True)
             result["phases"].append(row)
     # a full run at these settings: the phases' step counts at their measured speed
-    bounds = starts + [cfg.schedule.steps]
+    bounds = starts + [cfg.phases.steps]
     result["estimated_run_minutes"] = round(sum((bounds[k + 1] - bounds[k]) * result["phases"][k]["ms_per_step"]
                                                 for k in range(len(starts))) / 6e4, 2)
     if args.out:
         atomic_write_json(args.out, result)
-    print(f"estimated {cfg.schedule.steps}-step run: {result['estimated_run_minutes']} min")
+    print(f"estimated {cfg.phases.steps}-step run: {result['estimated_run_minutes']} min")
     return result
 
 

@@ -112,7 +112,7 @@ def main(argv=None) -> dict:
     for setting in grid:
         name, eta, n = setting
         cfg = SamplingConfig(scheduler=name, steps=n, eta=eta, guidance_scale=a.guidance, batch_size=a.batch_size,
-                             dtype=a.dtype, cuda_graph=a.cuda_graph)
+                             precision=a.dtype, cuda_graph=a.cuda_graph)
         generate(model, inp[:1] * 2 - 1, c2w_in[:1], tgt[:1], fov_t[:1], scale=scales[:1], cfg=cfg,
                  seeds=view_seeds[:1], progress=False)  # warm-up (kernels, graphs)
         if dev.type == "cuda":

@@ -275,7 +275,7 @@ def run_config(model: ViewConditionedLDM, bc: BenchConfig, args, device: torch.d
 
         image, cond, targets, fov = make_inputs(model, bc.batch, args.seed)
         scfg = SamplingConfig(steps=args.steps, guidance_scale=args.guidance, eta=args.eta, batch_size=bc.batch,
-                              dtype=bc.dtype, seed=args.seed, vae_chunk=args.vae_chunk or SamplingConfig.vae_chunk,
+                              precision=bc.dtype, seed=args.seed, vae_chunk=args.vae_chunk or SamplingConfig.vae_chunk,
                               cuda_graph=bc.graph, compile=args.compile_mode if bc.compile else "off",
                               cudnn_benchmark=bc.cudnn, channels_last=bc.channels_last)
         warm = SamplingConfig(**{**asdict(scfg), "steps": max(1, min(args.warmup_steps, args.steps))})

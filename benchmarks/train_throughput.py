@@ -26,16 +26,16 @@ each for ``--iters`` iterations after ``--warmup`` (CUDA-synchronised, median ms
   steps, ``--workers`` workers, no progress bar): steps/s between step ``--warmup`` and the
   last step (timestamps from ``on_train_batch_end``, synchronised), plus the whole call.
 
-Components run under ``torch.autocast`` for ``bf16-mixed`` / ``16-mixed`` (as Lightning
-does); the Lightning run uses ``--precision``. If ``lightning`` is far slower than
+Components run under ``torch.autocast`` for ``bf16`` / ``fp16`` (Lightning's ``bf16-mixed`` / ``16-mixed``, as
+Lightning does); the Lightning run uses ``--precision``. If ``lightning`` is far slower than
 ``manual_step``, the loop's own overhead (logging, loader, hooks) is the problem; if
 ``manual_step`` is far slower than ``unet_fwd_bwd``, look at the VAE / image encoder rows.
 
 Examples::
 
-    python benchmarks/train_throughput.py                                  # demo, batch 128, bf16-mixed, cuda
+    python benchmarks/train_throughput.py                                  # demo, batch 128, bf16, cuda
     python benchmarks/train_throughput.py --batch 256 --workers 8 --out $OUT/train_throughput.json
-    python benchmarks/train_throughput.py --preset tiny --batch 4 --device cpu --precision 32-true \\
+    python benchmarks/train_throughput.py --preset tiny --batch 4 --device cpu --precision fp32 \\
         --iters 2 --warmup 1 --lightning-steps 3 --workers 0     # smoke test (tests/test_train_ddp.py)
 """
 
@@ -62,7 +62,7 @@ from novelviews.train.data import PairBatches, PairDataset, ViewPool, images_to_
 from novelviews.train.module import prepare_for_training
 from novelviews.train.run import TrainConfig
 
-AUTOCAST = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
+AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def random_pool(scenes: int, views: int, size: int, seed: int = 0) -> ViewPool:
@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--preset", default="demo")
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    ap.add_argument("--precision", default="bf16-mixed", choices=["32-true", "bf16-mixed", "16-mixed"])
+    ap.add_argument("--precision", default="bf16", choices=["fp32", "bf16", "fp16"])
     ap.add_argument("--iters", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--lightning-steps", type=int, default=60, help="0 skips the Lightning run")
@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> dict:
     torch.manual_seed(0)
     mcfg = model_config(args.preset)
     size, b = mcfg.image_size, args.batch
-    base_cfg = {"model": args.preset, "batch_size": b, "precision": args.precision, "num_workers": args.workers,
+    base_cfg = {"arch": args.preset, "batch_size": b, "precision": args.precision, "num_workers": args.workers,
                 "accelerator": "gpu" if device.type == "cuda" else "cpu", "devices": "1", "val_every": 10**6,
                 "ckpt_every": 10**6, "val_batch": 2, "val_steps": 1, "log_every": 25, "warmup_steps": 1,
                 "ema_decay": 0.999}

@@ -43,7 +43,7 @@ ROWS = [
     ("batch size 0", "views IMG --out OUT sampling.batch_size=0", "batch_size"),
     ("config file missing", "views IMG --out OUT --config missing.yaml", "missing.yaml"),
     ("config file not YAML", "views IMG --out OUT --config BADYAML", "BADYAML"),
-    ("distill phases do not match", "distill IMG --out OUT schedule.batch_sizes=[6]", "one entry per"),
+    ("distill phases do not match", "distill IMG --out OUT phases.batch_sizes=[6]", "one entry per"),
     ("distill render.compile unknown", "distill IMG --out OUT render.compile=auto", "render.compile"),
     ("distill steps 0", "distill IMG --out OUT --steps 0", "steps"),
     ("negative anchors", "distill IMG --out OUT --anchors -1", "anchors"),

@@ -124,6 +124,12 @@ def test_distill_and_export_cli(tmp_path, tiny_model_dir, capsys):
     assert main(["export", str(run), "--what", "mesh", "--format", "ply", "--resolution", "24", "--quiet",
                  "--threshold", "0.5"]) == 0
     assert "vertices" in capsys.readouterr().out
+    # the same export as a --config file and key=value overrides, into another folder: the same mesh
+    (tmp_path / "export.yaml").write_text("format: ply\nresolution: 24\n")
+    assert main(["export", str(run), "--out", str(tmp_path / "again"), "--config", str(tmp_path / "export.yaml"),
+                 "--quiet", "threshold=0.5", "device=cpu"]) == 0
+    assert (tmp_path / "again" / "mesh.ply").read_bytes() == (run / "export" / "mesh.ply").read_bytes()
+    capsys.readouterr()
     assert main(["distill", str(tmp_path / "in.png"), "--out", str(run), "--fov", "500"]) == 2
     assert "fov" in capsys.readouterr().err
 
@@ -139,8 +145,8 @@ def test_distill_low_memory_preset_and_overrides_win(tmp_path, capsys):
     default = yaml.safe_load(capsys.readouterr().out)
     main(["distill", str(img), "--out", str(tmp_path / "r"), "--low-memory", "--show-config", "render.chunk=1000"])
     low = yaml.safe_load(capsys.readouterr().out)
-    assert default["schedule"]["batch_sizes"] == [6, 1] and default["sampler"]["num_samples"] == 64
-    assert low["schedule"]["batch_sizes"] == [3, 1] and low["sampler"]["num_samples"] == 48
+    assert default["phases"]["batch_sizes"] == [6, 1] and default["sampler"]["num_samples"] == 64
+    assert low["phases"]["batch_sizes"] == [3, 1] and low["sampler"]["num_samples"] == 48
     assert low["render"]["chunk"] == 1000 != preset_settings(LOW_MEMORY_PRESET)["render.chunk"]  # the override wins
     main(["distill", str(img), "--out", str(tmp_path / "r"), "--config", "distill-low-memory", "--show-config"])
     assert yaml.safe_load(capsys.readouterr().out) == {**low, "render": {**low["render"], "chunk": 4096}}
@@ -164,9 +170,76 @@ def test_cpu_preset_is_valid_and_in_the_help(capsys):
 
     cfg = load(DistillConfig, files=[CPU_PRESET])
     cfg.validate()
-    assert cfg.schedule.steps == 200 and cfg.schedule.batch_sizes == (1, 1) and cfg.sampler.num_samples == 32
+    assert cfg.phases.steps == 200 and cfg.phases.batch_sizes == (1, 1) and cfg.sampler.num_samples == 32
     with pytest.raises(SystemExit):
         main(["distill", "--help"])
     assert f"--config {CPU_PRESET}" in capsys.readouterr().out
     assert f"--config {CPU_PRESET}" in cpu_note(DistillConfig())
     assert cpu_note(cfg) is None  # the CPU preset itself gets no note
+
+
+def test_export_convert_and_ui_take_config_overrides(tmp_path, tiny_model_dir, capsys, monkeypatch):
+    import yaml
+
+    def shown(args):
+        assert main(args + ["--show-config"]) == 0
+        return yaml.safe_load(capsys.readouterr().out)
+
+    assert shown(["export", "RUN", "--format", "glb", "resolution=64", "what=video", "frames=12"]) == \
+        {"what": "video", "format": "glb", "resolution": 64, "threshold": None, "frames": 12, "size": 0,
+         "cameras": None, "device": "auto"}
+    ui = shown(["ui", "--port", "8080", "host=0.0.0.0", "distill.phases.steps=50", "distill.sampler.num_samples=16"])
+    assert (ui["port"], ui["host"], ui["model"]) == (8080, "0.0.0.0", "demo")
+    assert ui["distill"] == {"phases": {"steps": 50}, "sampler": {"num_samples": 16}}
+    assert shown(["convert", "CKPT", "OUT", "--raw", "precision=bf16"]) == \
+        {"use_ema": False, "arch": None, "precision": "bf16"}
+    # bad values are one line and exit status 2, before anything starts
+    for args, message in [(["export", "RUN", "resolution=abc"], "'resolution': expected an integer"),
+                          (["ui", "port=70000"], "port 70000 is not a TCP port"),
+                          (["ui", "distill.phases.stepz=5"], "unknown config key 'distill.phases.stepz'"),
+                          (["convert", "CKPT", "OUT", "precision=fp64"], "'precision'")]:
+        assert main(args) == 2, args
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1, err
+    # the UI's distillation overrides reach launch() as checked dotted keys (old names renamed)
+    import novelviews.ui as ui_mod
+
+    seen = {}
+    monkeypatch.setattr(ui_mod, "launch", lambda **kw: seen.update(kw))
+    assert main(["ui", "--device", "cpu", "distill.schedule.steps=7", "open_browser=true"]) == 0
+    assert seen["distill_overrides"] == {"phases.steps": 7} and seen["open_browser"] is True
+    assert "warning: config key 'distill.schedule' is now 'distill.phases'" in capsys.readouterr().err
+    # a real conversion with overrides: the written weights are bf16
+    from safetensors import safe_open
+
+    out = tmp_path / "converted"
+    assert main(["convert", str(tiny_model_dir), str(out), "precision=bf16"]) == 0
+    with safe_open(str(out / "cc_projection.safetensors"), "pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.bfloat16}
+
+
+def test_old_names_on_the_command_line_warn_in_one_line(tmp_path, capsys):
+    import yaml
+
+    def shown(args):
+        assert main(args + ["--show-config"]) == 0
+        captured = capsys.readouterr()
+        return yaml.safe_load(captured.out), captured.err
+
+    new, err = shown(["train", "--synth", "1", "--out", str(tmp_path / "t"), "--arch", "tiny", "precision=bf16"])
+    assert new["arch"] == "tiny" and err == ""
+    old, err = shown(["train", "--synth", "1", "--out", str(tmp_path / "t"), "--model", "tiny", "precision=bf16-mixed"])
+    assert old == new
+    assert err.splitlines() == ["warning: nvs train --model is now --arch (the old name still works)",
+                                "warning: config value precision=bf16-mixed is now precision=bf16 (the old value still works)"]
+    assert main(["train", "--synth", "1", "--out", str(tmp_path / "t"), "--model", "tiny", "--arch", "demo"]) == 2
+    assert "keep only --arch" in capsys.readouterr().err
+    img = tmp_path / "in.png"
+    Image.fromarray(np.full((16, 16, 3), 128, np.uint8)).save(img)
+    new, _ = shown(["distill", str(img), "--out", str(tmp_path / "r"), "phases.render_scales=[0.25,0.5]"])
+    old, err = shown(["distill", str(img), "--out", str(tmp_path / "r"), "schedule.render_scales=[0.25,0.5]"])
+    assert old == new and new["phases"]["render_scales"] == [0.25, 0.5] and "schedule" not in new
+    assert err == "warning: config key 'schedule' is now 'phases' (the old name still works)\n"
+    # --steps (a shortcut for the new key) and an old-name override are one setting: the override wins
+    both, _ = shown(["distill", str(img), "--out", str(tmp_path / "r"), "--steps", "5", "schedule.steps=6"])
+    assert both["phases"]["steps"] == 6

@@ -51,7 +51,7 @@ def photo(tmp_path_factory):
 def tiny_cfg(**over) -> D.DistillConfig:
     data = {
         "device": "cpu",
-        "schedule": {"steps": 4, "batch_sizes": [2, 1], "render_scales": [0.5, 1.0], "milestones": [0.5]},
+        "phases": {"steps": 4, "batch_sizes": [2, 1], "render_scales": [0.5, 1.0], "milestones": [0.5]},
         "anchors": {"num": 2, "steps": 2},
         "field": {"grid": {"n_levels": 4, "log2_hashmap_size": 10, "base_resolution": 4, "per_level_scale": 1.5},
                   "mlp_width": 16},
@@ -145,7 +145,7 @@ def test_timestep_annealing_matches_reference_keyframes():
 
 
 def test_random_cameras_widen_from_the_input_pose():
-    cfg = from_dict(D.DistillConfig, {"schedule": {"steps": 4000}})
+    cfg = from_dict(D.DistillConfig, {"phases": {"steps": 4000}})
     g = torch.Generator().manual_seed(0)
     first = D.sample_views(0, 5, cfg, g)
     inp = C.camera_on_sphere(math.radians(31.0), 0.0, 1.0)
@@ -161,16 +161,16 @@ def test_random_cameras_widen_from_the_input_pose():
     half = D.camera_ranges(500, cfg)
     assert half["azimuth"] == pytest.approx((-math.pi / 2, math.pi / 2))
     assert half["distance"] == pytest.approx((0.9, 1.4))
-    assert D.phase(0, cfg.schedule, 128) == (6, 64) and D.phase(2000, cfg.schedule, 128) == (1, 128)
+    assert D.phase(0, cfg.phases, 128) == (6, 64) and D.phase(2000, cfg.phases, 128) == (1, 128)
 
 
 def test_config_validation_messages():
     with pytest.raises(ConfigError, match="camera.fov_deg"):
         from_dict(D.DistillConfig, {"camera": {"fov_deg": 200}})
-    with pytest.raises(ConfigError, match="schedule.batch_sizes"):
-        from_dict(D.DistillConfig, {"schedule": {"batch_sizes": [6, 1], "render_scales": [1.0]}})
-    with pytest.raises(ConfigError, match="cameras.distance"):
-        from_dict(D.DistillConfig, {"cameras": {"distance": [1.5, 1.0]}})
+    with pytest.raises(ConfigError, match="phases.batch_sizes"):
+        from_dict(D.DistillConfig, {"phases": {"batch_sizes": [6, 1], "render_scales": [1.0]}})
+    with pytest.raises(ConfigError, match="sds_cameras.distance"):
+        from_dict(D.DistillConfig, {"sds_cameras": {"distance": [1.5, 1.0]}})
 
 
 # --------------------------------------------------------------------------- anchoring
@@ -308,7 +308,7 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path, tiny_model_di
     opts = ["--model", str(tiny_model_dir), "--device", "cpu", "--quiet", "--steps", "4", "anchors.num=0",
             "output.checkpoint_every=1", "output.preview_every=0", "output.video_frames=2", "occupancy.resolution=16",
             "field.grid.n_levels=4", "field.grid.log2_hashmap_size=10", "sampler.kind=uniform",
-            "sampler.num_samples=8", "schedule.batch_sizes=[1,1]"]
+            "sampler.num_samples=8", "phases.batch_sizes=[1,1]"]
     assert main(["distill", str(photo), "--out", str(tmp_path / "straight"), *opts]) == 0
     killed = tmp_path / "killed"
     r = subprocess.run([sys.executable, "-c", _KILLED_RUN, "distill", str(photo), "--out", str(killed), *opts],

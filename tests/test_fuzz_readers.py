@@ -74,9 +74,9 @@ def test_transforms_json_reader_never_raises_anything_else(data):
 
 
 @settings(max_examples=500, deadline=None)
-@given(st.lists(st.text(max_size=30) | st.sampled_from(["seed=abc", "schedule.steps=-1", "a.b.c=1", "=", "camera=1",
+@given(st.lists(st.text(max_size=30) | st.sampled_from(["seed=abc", "phases.steps=-1", "a.b.c=1", "=", "camera=1",
                                                         "field.bound=[1,2]", "render.chunk=1e99", "loss=x",
-                                                        "schedule.batch_sizes=[a]", "guidance.t_keyframes=1"]),
+                                                        "phases.batch_sizes=[a]", "guidance.t_keyframes=1"]),
                 max_size=3))
 def test_dotted_overrides_never_raise_anything_else(overrides):
     from novelviews.config import load

@@ -158,7 +158,7 @@ def test_sphere_normals_face_the_camera_in_camera_space(method):
 def _cfg(**over) -> D.DistillConfig:
     data = {
         "device": "cpu",
-        "schedule": {"steps": 2, "batch_sizes": [2], "render_scales": [0.25], "milestones": []},
+        "phases": {"steps": 2, "batch_sizes": [2], "render_scales": [0.25], "milestones": []},
         "anchors": {"num": 0},
         "field": {"grid": TINY_GRID, "mlp_width": 8},
         "sampler": {"kind": "uniform", "num_samples": 8},
@@ -249,7 +249,7 @@ def test_geometry_losses_on_the_configured_number_of_views(monkeypatch, tiny_ldm
         return real(*a, **k)
 
     monkeypatch.setattr(STEP, "render_rays_with_normals", counting)
-    cfg = _cfg(**{"schedule.batch_sizes": "[3]", "loss.geometry_views": views, "loss.normal_min_weight": 0.01})
+    cfg = _cfg(**{"phases.batch_sizes": "[3]", "loss.geometry_views": views, "loss.normal_min_weight": 0.01})
     _, info = _one_train_step(*tiny_ldm_and_photo, cfg)
     assert len(calls) == expected and set(calls) == {0.01}
     assert info["batch"] == 3 and info["normal_smooth"] > 0
@@ -283,7 +283,7 @@ def test_geometry_losses_at_their_own_render_size(monkeypatch, tiny_ldm_and_phot
     monkeypatch.setattr(STEP, "render_rays_with_normals", count_n)
     monkeypatch.setattr(STEP, "render_rays", count_p)
     S = tiny_ldm_and_photo[0].config.image_size
-    cfg = _cfg(**{"schedule.render_scales": f"[{16 / S}]", "loss.geometry_size": size})
+    cfg = _cfg(**{"phases.render_scales": f"[{16 / S}]", "loss.geometry_size": size})
     loss, info = _one_train_step(*tiny_ldm_and_photo, cfg)
     assert normal_rays == [expected * expected]  # one geometry view (the default), at its own size
     # plain 16 px renders, one call: the SDS views (the second view, and the geometry view's SDS

@@ -301,7 +301,7 @@ def _tiny_distill_step(batch_sizes: list[int], **sections):
     torch.manual_seed(0)
     model = ViewConditionedLDM(model_config("tiny")).eval().requires_grad_(False)
     img = torch.rand(1, 3, 32, 32) * 2 - 1
-    base = {"device": "cpu", "schedule": {"steps": 4, "batch_sizes": batch_sizes, "render_scales": [0.5, 1.0],
+    base = {"device": "cpu", "phases": {"steps": 4, "batch_sizes": batch_sizes, "render_scales": [0.5, 1.0],
                                           "milestones": [0.5]},
             "field": {"grid": {"n_levels": 4, "log2_hashmap_size": 10, "base_resolution": 4, "per_level_scale": 1.5},
                       "mlp_width": 16},

@@ -85,7 +85,7 @@ def test_split_scenes_holds_out_whole_scenes_and_build_pairs_validates_on_them(t
 
     pool.save(tmp_path / "pool.pt")
     model = ViewConditionedLDM(model_config("tiny"))
-    cfg = from_dict(TrainConfig, {"model": "tiny", "batch_size": 4, "val_batch": 6, "val_scenes": 2,
+    cfg = from_dict(TrainConfig, {"arch": "tiny", "batch_size": 4, "val_batch": 6, "val_scenes": 2,
                                   "data": [{"path": str(tmp_path / "pool.pt")}]})
     tr, val = build_pairs(cfg, model, "cpu", progress=False)
     train_imgs = {bytes(x.numpy()) for x in tr.mixed.datasets[0].pool.images}
@@ -95,7 +95,7 @@ def test_split_scenes_holds_out_whole_scenes_and_build_pairs_validates_on_them(t
         assert bytes(img.numpy()) not in train_imgs
         assert any(torch.equal(img, x) for x in pool.images[12:])
     assert len(tr.mixed.datasets[0].pool) == 12
-    cfg0 = from_dict(TrainConfig, {"model": "tiny", "data": [{"path": str(tmp_path / "pool.pt")}]})
+    cfg0 = from_dict(TrainConfig, {"arch": "tiny", "data": [{"path": str(tmp_path / "pool.pt")}]})
     tr0, val0 = build_pairs(cfg0, model, "cpu", progress=False)
     assert len(tr0.mixed.datasets[0].pool) == 20 and val0.datasets[0].pool is tr0.mixed.datasets[0].pool
 
@@ -123,7 +123,7 @@ def test_lr_schedule_warmup_then_decay():
     assert lr_factor(35, 10, 110, "linear", 0.0) == pytest.approx(0.75)
     assert lr_factor(5000, 10, 110, "constant") == 1.0
     # the module's scheduler applies it to both parameter groups (cc_projection at cc_lr_mult x lr)
-    cfg = from_dict(TrainConfig, {"model": "tiny", "synth": {"scenes": 1}, "lr": 1e-3, "warmup_steps": 2,
+    cfg = from_dict(TrainConfig, {"arch": "tiny", "synth": {"scenes": 1}, "lr": 1e-3, "warmup_steps": 2,
                                   "max_steps": 12, "lr_schedule": "linear", "min_lr_ratio": 0.2})
     opt_sched = LDMModule(ViewConditionedLDM(model_config("tiny")), cfg).configure_optimizers()
     opt, sched = opt_sched["optimizer"], opt_sched["lr_scheduler"]["scheduler"]
@@ -144,7 +144,7 @@ def test_lr_schedule_warmup_then_decay():
 def test_tiny_model_loss_falls_on_fixed_batch():
     torch.manual_seed(0)
     model = ViewConditionedLDM(model_config("tiny"))
-    cfg = from_dict(TrainConfig, {"model": "tiny", "synth": {"scenes": 1}, "lr": 1e-3, "warmup_steps": 1,
+    cfg = from_dict(TrainConfig, {"arch": "tiny", "synth": {"scenes": 1}, "lr": 1e-3, "warmup_steps": 1,
                                   "drop_context": 0.0, "drop_both": 0.0, "drop_latent": 0.0})
     module = LDMModule(model, cfg)
     pool = make_pool()
@@ -175,7 +175,7 @@ def test_tiny_model_loss_falls_on_fixed_batch():
 def test_run_train_saves_resumes_and_exports(tmp_path):
     pool = make_pool(scenes=2, views=4)
     pool.save(tmp_path / "pool.pt")
-    base = {"model": "tiny", "batch_size": 2, "num_workers": 0, "val_every": 2, "ckpt_every": 2,
+    base = {"arch": "tiny", "batch_size": 2, "num_workers": 0, "val_every": 2, "ckpt_every": 2,
             "val_batch": 2, "val_steps": 2, "log_every": 1, "data": [{"path": str(tmp_path / "pool.pt")}]}
     cfg = from_dict(TrainConfig, base | {"max_steps": 2, "latent_scale": -1.0})
     info = run_train(cfg, tmp_path / "run", progress=False)
@@ -258,7 +258,7 @@ def test_tiny_model_overfits_one_pair_and_samples_it():
         z = model.vae.encode(pair["target"][None]).latent_dist.mean
         model.config.vae.scaling_factor = float(z.square().mean().rsqrt())
     untrained = copy.deepcopy(model).eval()
-    cfg = from_dict(TrainConfig, {"model": "tiny", "synth": {"scenes": 1}, "lr": 1e-3, "warmup_steps": 1,
+    cfg = from_dict(TrainConfig, {"arch": "tiny", "synth": {"scenes": 1}, "lr": 1e-3, "warmup_steps": 1,
                                   "drop_context": 0.0, "drop_both": 0.0, "drop_latent": 0.0, "weight_decay": 0.0})
     module = LDMModule(model, cfg)
     batch = {k: v[None].expand(8, *v.shape).contiguous() for k, v in pair.items()}
@@ -293,7 +293,7 @@ def test_tiny_model_overfits_one_pair_and_samples_it():
 
 def test_run_train_without_export_writes_summary_only(tmp_path):
     make_pool(scenes=2, views=4).save(tmp_path / "pool.pt")
-    cfg = from_dict(TrainConfig, {"model": "tiny", "batch_size": 2, "num_workers": 0, "val_every": 100,
+    cfg = from_dict(TrainConfig, {"arch": "tiny", "batch_size": 2, "num_workers": 0, "val_every": 100,
                                   "ckpt_every": 100, "val_batch": 2, "val_steps": 1, "log_every": 1, "max_steps": 2,
                                   "export_model": False, "data": [{"path": str(tmp_path / "pool.pt")}]})
     info = run_train(cfg, tmp_path / "run", progress=False)
@@ -316,7 +316,7 @@ def test_diverged_training_stops_with_clear_error_and_keeps_finite_checkpoints(t
         return loss * float("nan") if self.global_step >= 2 else loss
 
     monkeypatch.setattr(LDMModule, "diffusion_loss", loss_nan_from_step_2)
-    cfg = from_dict(TrainConfig, {"model": "tiny", "batch_size": 2, "num_workers": 0, "val_every": 100,
+    cfg = from_dict(TrainConfig, {"arch": "tiny", "batch_size": 2, "num_workers": 0, "val_every": 100,
                                   "ckpt_every": 1, "val_batch": 2, "val_steps": 1, "log_every": 4, "max_steps": 8,
                                   "data": [{"path": str(tmp_path / "pool.pt")}]})
     with pytest.raises(TrainingError, match=r"NaN/inf .* lower lr \(now 0.0001\)"):
@@ -332,7 +332,7 @@ def test_prepare_for_training_compiles_in_place_with_the_same_loss_gradients_and
     """compile / channels_last of the training hot path: same loss and gradients as eager at the same draws,
     parameters and state-dict keys unchanged (checkpoints, EMA and export keep working)."""
     torch.manual_seed(0)
-    cfg = from_dict(TrainConfig, {"model": "tiny", "synth": {"scenes": 1}})
+    cfg = from_dict(TrainConfig, {"arch": "tiny", "synth": {"scenes": 1}})
     eager = LDMModule(ViewConditionedLDM(model_config("tiny")), cfg)
     fast = LDMModule(ViewConditionedLDM(model_config("tiny")), cfg)
     fast.model.load_state_dict(eager.model.state_dict())
@@ -365,13 +365,13 @@ def test_prepare_for_training_compiles_in_place_with_the_same_loss_gradients_and
 def test_run_train_compiled_channels_last_mirrored_bf16_trains_validates_and_exports(tmp_path):
     make_pool(scenes=3, views=4).save(tmp_path / "pool.pt")
     torch._dynamo.reset()
-    cfg = from_dict(TrainConfig, {"model": "tiny", "batch_size": 2, "num_workers": 0, "val_every": 2,
+    cfg = from_dict(TrainConfig, {"arch": "tiny", "batch_size": 2, "num_workers": 0, "val_every": 2,
                                   "ckpt_every": 100, "val_batch": 3, "val_steps": 1, "log_every": 1, "max_steps": 3,
                                   "ema_decay": 0.0, "compile": True, "compile_backend": "aot_eager",
                                   "channels_last": True, "mirror": True, "val_scenes": 1, "grad_clip": 1.0,
                                   # the GPU rounds' precision: Lightning's mixed-precision plugin checks the
                                   # optimizer when clipping (a fused AdamW is refused there)
-                                  "precision": "bf16-mixed", "data": [{"path": str(tmp_path / "pool.pt")}]})
+                                  "precision": "bf16", "data": [{"path": str(tmp_path / "pool.pt")}]})
     info = run_train(cfg, tmp_path / "run", progress=False)
     assert info["steps"] == 3 and np.isfinite(info["metrics"]["val/psnr"])
     from novelviews.model.checkpoints import load_model
@@ -423,7 +423,7 @@ def test_mirrored_pool_is_what_the_mirror_world_looks_like():
 def test_mirror_option_doubles_training_scenes_but_not_validation(tmp_path):
     from novelviews.train.run import build_pairs
 
-    cfg = from_dict(TrainConfig, {"model": "tiny", "mirror": True, "val_scenes": 1, "batch_size": 2,
+    cfg = from_dict(TrainConfig, {"arch": "tiny", "mirror": True, "val_scenes": 1, "batch_size": 2,
                                   "data": [{"path": str(tmp_path / "pool.pt")}]})
     make_pool(scenes=3, views=4).save(tmp_path / "pool.pt")
     train, val = build_pairs(cfg, ViewConditionedLDM(model_config("tiny")), "cpu", progress=False)
@@ -458,7 +458,7 @@ def test_sigkill_during_training_then_resume(tmp_path):
 
     pool = make_pool(scenes=2, views=4)
     pool.save(tmp_path / "pool.pt")
-    base = {"model": "tiny", "batch_size": 2, "num_workers": 0, "val_every": 100, "ckpt_every": 2, "val_batch": 2,
+    base = {"arch": "tiny", "batch_size": 2, "num_workers": 0, "val_every": 100, "ckpt_every": 2, "val_batch": 2,
             "val_steps": 1, "log_every": 1, "max_steps": 4, "data": [{"path": str(tmp_path / "pool.pt")}]}
     run = tmp_path / "run"
     r = subprocess.run([sys.executable, "-c", _KILLED_TRAINING, json.dumps(base), str(run)], capture_output=True,

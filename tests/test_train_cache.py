@@ -34,7 +34,7 @@ def make_pool(scenes=2, views=4, size=32):
 def tiny_module(freeze_vae=True):
     torch.manual_seed(0)
     model = ViewConditionedLDM(model_config("tiny"))
-    cfg = from_dict(TrainConfig, {"model": "tiny", "synth": {"scenes": 1}, "freeze_vae": freeze_vae,
+    cfg = from_dict(TrainConfig, {"arch": "tiny", "synth": {"scenes": 1}, "freeze_vae": freeze_vae,
                                   "drop_context": 0.3, "drop_both": 0.2, "drop_latent": 0.2, "ema_decay": 0})
     return LDMModule(model, cfg)
 
@@ -125,7 +125,7 @@ def test_run_train_with_cache_two_steps(tmp_path, monkeypatch):
     monkeypatch.setattr(LDMModule, "uses_cached_latents", record)
     pool = make_pool(scenes=2, views=4)
     pool.save(tmp_path / "pool.pt")
-    cfg = from_dict(TrainConfig, {"model": "tiny", "batch_size": 2, "num_workers": 0, "val_every": 2,
+    cfg = from_dict(TrainConfig, {"arch": "tiny", "batch_size": 2, "num_workers": 0, "val_every": 2,
                                   "ckpt_every": 2, "val_batch": 2, "val_steps": 2, "log_every": 1,
                                   "max_steps": 2, "cache_latents": True, "accelerator": "cpu",
                                   "data": [{"path": str(tmp_path / "pool.pt")}]})

@@ -59,7 +59,7 @@ def recording_save(self, *a, **k):
 D.PairBatches.__getitem__, ViewConditionedLDM.save_pretrained = recording_get_item, recording_save
 if __name__ == "__main__":
     cfg = from_dict(TrainConfig, {
-        "model": "tiny", "batch_size": 2, "num_workers": 0, "val_every": 100, "ckpt_every": 100, "val_batch": 2,
+        "arch": "tiny", "batch_size": 2, "num_workers": 0, "val_every": 100, "ckpt_every": 100, "val_batch": 2,
         "val_steps": 2, "log_every": 1, "max_steps": 3, "accelerator": "cpu", "devices": "2", "strategy": "ddp",
         "data": [{"path": str(work / "pool.pt")}]})
     info = run_train(cfg, work / "run", overwrite=True, progress=False)
@@ -128,7 +128,7 @@ def test_exporter_callback_pickles_for_ddp_spawn(tmp_path):
 def _tiny_module(ema_decay=0.9):
     torch.manual_seed(0)
     model = ViewConditionedLDM(model_config("tiny"))
-    cfg = from_dict(TrainConfig, {"model": "tiny", "synth": {"scenes": 1}, "ema_decay": ema_decay})
+    cfg = from_dict(TrainConfig, {"arch": "tiny", "synth": {"scenes": 1}, "ema_decay": ema_decay})
     return LDMModule(model, cfg)
 
 
@@ -190,7 +190,7 @@ def test_train_throughput_benchmark_smoke(tmp_path):
     import train_throughput
 
     out = tmp_path / "tp.json"
-    res = train_throughput.main(["--preset", "tiny", "--batch", "2", "--device", "cpu", "--precision", "32-true",
+    res = train_throughput.main(["--preset", "tiny", "--batch", "2", "--device", "cpu", "--precision", "fp32",
                                  "--iters", "1", "--warmup", "0", "--lightning-steps", "2", "--workers", "0",
                                  "--scenes", "2", "--views", "3", "--out", str(out)])
     saved = json.loads(out.read_text())

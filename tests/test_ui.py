@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
-TINY_DISTILL = {"schedule.batch_sizes": "[2,1]", "field.grid.n_levels": 4, "field.grid.log2_hashmap_size": 10,
+TINY_DISTILL = {"phases.batch_sizes": "[2,1]", "field.grid.n_levels": 4, "field.grid.log2_hashmap_size": 10,
                 "field.grid.base_resolution": 4, "field.grid.per_level_scale": 1.5, "field.mlp_width": 16,
                 "sampler.kind": "uniform", "sampler.num_samples": 12, "output.video_frames": 2,
                 "occupancy.resolution": 16}

@@ -3,7 +3,7 @@
 # the LDM and a decoder-only VAE fine-tune (which keeps the latent space, so the LDM stays
 # valid) train side by side on one GPU on a freshly rendered pool, then merge and export fp16.
 #   GPU:  bash scripts/gpu/continue_demo.sh
-#   CPU smoke test:  INIT=/tmp/tiny_model IMG=32 POOL_SECONDS=3 MIN=0.2 BATCH=4 WORKERS=0 PREC=32-true CHUNK=2 \
+#   CPU smoke test:  INIT=/tmp/tiny_model IMG=32 POOL_SECONDS=3 MIN=0.2 BATCH=4 WORKERS=0 PREC=fp32 CHUNK=2 \
 #                    bash scripts/gpu/continue_demo.sh
 set -euo pipefail
 RUN=${RUN:-runs/demo2}
@@ -14,7 +14,7 @@ POOL_SECONDS=${POOL_SECONDS:-60}
 SEED=${SEED:-10700}
 MIN=${MIN:-5}
 BATCH=${BATCH:-128}
-PREC=${PREC:-bf16-mixed}
+PREC=${PREC:-bf16}
 WORKERS=${WORKERS:-4}
 mkdir -p "$RUN" "$DEST"
 export PYTHONUNBUFFERED=1

@@ -27,14 +27,14 @@ STEPS=${STEPS:-100000}
 ACCEL=${ACCEL:-gpu}
 NGPU=${NGPU:-$(nvidia-smi -L 2>/dev/null | wc -l)}
 ONLY=${ONLY:-}
-PREC=${PREC:-bf16-mixed}
-[ "$ACCEL" = cpu ] && PREC=32-true
+PREC=${PREC:-bf16}
+[ "$ACCEL" = cpu ] && PREC=fp32
 WORKERS=${WORKERS:-4}
 EXTRA=${EXTRA:-}
 mkdir -p "$RUN" "$DEST"
 export PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 if [ "$NGPU" -lt 2 ]; then echo "need 2 or more devices for the N-device half (NGPU=$NGPU)" >&2; fi
-if [ -n "${INIT:-}" ]; then model=(--init "$INIT"); else model=(--model "$PRESET"); fi
+if [ -n "${INIT:-}" ]; then model=(--init "$INIT"); else model=(--arch "$PRESET"); fi
 minutes=$(python -c "print($SECONDS_PER_RUN / 60)")
 if [ "${RESUME:-0}" = 1 ]; then fresh=(--resume); else fresh=(--overwrite); fi
 for n in 1 "$NGPU"; do

@@ -14,7 +14,7 @@
 #   env: END, RENDER_S, NPROC, PHOTO_PROCS, VIEWS, PHOTO_VIEWS, VAE_S, VAE_LR, VAE_ANCHOR, LR, EB, IDENTITY,
 #        INIT, TRAIN_EXTRA (more nvs train overrides of the LDM stage)
 # CPU smoke test (tiny sizes, a few seconds per phase):
-#   ACCEL=cpu SIZE=128 NPROC=1 PHOTO_PROCS=1 RENDER_S=5 VAE_S=10 END=200 EB=4 VAL_SCENES=2 PREC=32-true \
+#   ACCEL=cpu SIZE=128 NPROC=1 PHOTO_PROCS=1 RENDER_S=5 VAE_S=10 END=200 EB=4 VAL_SCENES=2 PREC=fp32 \
 #     OUT=/tmp/drp R=/tmp/drprun bash scripts/gpu/demo_real_photos.sh
 set -uo pipefail
 END=${END:-570}
@@ -27,7 +27,7 @@ SPAN=${SPAN:-3000}
 PHOTOS=${PHOTOS:-runs/photos}
 INIT=${INIT:-src/novelviews/data/demo_model}
 ACCEL=${ACCEL:-gpu}
-PREC=${PREC:-bf16-mixed}
+PREC=${PREC:-bf16}
 VAL_SCENES=${VAL_SCENES:-64}
 source scripts/gpu/lib.sh   # left, stamp, save, export_demo
 [ -d "$PHOTOS" ] || { echo "no photo folder $PHOTOS (python scripts/build_photo_pool.py --export-photos $PHOTOS)" >&2; exit 2; }

@@ -11,7 +11,7 @@
 #      --reference-path, seeds 0 and 1, all four at once (held-out PSNR / SSIM; PAIR_STEPS steps).
 # Results: $OUT/*.json and $OUT/results.tar (logs).   OUT=... bash scripts/gpu/distill_fast.sh
 # CPU smoke run: DEV=cpu SMALL=tiny-random BIG=tiny-random STEPS=1 PROFILE=0 OUT=/tmp/df PAIRS=1 PAIR_STEPS=2 \
-#   PAIR_ARGS="--preset tiny" EXTRA="schedule.batch_sizes=[2,1] field.grid.n_levels=8" bash scripts/gpu/distill_fast.sh
+#   PAIR_ARGS="--preset tiny" EXTRA="phases.batch_sizes=[2,1] field.grid.n_levels=8" bash scripts/gpu/distill_fast.sh
 set -uo pipefail
 DEV=${DEV:-cuda}
 STEPS=${STEPS:-20}

@@ -8,7 +8,7 @@
 # Results in $OUT (at most 8 files): distill_step_zeronvs.json, ab_summary.json, results.tar (logs,
 # every A/B round's JSON).        OUT=... bash scripts/gpu/distill_fused.sh
 # CPU smoke run: DEV=cpu MODEL=tiny-random STEPS=1 PROFILE=0 REPEAT=1 TESTS=0 \
-#   EXTRA="schedule.batch_sizes=[2,1] field.grid.n_levels=8" OUT=/tmp/dfu bash scripts/gpu/distill_fused.sh
+#   EXTRA="phases.batch_sizes=[2,1] field.grid.n_levels=8" OUT=/tmp/dfu bash scripts/gpu/distill_fused.sh
 set -uo pipefail
 DEV=${DEV:-cuda}
 MODEL=${MODEL:-zeronvs-random}

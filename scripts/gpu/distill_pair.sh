@@ -5,7 +5,7 @@
 #          anchored run (K = 4);   GPU 0: the plain SDS run (K = 0). Same scene, settings, seed.
 #   bash scripts/gpu/distill_pair.sh       (env: END total seconds, STEPS of the schedule)
 # CPU smoke test: DEV=cpu STEPS=2 END=200 MODEL=/tmp/tinym DIST_ARGS="--preset tiny" \
-#   DSTEP_ARGS="--steps 1 --warmup 0 --profile 1 schedule.batch_sizes=[1,1]" OUT=/tmp/dp R=/tmp/dprun \
+#   DSTEP_ARGS="--steps 1 --warmup 0 --profile 1 phases.batch_sizes=[1,1]" OUT=/tmp/dp R=/tmp/dprun \
 #   bash scripts/gpu/distill_pair.sh
 set -uo pipefail
 END=${END:-555}

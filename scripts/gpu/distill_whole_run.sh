@@ -4,7 +4,7 @@
 # architecture (random weights: speed and memory do not depend on the values).
 # Writes $OUT/distill_whole_run.json (wall seconds, the run's info.json) and $OUT/metrics.csv.
 #   OUT=... bash scripts/gpu/distill_whole_run.sh
-#   CPU smoke run: DEV=cpu MODEL=tiny-random STEPS=4 ARGS="schedule.batch_sizes=[1,1] field.grid.n_levels=4 \
+#   CPU smoke run: DEV=cpu MODEL=tiny-random STEPS=4 ARGS="phases.batch_sizes=[1,1] field.grid.n_levels=4 \
 #     output.video_frames=2 anchors.steps=2" OUT=/tmp/dw bash scripts/gpu/distill_whole_run.sh
 set -uo pipefail
 DEV=${DEV:-cuda}

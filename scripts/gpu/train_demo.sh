@@ -15,7 +15,7 @@ VAE_MIN=${VAE_MIN:-1.5}
 LDM_MIN=${LDM_MIN:-6}
 VAE_BATCH=${VAE_BATCH:-64}
 LDM_BATCH=${LDM_BATCH:-128}
-PREC=${PREC:-bf16-mixed}
+PREC=${PREC:-bf16}
 WORKERS=${WORKERS:-6}
 mkdir -p "$RUN" "$DEST"
 export PYTHONUNBUFFERED=1
@@ -23,7 +23,7 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || tr
 if [ "${RESUME:-0}" != 1 ]; then
   [ -f "$RUN/pool.pt" ] || python scripts/gpu/make_pool.py "$RUN/pool.pt" \
       --size "$IMG" --views "$VIEWS" --seconds "$POOL_SECONDS" --chunk "${CHUNK:-50}"
-  [ -f "$RUN/vae/model/novelviews.json" ] || python -m novelviews train "$RUN/pool.pt" --model "$PRESET" --stage vae --out "$RUN/vae" --steps 1000000 \
+  [ -f "$RUN/vae/model/novelviews.json" ] || python -m novelviews train "$RUN/pool.pt" --arch "$PRESET" --stage vae --out "$RUN/vae" --steps 1000000 \
       --batch-size "$VAE_BATCH" --quiet --overwrite max_minutes="$VAE_MIN" precision="$PREC" lr="${VAE_LR:-1e-3}" \
       warmup_steps=200 num_workers="$WORKERS" val_every=500 ckpt_every=100000 ema_decay=0.999
   python -m novelviews train "$RUN/pool.pt" --init "$RUN/vae/model" --out "$RUN/ldm" --steps 1000000 \

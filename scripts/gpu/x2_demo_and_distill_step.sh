@@ -11,7 +11,7 @@
 # CPU smoke test (a random tiny model folder first: python -c "from novelviews.model import
 #   ViewConditionedLDM, model_config; ViewConditionedLDM(model_config('tiny')).save_pretrained('/tmp/tinym')"):
 #   ACCEL=cpu DPRESET=tiny INIT= SIZE=32 DEB=8 END=420 DSTEPS=4 \
-#   DSTEP_ARGS="--steps 1 --warmup 0 --profile 1 --model /tmp/tinym schedule.batch_sizes=[1,1]" \
+#   DSTEP_ARGS="--steps 1 --warmup 0 --profile 1 --model /tmp/tinym phases.batch_sizes=[1,1]" \
 #   DIST_ARGS="--preset tiny --model /tmp/tinym" OUT=/tmp/x2s4 R=/tmp/x2s4run bash scripts/gpu/x2_demo_and_distill_step.sh
 set -uo pipefail
 END=${END:-560}

@@ -11,8 +11,10 @@ import argparse
 import logging
 import sys
 import textwrap
+import warnings
 from typing import Callable
 
+from .config import RenamedKeyWarning
 from .errors import NovelViewsError
 
 EPILOG_OVERRIDES = "Any config key can be set as key.sub=value after the arguments (see --show-config)."
@@ -97,7 +99,7 @@ def cmd_eval(args) -> None:
 def cmd_distill(args) -> None:
     from .nerf.distill import LOW_MEMORY_PRESET, DistillConfig, preset_settings, run_distill
 
-    shortcuts = {"model": args.model, "device": args.device, "schedule.steps": args.steps,
+    shortcuts = {"model": args.model, "device": args.device, "phases.steps": args.steps,
                  "anchors.num": args.anchors, "camera.fov_deg": args.fov, "camera.elevation_deg": args.elevation,
                  "camera.scale": args.scale, "seed": args.seed}
     cfg = _build(DistillConfig, args, (preset_settings(LOW_MEMORY_PRESET) if args.low_memory else {}) | shortcuts)
@@ -111,31 +113,44 @@ def cmd_distill(args) -> None:
 
 
 def cmd_export(args) -> None:
-    from .nerf.distill import run_export
+    from .config import to_dict
+    from .nerf.distill import ExportConfig, run_export
 
-    info = run_export(args.run, args.out, what=args.what, format=args.format, resolution=args.resolution,
-                      threshold=args.threshold, device=args.device, frames=args.frames, size=args.size,
-                      cameras=args.cameras, overwrite=args.overwrite, progress=not args.quiet)
-    if args.what == "mesh":
+    cfg = _build(ExportConfig, args, {"what": args.what, "format": args.format, "resolution": args.resolution,
+                                      "threshold": args.threshold, "device": args.device, "frames": args.frames,
+                                      "size": args.size, "cameras": args.cameras})
+    if args.show_config and _show(cfg):
+        return
+    info = run_export(args.run, args.out, **to_dict(cfg), overwrite=args.overwrite, progress=not args.quiet)
+    if cfg.what == "mesh":
         print(f"wrote {info['path']}: {info['vertices']} vertices, {info['faces']} faces "
               f"(density level {info['level']:.4g})")
-    elif args.what == "video":
+    elif cfg.what == "video":
         print(f"wrote {info['video']} and {info['depth_video']} ({info['frames']} frames)")
     else:
         print(f"wrote {info['views']} views to {info['out']}/views")
 
 
 def cmd_ui(args) -> None:
-    from .ui import launch
+    from .ui import UIConfig, launch
 
-    launch(model=args.model, host=args.host, port=args.port, output_root=args.out, device=args.device,
-           open_browser=args.open)
+    cfg = _build(UIConfig, args, {"model": args.model, "host": args.host, "port": args.port, "output_root": args.out,
+                                  "device": args.device, "open_browser": args.open or None})
+    if args.show_config and _show(cfg):
+        return
+    launch(model=cfg.model, host=cfg.host, port=cfg.port, output_root=cfg.output_root, device=cfg.device,
+           open_browser=cfg.open_browser, distill_overrides=cfg.distill_overrides())
 
 
 def cmd_convert(args) -> None:
-    from .model.checkpoints import convert_checkpoint
+    from .model.checkpoints import ConvertConfig, convert_checkpoint
+    from .runtime import PRECISION_DTYPES
 
-    report = convert_checkpoint(args.checkpoint, args.out, use_ema=not args.raw, overwrite=args.overwrite)
+    cfg = _build(ConvertConfig, args, {"use_ema": False if args.raw else None})
+    if args.show_config and _show(cfg):
+        return
+    report = convert_checkpoint(args.checkpoint, args.out, use_ema=cfg.use_ema, overwrite=args.overwrite,
+                                config=cfg.arch, dtype=PRECISION_DTYPES[cfg.precision])
     print(report.summary())
     print(f"wrote {args.out}")
 
@@ -145,7 +160,12 @@ def cmd_train(args) -> None:
 
     data, overrides = parse_data_args(args.items)
     args.overrides = overrides
-    shortcuts = {"model": args.model, "init": args.init, "stage": args.stage, "max_steps": args.steps,
+    if args.model is not None:
+        if args.arch is not None:
+            raise NovelViewsError("--model and --arch are one option ('--model' is its old name): keep only --arch")
+        warnings.warn("nvs train --model is now --arch (the old name still works)", RenamedKeyWarning)
+        args.arch = args.model
+    shortcuts = {"arch": args.arch, "init": args.init, "stage": args.stage, "max_steps": args.steps,
                  "batch_size": args.batch_size, "devices": args.devices, "strategy": args.strategy,
                  "synth.scenes": args.synth}
     if data:
@@ -166,7 +186,7 @@ COMMANDS: dict[str, dict] = {
             nvs views examples/scene.png --out runs/views
             nvs views photo.jpg --path spiral --num-views 24 --out runs/spiral sampling.guidance_scale=2
             nvs views photo.jpg --path my_path.json --model zeronvs.ckpt --device cuda --out runs/custom \\
-                camera.fov_deg=60 camera.scale=0.9 sampling.dtype=fp16
+                camera.fov_deg=60 camera.scale=0.9 sampling.precision=fp16
         """,
     ),
     "eval": dict(
@@ -174,7 +194,7 @@ COMMANDS: dict[str, dict] = {
         help="hold out views of a posed scene, regenerate them from the others, score vs baselines",
         examples="""
             nvs eval runs/synth/scene_0000 --out runs/eval                  # every 8th view held out
-            nvs eval my_capture/ --holdout loo --model zeronvs.ckpt --device cuda --out runs/loo sampling.dtype=fp16
+            nvs eval my_capture/ --holdout loo --model zeronvs.ckpt --device cuda --out runs/loo sampling.precision=fp16
             nvs eval colmap_scene/ --holdout list:0,12,24 --k 3 --methods nearest,model,model_k --out runs/e
             nvs eval scene/ --out runs/e lpips=vgg lpips_weights=/path/to/vgg16-397923af.pth
         """,
@@ -186,7 +206,7 @@ COMMANDS: dict[str, dict] = {
             nvs distill examples/scene.png --out runs/nerf
             nvs distill photo.jpg --out runs/nerf --anchors 4 --fov 60 --elevation 20 --scale 0.9
             nvs distill photo.jpg --out runs/nerf --model zeronvs_converted --device cuda \\
-                schedule.render_scales=[0.5,1.0] guidance.guidance_scale=9.5
+                phases.render_scales=[0.5,1.0] guidance.guidance_scale=9.5
             nvs distill photo.jpg --out runs/nerf --resume     # continue after Ctrl-C
             nvs distill examples/scene.png --out runs/nerf_cpu --device cpu --config distill-cpu  # ~13 min, 2 cores
         """,
@@ -214,9 +234,9 @@ COMMANDS: dict[str, dict] = {
         help="train or fine-tune the view-conditioned diffusion model (Lightning; EMA, resume, DDP)",
         examples="""
             nvs train runs/synth --out runs/train --steps 2000 batch_size=16
-            nvs train --synth 500 --model demo --out runs/demo --steps 20000 precision=bf16-mixed
+            nvs train --synth 500 --arch demo --out runs/demo --steps 20000 precision=bf16
             nvs train co3d_scenes:0.34 re10k_scenes:0.33 acid_scenes:0.33 --init converted/zeronvs \
-                --out runs/finetune --devices 4 --strategy ddp precision=bf16-mixed
+                --out runs/finetune --devices 4 --strategy ddp precision=bf16
             nvs train --resume --out runs/demo ...   # continue from runs/demo/checkpoints/last.ckpt
         """,
     ),
@@ -264,7 +284,7 @@ def _parser() -> argparse.ArgumentParser:
         spec = COMMANDS[name]
         p = sub.add_parser(name, help=spec["help"], description=spec["help"], formatter_class=_formatter,
                            epilog="examples:\n" + textwrap.dedent(spec["examples"]).strip("\n").replace("\n", "\n  ")
-                           .join(["  ", ""]) + ("\n\n" + EPILOG_OVERRIDES if name not in ("ui", "convert", "export") else ""))
+                           .join(["  ", ""]) + "\n\n" + EPILOG_OVERRIDES)
         setup(p)
         p.set_defaults(fn=spec["fn"])
 
@@ -300,7 +320,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--out", required=True, help="run folder (config.yaml, anchors/, checkpoints/, video.mp4, ...)")
         p.add_argument("--model", help=MODEL_HELP)
         p.add_argument("--steps", type=int, help="distillation steps (default 4000)")
-        p.add_argument("--anchors", type=int, help="SDS anchors K (default 0 = plain SDS; e.g. 4)")
+        p.add_argument("--anchors", type=int, help="number of SDS anchor views (default 0 = plain SDS; e.g. 4)")
         p.add_argument("--fov", type=float, help="vertical fov of the photo in degrees (default 52.55)")
         p.add_argument("--elevation", type=float, help="camera elevation of the photo in degrees (default 31)")
         p.add_argument("--scale", type=float, help="6DoF+1 scene scale, smaller = closer content (default 0.7)")
@@ -316,16 +336,15 @@ def _parser() -> argparse.ArgumentParser:
     def export(p):
         p.add_argument("run", help="run folder written by `nvs distill`")
         p.add_argument("--out", help="output folder (default RUN/export)")
-        p.add_argument("--what", default="mesh", choices=["mesh", "video", "views"])
-        p.add_argument("--format", default="obj", choices=["obj", "ply", "glb"], help="mesh file format")
-        p.add_argument("--resolution", type=int, default=256, help="marching-cubes grid per axis")
+        p.add_argument("--what", choices=["mesh", "video", "views"], help="what to export (default mesh)")
+        p.add_argument("--format", choices=["obj", "ply", "glb"], help="mesh file format (default obj)")
+        p.add_argument("--resolution", type=int, help="marching-cubes grid per axis (default 256)")
         p.add_argument("--threshold", type=float, help="density iso-level (default: automatic, reported)")
         p.add_argument("--frames", type=int, help="video frames (default: the run's output.video_frames)")
         p.add_argument("--size", type=int, help="video / view side in pixels (default: the model's)")
         p.add_argument("--cameras", help="JSON camera path for --what views")
-        p.add_argument("--device", default="auto", help="auto | cpu | cuda")
-        p.add_argument("--overwrite", action="store_true", help="replace existing files")
-        p.add_argument("--quiet", action="store_true", help="no progress bars")
+        p.add_argument("--device", help="auto | cpu | cuda (default auto)")
+        _add_common(p)
 
     def synth(p):
         p.add_argument("out", help="output folder: one transforms.json scene per subfolder")
@@ -340,14 +359,15 @@ def _parser() -> argparse.ArgumentParser:
     def convert(p):
         p.add_argument("checkpoint", help="official .ckpt (or any supported checkpoint)")
         p.add_argument("out", help="output folder (unet/, vae/, image_encoder/, cc_projection, novelviews.json)")
-        p.add_argument("--raw", action="store_true", help="use the raw weights instead of the EMA copy")
-        p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+        p.add_argument("--raw", action="store_true", help="use the raw weights instead of the EMA copy (use_ema=false)")
+        _add_common(p)
 
     def train(p):
         p.add_argument("items", nargs="*", metavar="DATA[:weight] | key=value",
                        help="scene folders / dataset roots (optionally :weight), and config overrides")
         p.add_argument("--out", required=True, help="run folder (checkpoints/, logs/, previews/, model/)")
-        p.add_argument("--model", help="architecture preset of a new model (demo, tiny, zeronvs, zero123, or YAML)")
+        p.add_argument("--arch", help="architecture preset of a new model (demo, tiny, zeronvs, zero123, or YAML)")
+        p.add_argument("--model", help=argparse.SUPPRESS)  # the old name of --arch
         p.add_argument("--init", help="checkpoint to fine-tune from (.ckpt, .safetensors, model folder)")
         p.add_argument("--stage", choices=["ldm", "vae"], help="train the diffusion model (default) or the VAE")
         p.add_argument("--synth", type=int, help="also train on N procedural scenes rendered on the fly")
@@ -362,12 +382,16 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--quiet", action="store_true", help="no progress bars")
 
     def ui(p):
-        p.add_argument("--model", default="demo", help=MODEL_HELP)
-        p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)")
-        p.add_argument("--port", type=int, default=7860, help="TCP port (default 7860)")
+        p.add_argument("--model", help=MODEL_HELP)
+        p.add_argument("--host", help="interface to bind (default 127.0.0.1: this machine only)")
+        p.add_argument("--port", type=int, help="TCP port (default 7860)")
         p.add_argument("--out", help="parent folder of the per-request run folders (default a new temp folder)")
-        p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+        p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
         p.add_argument("--open", action="store_true", help="open the page in the default browser")
+        p.add_argument("--config", action="append", default=[], metavar="FILE.yaml",
+                       help="YAML config file (repeatable; later files win)")
+        p.add_argument("--show-config", action="store_true", help="print the resolved config and exit")
+        p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides")
 
     add("views", views)
     add("eval", eval_)
@@ -388,6 +412,11 @@ class _Console(logging.Handler):
         print(self.format(record), flush=True)
 
 
+def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as one line on stderr (``warning: ...``), e.g. an old config key name."""
+    print(f"warning: {message}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     """``nvs``: the library's notes are shown while the command runs (and only then)."""
     logger = logging.getLogger("novelviews")
@@ -395,7 +424,10 @@ def main(argv: list[str] | None = None) -> int:
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     try:
-        return _main(argv)
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", RenamedKeyWarning)
+            warnings.showwarning = _warning_line
+            return _main(argv)
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)

@@ -9,6 +9,9 @@
   folder (``zeronvs``, ``zero123``, ``demo``, ``tiny``...). A preset may be partial.
 * Overrides are ``key.sub=value`` strings; values are parsed as YAML scalars/lists.
 * :func:`save_config` writes the resolved config next to every output.
+* Renamed keys keep working: a dataclass lists its old names in ``RENAMED`` (old key -> new
+  key) and old values in ``RENAMED_VALUES`` (key -> {old value: new value}); each is read under
+  its new name with a one-line :class:`RenamedKeyWarning` (the table: README.md, "Renamed config keys").
 
 No global state: every function takes and returns config objects.
 """
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import types
+import warnings
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
@@ -27,6 +31,10 @@ from .errors import ConfigError
 T = TypeVar("T")
 
 PRESET_DIR = Path(__file__).resolve().parent / "configs"
+
+
+class RenamedKeyWarning(FutureWarning):
+    """A config key or value under its old name: read under the new one, which the message names."""
 
 
 # --------------------------------------------------------------------------- helpers
@@ -122,6 +130,62 @@ def _hints(cls: type) -> dict[str, Any]:
     return get_type_hints(cls, include_extras=False)
 
 
+def _renamed_level(cls: type, data: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """``data`` with the old key names and values of ``cls`` (its ``RENAMED`` / ``RENAMED_VALUES``)
+    replaced by the new ones, one :class:`RenamedKeyWarning` each; old and new name together is
+    an error (which one was meant is unclear)."""
+    keys: dict[str, str] = getattr(cls, "RENAMED", {})
+    values: dict[str, dict[Any, Any]] = getattr(cls, "RENAMED_VALUES", {})
+    if not keys and not values:
+        return data
+
+    def dotted(name: str) -> str:
+        return f"{prefix}.{name}" if prefix else name
+
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        new = keys.get(key)
+        if new is not None:
+            if new in data:
+                raise ConfigError(f"config keys '{dotted(key)}' and '{dotted(new)}' are one setting ('{key}' is "
+                                  f"its old name): keep only '{dotted(new)}'")
+            warnings.warn(f"config key '{dotted(key)}' is now '{dotted(new)}' (the old name still works)",
+                          RenamedKeyWarning, stacklevel=2)
+            key = new
+        out[key] = value
+    for key, table in values.items():
+        value = out.get(key)
+        if isinstance(value, (str, int)) and not isinstance(value, bool) and value in table:
+            warnings.warn(f"config value {dotted(key)}={value} is now {dotted(key)}={table[value]} "
+                          f"(the old value still works)", RenamedKeyWarning, stacklevel=2)
+            out[key] = table[value]
+    return out
+
+
+def _nested_dataclass(tp: Any) -> type | None:
+    """The dataclass of a field annotated ``C`` or ``Optional[C]``, else None."""
+    if dataclasses.is_dataclass(tp):
+        return tp
+    if get_origin(tp) in (Union, types.UnionType):
+        found = [a for a in get_args(tp) if dataclasses.is_dataclass(a)]
+        return found[0] if len(found) == 1 else None
+    return None
+
+
+def renamed_keys(cls: type, data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``data`` (plain config data for ``cls``, possibly partial) with every old key name and
+    value replaced by the new one, at every level; warns once per old name (see module doc)."""
+    if not isinstance(data, dict):
+        return data
+    out = _renamed_level(cls, data, prefix)
+    hints = _hints(cls)
+    for f in dataclasses.fields(cls):
+        sub = _nested_dataclass(hints.get(f.name))
+        if sub is not None and isinstance(out.get(f.name), dict):
+            out[f.name] = renamed_keys(sub, out[f.name], f"{prefix}.{f.name}" if prefix else f.name)
+    return out
+
+
 # --------------------------------------------------------------------------- public API
 
 
@@ -129,7 +193,7 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, prefix: str = "") -> T:
     """Build ``cls`` from plain data; unknown keys and wrong types raise ConfigError."""
     if not dataclasses.is_dataclass(cls):
         raise TypeError(f"{cls!r} is not a dataclass")
-    data = dict(data or {})
+    data = _renamed_level(cls, dict(data or {}), prefix)
     hints = _hints(cls)
     names = {f.name for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - names)
@@ -264,17 +328,19 @@ def load(
     files: list[str | Path] | None = None,
     overrides: list[str] | None = None,
 ) -> T:
-    """Layer: dataclass defaults < ``base`` < each YAML file < dotted overrides."""
-    data: dict[str, Any] = dict(base or {})
+    """Layer: dataclass defaults < ``base`` < each YAML file < dotted overrides (old key names
+    are renamed within each layer, so an old name in a file and a new one on the command line
+    are the same setting and the later layer wins)."""
+    data: dict[str, Any] = renamed_keys(cls, dict(base or {}))
     for f in files or []:
-        data = merge(data, read_yaml(preset_path(f)))
-    data = merge(data, overrides_to_dict(list(overrides or [])))
+        data = merge(data, renamed_keys(cls, read_yaml(preset_path(f))))
+    data = merge(data, renamed_keys(cls, overrides_to_dict(list(overrides or []))))
     return from_dict(cls, data)
 
 
 def replace(obj: T, overrides: list[str] | dict[str, Any]) -> T:
     """A copy of ``obj`` with dotted overrides applied (strictly checked)."""
-    upd = overrides if isinstance(overrides, dict) else overrides_to_dict(overrides)
+    upd = renamed_keys(type(obj), overrides if isinstance(overrides, dict) else overrides_to_dict(overrides))
     return from_dict(type(obj), merge(to_dict(obj), upd))
 
 
@@ -319,4 +385,6 @@ __all__ = [
     "overrides_to_dict",
     "parse_override",
     "check_range",
+    "renamed_keys",
+    "RenamedKeyWarning",
 ]

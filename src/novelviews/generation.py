@@ -8,8 +8,8 @@ distill`` and the UI. One loop covers all of them:
   weights ``weights[i]`` (normalised): ``k = 1`` is the classifier-free-guided prediction of
   :func:`novelviews.sampling.guided_denoiser`; ``k > 1`` blends the k conditional predictions with
   the weights before guidance (:func:`multi_anchor_denoiser`, one batched UNet call);
-* ``cfg.samples = K > 1``: each view is the pixel-space mean of K samples, sample ``j`` of view ``i``
-  drawn with seed ``seeds[i] + j * SAMPLE_SEED_STRIDE``, all K x N in the same batches;
+* ``cfg.samples > 1``: each view is the pixel-space mean of that many samples, sample ``j`` of view
+  ``i`` drawn with seed ``seeds[i] + j * SAMPLE_SEED_STRIDE``, all samples x N in the same batches;
 * targets go ``max(1, cfg.batch_size // k)`` per UNet call (about ``batch_size`` conditional rows).
 
 Progress is reported through a callback (``progress(n)`` after every ``n`` sampler steps);
@@ -26,7 +26,8 @@ import torch
 
 from . import cameras as C
 from .errors import NovelViewsError
-from .sampling import (DTYPES, SAMPLE_SEED_STRIDE, EpsFn, SamplingConfig, denoiser_autocast, guided_denoiser,
+from .runtime import precision_dtype
+from .sampling import (SAMPLE_SEED_STRIDE, EpsFn, SamplingConfig, denoiser_autocast, guided_denoiser,
                        prepare_for_sampling, sample)
 
 #: ``progress`` of the generators: a callback taking the number of sampler steps just done, or a
@@ -66,7 +67,8 @@ def check_generation_inputs(model, cfg: SamplingConfig, cond_images: torch.Tenso
     M = cond_c2w.shape[0]
     if cond_images.ndim != 4 or cond_images.shape[0] != M:
         raise NovelViewsError(f"expected {M} conditioning images [M, 3, H, W], got {tuple(cond_images.shape)}")
-    return next(model.parameters()).device, DTYPES[cfg.dtype], cond_c2w, target_c2w
+    device = next(model.parameters()).device
+    return device, precision_dtype(cfg.precision, device), cond_c2w, target_c2w
 
 
 def decode_chunked(model, latents: torch.Tensor, chunk: int, dtype: torch.dtype, tiling: bool = False) -> torch.Tensor:
@@ -164,8 +166,8 @@ def generate(
     ``weights [N, k]`` (default equal; normalised here); ``scale``: scene scale per
     conditioning view (scalar or ``[M]``) for 6DoF+1; ``seeds``: one per target (default
     ``cfg.seed + i``); ``progress``: see :data:`Progress`. Returns ``[N, 3, S, S]`` in
-    ``[-1, 1]`` on the CPU (float32). ``cfg.samples = K > 1`` averages K samples per view (see the
-    module docstring). With ``k = 1`` the targets use :func:`sampling.guided_denoiser`.
+    ``[-1, 1]`` on the CPU (float32). ``cfg.samples > 1`` averages that many samples per view (see
+    the module docstring). With ``k = 1`` the targets use :func:`sampling.guided_denoiser`.
     """
     cfg = cfg or SamplingConfig()
     device, dtype, cond_c2w, target_c2w = check_generation_inputs(model, cfg, cond_images, cond_c2w, target_c2w)
@@ -177,12 +179,12 @@ def generate(
     seeds = list(range(cfg.seed, cfg.seed + N)) if seeds is None else list(seeds)
     if len(seeds) != N:
         raise NovelViewsError(f"seeds must give one seed per target view ({N}), got {len(seeds)}")
-    K = cfg.samples
-    if K > 1:  # the K samples of every view as K x N targets, averaged at the end
-        target_c2w, fov = target_c2w.repeat(K, 1, 1), fov.repeat(K)
-        anchors, weights = anchors.repeat(K, 1), weights.repeat(K, 1)
-        seeds = [s + j * SAMPLE_SEED_STRIDE for j in range(K) for s in seeds]
-    T = K * N if K > 1 else N
+    n_samples = cfg.samples
+    if n_samples > 1:  # the samples of every view as n_samples x N targets, averaged at the end
+        target_c2w, fov = target_c2w.repeat(n_samples, 1, 1), fov.repeat(n_samples)
+        anchors, weights = anchors.repeat(n_samples, 1), weights.repeat(n_samples, 1)
+        seeds = [s + j * SAMPLE_SEED_STRIDE for j in range(n_samples) for s in seeds]
+    T = n_samples * N
 
     flat = anchors.reshape(-1)
     cam = C.camera_embedding(model.config.camera_mode, cond_c2w[flat], target_c2w.repeat_interleave(k, 0),
@@ -211,7 +213,7 @@ def generate(
     finally:
         report.close()
     images = torch.cat(out)
-    return images.view(K, N, *images.shape[1:]).mean(0) if K > 1 else images
+    return images.view(n_samples, N, *images.shape[1:]).mean(0) if n_samples > 1 else images
 
 
 __all__ = ["Progress", "progress_bar", "check_generation_inputs", "decode_chunked", "multi_anchor_denoiser",

@@ -1,7 +1,9 @@
-"""Runtime helpers shared by every command: device selection, host-to-device copies, in-place torch.compile,
-compiled pure functions (Fusion)."""
+"""Runtime helpers shared by every command: device selection, the precision vocabulary, host-to-device
+copies, in-place torch.compile, compiled pure functions (Fusion)."""
 
 from __future__ import annotations
+
+from typing import Literal
 
 import torch
 
@@ -19,6 +21,27 @@ def resolve_device(name: str) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {name!r} was asked for but no CUDA GPU is available: use device cpu")
     return dev
+
+
+#: The one precision vocabulary of sampling (``sampling.precision``), distillation (``precision``) and
+#: training (``precision``): ``auto`` = bf16 on a GPU that supports it (else fp16 for sampling and
+#: distillation, fp32 for training), ``fp32``, ``fp16``, ``bf16``. On the CPU every command runs in fp32.
+Precision = Literal["auto", "fp32", "fp16", "bf16"]
+PRECISIONS: tuple[str, ...] = ("auto", "fp32", "fp16", "bf16")
+#: the torch dtype of each fixed word
+PRECISION_DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def precision_dtype(precision: str, device: torch.device) -> torch.dtype:
+    """The torch dtype of a precision word on ``device`` (float32 on the CPU, whatever the word)."""
+    if device.type != "cuda" or precision == "fp32":
+        return torch.float32
+    if precision == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    try:
+        return PRECISION_DTYPES[precision]
+    except KeyError:
+        raise ConfigError(f"precision {precision!r} is unknown: use one of {', '.join(PRECISIONS)}") from None
 
 
 def to_device(x: torch.Tensor, device, dtype: torch.dtype | None = None) -> torch.Tensor:

@@ -17,16 +17,16 @@ from __future__ import annotations
 import contextlib
 import math
 from dataclasses import dataclass
-from typing import Callable, Literal, Sequence
+from typing import Callable, ClassVar, Literal, Sequence
 
 import torch
 
 from .config import check_range
 from .errors import ConfigError
-from .runtime import compile_in_place, to_device
+from .runtime import PRECISION_DTYPES, Precision, compile_in_place, to_device
 
 EpsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+DTYPES = PRECISION_DTYPES  # the precision words of runtime.PRECISIONS that name one dtype
 COMPILE_MODES = ("off", "default", "max-autotune-no-cudagraphs")
 
 
@@ -42,7 +42,9 @@ class SamplingConfig:
     guidance_scale: float = 3.0  # classifier-free guidance (reference: 3.0 for direct views)
     eta: float = 1.0  # DDIM stochasticity (reference: 1.0)
     batch_size: int = 8  # views per UNet batch (CFG doubles it); lower it to fit small GPUs
-    dtype: Literal["fp32", "fp16", "bf16"] = "fp32"  # fp16/bf16 on GPU
+    # the UNet / VAE weights' precision on a GPU (runtime.PRECISIONS; auto: bf16 where supported, else
+    # fp16); the CPU always samples in fp32. Old name: dtype
+    precision: Precision = "fp32"
     seed: int = 0  # view i uses seed + i
     # samples per view, averaged in pixel space: the Monte-Carlo posterior mean E[view | input],
     # the estimate with the least expected squared error (best PSNR), blurrier where the model is
@@ -69,6 +71,9 @@ class SamplingConfig:
     def __post_init__(self) -> None:
         if self.preset == "reference":
             self.scheduler, self.steps, self.eta, self.guidance_scale = REFERENCE_SAMPLER
+
+    #: old key names, still read (README.md, "Renamed config keys")
+    RENAMED: ClassVar[dict[str, str]] = {"dtype": "precision"}
 
     def validate(self) -> None:
         check_range("sampling.steps", self.steps, 1, 1000)

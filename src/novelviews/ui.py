@@ -29,7 +29,7 @@ import tempfile
 import threading
 import time
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
@@ -56,6 +56,36 @@ def example_image_path() -> Path:
 
 
 # --------------------------------------------------------------------------- settings
+
+
+@dataclass
+class UIConfig:
+    """``nvs ui``: the server and what its requests use (``--config`` / ``key=value`` like every command)."""
+
+    model: str = "demo"  # 'demo' (bundled) or a checkpoint path, loaded once and shared by all requests
+    device: str = "auto"
+    host: str = DEFAULT_HOST  # interface to bind (default: this machine only)
+    port: int = DEFAULT_PORT
+    output_root: Optional[str] = None  # parent of the per-request run folders (default: a new temp folder)
+    open_browser: bool = False
+    # dotted overrides of the page's short distillation, e.g. ``distill.sampler.num_samples=32``
+    # (checked at start-up against nerf.distill.DistillConfig)
+    distill: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        from .errors import ConfigError
+
+        if not (0 < self.port < 65536):
+            raise ConfigError(f"port {self.port} is not a TCP port: use 1-65535 (default {DEFAULT_PORT})")
+
+    def distill_overrides(self) -> dict[str, Any]:
+        """``distill`` as flat dotted keys, checked: an unknown key or bad value raises ConfigError."""
+        from .config import flatten_dotted, from_dict, renamed_keys
+        from .nerf.distill import DistillConfig
+
+        data = renamed_keys(DistillConfig, self.distill, "distill")
+        from_dict(DistillConfig, data, prefix="distill")
+        return flatten_dotted(data)
 
 
 @dataclass
@@ -342,7 +372,7 @@ class UIHandlers:
         from .nerf.distill import DistillConfig
 
         base = {"model": self.model_spec, "device": self.device,
-                "schedule": {"steps": int(steps)},
+                "phases": {"steps": int(steps)},
                 "output": {"checkpoint_every": int(preview_every), "preview_every": int(preview_every),
                            "log_every": int(preview_every), "video_frames": 24, "fps": 12}}
         return load(DistillConfig, base=base, overrides=[f"{k}={v}" for k, v in self.distill_overrides.items()])
@@ -522,5 +552,5 @@ def launch(model: str = "demo", host: str = DEFAULT_HOST, port: int = DEFAULT_PO
     return demo
 
 
-__all__ = ["UISettings", "UIHandlers", "ViewsResult", "DistillResult", "PanelMap", "camera_figure",
+__all__ = ["UIConfig", "UISettings", "UIHandlers", "ViewsResult", "DistillResult", "PanelMap", "camera_figure",
            "path_cameras", "example_image_path", "build_app", "launch", "DEFAULT_HOST", "DEFAULT_PORT"]

@@ -34,9 +34,9 @@ import torch
 from . import cameras as C
 from .config import check_range, save_config
 from .errors import ConfigError, NovelViewsError
-from .runtime import resolve_device  # noqa: F401 - re-exported for the commands
+from .runtime import precision_dtype, resolve_device  # noqa: F401 - resolve_device re-exported for the commands
 from .generation import Progress, generate
-from .sampling import DTYPES, SamplingConfig
+from .sampling import SamplingConfig
 
 log = logging.getLogger(__name__)  # notes for the user; the CLI prints them
 
@@ -326,8 +326,7 @@ def run_views(image: str | Path, out: str | Path, cfg: ViewsConfig, overwrite: b
     t0 = time.time()
     device = resolve_device(cfg.device)
     photo = load_input_photo(image, cfg.image)  # a bad photo fails before the model loads
-    model = load_any_model(cfg.model, device, DTYPES[cfg.sampling.dtype] if device.type == "cuda" else torch.float32,
-                           cfg.use_ema)
+    model = load_any_model(cfg.model, device, precision_dtype(cfg.sampling.precision, device), cfg.use_ema)
     size = model.config.image_size
     img = square_input(photo, size, cfg.image, image)
     scale, scale_source = input_scale(cfg.camera, size, cfg.image, image=img, device=device)

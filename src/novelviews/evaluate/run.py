@@ -73,7 +73,7 @@ def run_eval(dataset: str | Path, out: str | Path, cfg: EvalConfig, overwrite: b
     from ..io.runs import atomic_write_json, run_folder
     from ..io.video import save_contact_sheet
     from ..multiview import generate_nearest, layout_scale, prepare_views, select_anchors, view_scales
-    from ..sampling import DTYPES
+    from ..runtime import precision_dtype
     from ..views import load_any_model, resolve_device
 
     t0 = time.time()
@@ -84,8 +84,7 @@ def run_eval(dataset: str | Path, out: str | Path, cfg: EvalConfig, overwrite: b
     if need_model:
         if model is None:
             device = resolve_device(cfg.device)
-            dt = DTYPES[cfg.sampling.dtype] if device.type == "cuda" else torch.float32
-            model = load_any_model(cfg.model, device, dt, cfg.use_ema)
+            model = load_any_model(cfg.model, device, precision_dtype(cfg.sampling.precision, device), cfg.use_ema)
         else:
             spec = cfg.model if cfg.model != "demo" else "in-memory"
         size = model.config.image_size

@@ -267,7 +267,9 @@ def to_uint8(img: np.ndarray) -> np.ndarray:
     return np.round(np.clip(f, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
-def _as_float_image(img: np.ndarray, what: str = "image") -> np.ndarray:
+def as_float_image(img: np.ndarray, what: str = "image") -> np.ndarray:
+    """An image array as float32 (uint8 / uint16 rescaled to [0, 1], floats and booleans cast as they are;
+    other dtypes: ImageError), shared by the image, video and dataset readers."""
     img = np.asarray(img)
     if img.dtype == np.uint8:
         return img.astype(np.float32) / 255.0
@@ -308,7 +310,7 @@ def image_to_tensor(img: np.ndarray, device=None, dtype=None):
     """``H x W x 3`` image in ``[0, 1]`` (float or uint8) -> torch ``1 x 3 x H x W`` in ``[-1, 1]``."""
     import torch
 
-    arr = _as_float_image(img)
+    arr = as_float_image(img)
     if arr.ndim == 2:
         arr = np.repeat(arr[..., None], 3, axis=-1)
     if arr.ndim != 3 or arr.shape[-1] != 3:
@@ -401,7 +403,7 @@ def resize(img: np.ndarray, K, size, resample: str = "bicubic"):
     Returns ``(img_out, K_out)``.
     """
     h, w = _check_size(size)
-    arr = _as_float_image(img)
+    arr = as_float_image(img)
     H, W = arr.shape[:2]
     out = _resize_float(arr, h, w, resample)
     if resample in ("bicubic", "bilinear"):
@@ -449,7 +451,7 @@ def center_crop_resize(
     size_h, size_w = _check_size(size)
     if size_h != size_w:
         raise ImageError(f"center_crop_resize makes square images: pass one int size, not {size!r}")
-    arr = np.asarray(img) if nearest else _as_float_image(img)
+    arr = np.asarray(img) if nearest else as_float_image(img)
     if arr.ndim not in (2, 3) or arr.shape[0] == 0 or arr.shape[1] == 0:
         raise ImageError(f"expected an H x W [x C] image, got shape {arr.shape}")
     H, W = arr.shape[:2]

@@ -18,7 +18,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import ImageError
-from .images import _as_float_image, save_image, to_uint8
+from .images import as_float_image, save_image, to_uint8
 from .runs import atomic_save
 
 log = logging.getLogger(__name__)  # notes for the user; the CLI prints them
@@ -30,7 +30,7 @@ def _frames_uint8(frames: Sequence[np.ndarray]) -> list[np.ndarray]:
         raise ImageError("no frames to write: pass a non-empty list of H x W x 3 images")
     out = []
     for i, f in enumerate(frames):
-        a = to_uint8(_as_float_image(f, what=f"frame {i}") if np.asarray(f).dtype != np.uint8 else f)
+        a = to_uint8(as_float_image(f, what=f"frame {i}") if np.asarray(f).dtype != np.uint8 else f)
         if a.ndim == 2:
             a = a[..., None]
         if a.ndim != 3 or a.shape[-1] not in (1, 3, 4) or a.shape[0] == 0 or a.shape[1] == 0:
@@ -171,7 +171,7 @@ def contact_sheet(
         raise ImageError(f"{len(labels)} labels for {n} images: give one label per image")
     arrs = []
     for i, im in enumerate(images):
-        a = _as_float_image(im, what=f"image {i}")
+        a = as_float_image(im, what=f"image {i}")
         if a.ndim == 2:
             a = a[..., None]
         if a.shape[-1] == 1:

@@ -16,8 +16,9 @@ mis-shaped key; missing or mis-shaped weights are a :class:`CheckpointError`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Literal, Mapping, Optional
 
 import torch
 from torch import nn
@@ -173,6 +174,15 @@ def export_ldm_checkpoint(
     return atomic_save(Path(path), lambda p: torch.save(payload, p))
 
 
+@dataclass
+class ConvertConfig:
+    """``nvs convert``: which weights the folder gets, of which architecture, in which precision."""
+
+    use_ema: bool = True  # the EMA copy of the weights (nvs convert --raw: the raw ones)
+    arch: Optional[str] = None  # architecture preset / YAML; default: read from or inferred for the checkpoint
+    precision: Literal["fp32", "fp16", "bf16"] = "fp32"  # the written weights' precision (runtime.PRECISIONS)
+
+
 def convert_checkpoint(
     src: str | Path,
     out_dir: str | Path,
@@ -196,4 +206,4 @@ def convert_checkpoint(
     return report
 
 
-__all__ = ["LoadReport", "load_model", "export_ldm_checkpoint", "convert_checkpoint", "infer_ldm_config"]
+__all__ = ["ConvertConfig", "LoadReport", "load_model", "export_ldm_checkpoint", "convert_checkpoint", "infer_ldm_config"]

@@ -97,7 +97,7 @@ def choose_conditions(view_c2w, pool_c2w, p: float, uniforms: torch.Tensor) -> t
 
 @torch.no_grad()
 def sample_anchors(model, input_image: torch.Tensor, input_c2w: torch.Tensor, fov: float, scale: float,
-                   cfg: AnchoringConfig, elevation: float, distance: float, dtype: str = "fp32",
+                   cfg: AnchoringConfig, elevation: float, distance: float, precision: str = "fp32",
                    progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Sample the anchors with :func:`novelviews.generation.generate` (DDIM).
 
@@ -113,7 +113,7 @@ def sample_anchors(model, input_image: torch.Tensor, input_c2w: torch.Tensor, fo
         S = input_image.shape[-1]
         return torch.zeros(0, 3, S, S), c2w
     scfg = SamplingConfig(steps=cfg.steps, guidance_scale=cfg.guidance_scale, eta=cfg.eta, seed=cfg.seed,
-                          batch_size=max(1, cfg.num), dtype=dtype)
+                          batch_size=max(1, cfg.num), precision=precision)
     imgs = generate(model, input_image, torch.as_tensor(input_c2w, dtype=torch.float64)[None], c2w,
                     torch.full((cfg.num,), float(fov), dtype=torch.float64), scale=scale, cfg=scfg,
                     progress=progress)

@@ -13,7 +13,7 @@ One training step (:func:`train_step`):
 
 * ``B`` random cameras (:func:`sample_views`): azimuth, elevation and distance uniform in
   ranges that widen linearly from the input pose to the full ranges over the first
-  ``cameras.widen_fraction`` of the run (reference: 1000 of 4000 steps); fov = input fov;
+  ``sds_cameras.widen_fraction`` of the run (reference: 1000 of 4000 steps); fov = input fov;
   distances are multiples of ``camera.distance``.
 * each is rendered at ``r x r`` pixels (stratified samples, a random background colour per
   image), VAE-encoded and scored by SDS (:mod:`.guidance`) conditioned on the input or on its
@@ -23,9 +23,9 @@ One training step (:func:`train_step`):
   + loss.normal_smooth * smooth + loss.orientation * orient`` (the last two on the SDS renders,
   :mod:`.losses`; a weight of 0 skips the normal computation).
 
-Batch size and render resolution follow ``schedule`` (reference: batch 6 at half the model's
+Batch size and render resolution follow ``phases`` (reference: batch 6 at half the model's
 size for the first half of the run, then batch 1 at full size). All step milestones are
-fractions of ``schedule.steps``, so short runs keep the reference's shape.
+fractions of ``phases.steps``, so short runs keep the reference's shape.
 
 Run folder: ``config.yaml``, ``input.png``, ``anchors/`` (PNGs + cameras.json),
 ``checkpoints/last.pt`` (field + sampler + background + optimizer + step + RNG + loss
@@ -49,12 +49,13 @@ from ..errors import NovelViewsError
 from .anchors import load_anchors, sample_anchors, save_anchors
 log = logging.getLogger(__name__)  # notes for the user; the CLI prints them
 MESH_FORMATS = ("obj", "ply", "glb")
-from .distill_config import (CPU_PRESET, LOW_MEMORY_PRESET, REFERENCE_PATH, DistillConfig, DistillOccupancyConfig, LossConfig,
-                             OptimConfig, OutputConfig, RandomCameraConfig, RenderConfig, ScheduleConfig,
+from .distill_config import (CPU_PRESET, LOW_MEMORY_PRESET, REFERENCE_PATH, DistillConfig, DistillOccupancyConfig,
+                             ExportConfig, LossConfig, OptimConfig, OutputConfig, PhasesConfig, RandomCameraConfig,
+                             RenderConfig,
                              config_differences, cpu_note, preset_settings, read_run_config)
 from .outputs import depth_frames, render_orbit, write_metrics, write_preview, write_views
 from .run_state import CHECKPOINT, load_checkpoint, load_modules, load_run, save_checkpoint, set_rng_state
-from .schedule import camera_ranges, orbit_cameras, phase, sample_views
+from .phases import camera_ranges, orbit_cameras, phase, sample_views
 from .step import (Conditioning, Scene, build_scene, embed_pool, guidance_inputs, make_denoiser, make_optimizer,
                    optimizer_step, render_view, resolve_precision, start_training, step_info, train_step,
                    unused_parts_offloaded)
@@ -164,15 +165,14 @@ def run_distill(image: str | Path, out: str | Path, cfg: DistillConfig, resume: 
         anchors_dir = out / "anchors"
         if not resume:
             a_imgs, a_c2w = sample_anchors(model, input_img.to(device), scene.input_c2w, scene.fov, scale, cfg.anchors,
-                                           math.radians(cfg.camera.elevation_deg), cfg.camera.distance,
-                                           "fp32" if amp is None else ("bf16" if amp == torch.bfloat16 else "fp16"),
+                                           math.radians(cfg.camera.elevation_deg), cfg.camera.distance, cfg.precision,
                                            progress)
             save_anchors(anchors_dir, a_imgs, a_c2w, scene.fov)
         a_imgs, a_c2w = load_anchors(anchors_dir)
         pool_imgs = torch.cat([input_img, a_imgs]) if a_c2w.shape[0] else input_img
         pool, target, alphas, denoiser = guidance_inputs(model, cfg, scene, pool_imgs, a_c2w, scale, input_img, amp)
 
-        total = cfg.schedule.steps
+        total = cfg.phases.steps
         end = total if stop_after is None else min(total, int(stop_after))
         preview_size = cfg.output.size or S
         bar = tqdm(total=total, initial=step, desc="distill", unit="step", disable=not progress, dynamic_ncols=True)
@@ -289,7 +289,7 @@ def run_export(run_dir: str | Path, out: str | Path | None = None, what: str = "
     return info
 
 
-__all__ = ["RandomCameraConfig", "ScheduleConfig", "LossConfig", "OptimConfig", "RenderConfig", "OutputConfig",
+__all__ = ["RandomCameraConfig", "PhasesConfig", "ExportConfig", "LossConfig", "OptimConfig", "RenderConfig", "OutputConfig",
            "DistillOccupancyConfig", "DistillConfig", "LOW_MEMORY_PRESET", "REFERENCE_PATH", "CPU_PRESET", "cpu_note",
            "config_differences", "preset_settings", "phase", "camera_ranges", "sample_views", "orbit_cameras", "resolve_precision",
            "Scene", "build_scene", "render_view", "Conditioning", "embed_pool", "train_step", "start_training",

@@ -1,4 +1,4 @@
-"""The settings of ``nvs distill``: typed configs, the --low-memory and reference-path presets, the
+"""The settings of ``nvs distill`` and ``nvs export``: typed configs, the --low-memory and reference-path presets, the
 CPU recipe, reading a run's saved config."""
 
 from __future__ import annotations
@@ -6,11 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from dataclasses import field as _field
 from pathlib import Path
-from typing import Literal, Optional
+from typing import ClassVar, Literal, Optional
 
 
 from ..config import check_range, from_dict, read_yaml, to_dict
 from ..errors import ConfigError
+from ..runtime import Precision
 from ..views import ImageConfig, InputCameraConfig
 from .anchors import AnchoringConfig
 from .field import BackgroundConfig, NeRFFieldConfig
@@ -30,7 +31,7 @@ def _check_pair(key: str, pair, lo=None, hi=None) -> None:
 
 @dataclass
 class RandomCameraConfig:
-    """Random SDS cameras (reference: full azimuth, elevation 5..80 deg, distance 0.8..1.8)."""
+    """``sds_cameras``: the ranges of the random cameras SDS renders from (reference: full azimuth, elevation 5..80 deg, distance 0.8..1.8)."""
 
     azimuth_deg: tuple[float, float] = (-180.0, 180.0)
     """azimuth range relative to the input view (degrees)"""
@@ -41,15 +42,16 @@ class RandomCameraConfig:
     """ranges widen linearly from the input pose to the full ranges over this fraction of the run"""
 
     def validate(self) -> None:
-        _check_pair("cameras.azimuth_deg", self.azimuth_deg, -360.0, 360.0)
-        _check_pair("cameras.elevation_deg", self.elevation_deg, -89.0, 89.0)
-        _check_pair("cameras.distance", self.distance, 0.05, 100.0)
-        check_range("cameras.widen_fraction", self.widen_fraction, 0.0, 1.0)
+        _check_pair("sds_cameras.azimuth_deg", self.azimuth_deg, -360.0, 360.0)
+        _check_pair("sds_cameras.elevation_deg", self.elevation_deg, -89.0, 89.0)
+        _check_pair("sds_cameras.distance", self.distance, 0.05, 100.0)
+        check_range("sds_cameras.widen_fraction", self.widen_fraction, 0.0, 1.0)
 
 
 @dataclass
-class ScheduleConfig:
-    """Steps, and the batch / resolution phases (low resolution first)."""
+class PhasesConfig:
+    """``phases``: steps, and the batch / resolution phases of the run (low resolution first); named
+    apart from the diffusion model's noise schedule (``model.schedule``)."""
 
     steps: int = 4000
     batch_sizes: tuple[int, ...] = (6, 1)
@@ -60,18 +62,18 @@ class ScheduleConfig:
     """fractions of the run where the next phase starts"""
 
     def validate(self) -> None:
-        check_range("schedule.steps", self.steps, 1, 10_000_000)
+        check_range("phases.steps", self.steps, 1, 10_000_000)
         n = len(self.batch_sizes)
         if n == 0 or len(self.render_scales) != n or len(self.milestones) != n - 1:
-            raise ConfigError("config keys 'schedule.batch_sizes' and 'schedule.render_scales' need one entry per "
-                              "phase and 'schedule.milestones' one fewer (e.g. [6, 1], [0.5, 1.0], [0.5])")
+            raise ConfigError("config keys 'phases.batch_sizes' and 'phases.render_scales' need one entry per "
+                              "phase and 'phases.milestones' one fewer (e.g. [6, 1], [0.5, 1.0], [0.5])")
         for i, b in enumerate(self.batch_sizes):
-            check_range(f"schedule.batch_sizes[{i}]", b, 1, 256)
+            check_range(f"phases.batch_sizes[{i}]", b, 1, 256)
         for i, s in enumerate(self.render_scales):
-            check_range(f"schedule.render_scales[{i}]", s, 0.0, 4.0, lo_open=True)
+            check_range(f"phases.render_scales[{i}]", s, 0.0, 4.0, lo_open=True)
         last = 0.0
         for i, m in enumerate(self.milestones):
-            check_range(f"schedule.milestones[{i}]", m, last, 1.0)
+            check_range(f"phases.milestones[{i}]", m, last, 1.0)
             last = m
 
 
@@ -184,7 +186,7 @@ class DistillConfig:
 
     model: str = "demo"
     device: str = "auto"
-    precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
+    precision: Precision = "auto"
     """autocast of the diffusion model on GPU (auto: bf16 where supported); CPU always fp32"""
     use_ema: bool = True
     seed: int = 0
@@ -192,9 +194,11 @@ class DistillConfig:
     """on a GPU, keep the image encoder and the VAE decoder on the CPU while training (a step runs
     only the UNet and the VAE encoder; ZeroNVS's CLIP ViT-L/14 and decoder hold 1.4 GB)"""
     camera: InputCameraConfig = _field(default_factory=InputCameraConfig)
+    """the input photo's camera"""
     image: ImageConfig = _field(default_factory=ImageConfig)
-    cameras: RandomCameraConfig = _field(default_factory=RandomCameraConfig)
-    schedule: ScheduleConfig = _field(default_factory=ScheduleConfig)
+    sds_cameras: RandomCameraConfig = _field(default_factory=RandomCameraConfig)
+    """the random cameras of the SDS views (``output.cameras`` is a camera path file to render)"""
+    phases: PhasesConfig = _field(default_factory=PhasesConfig)
     guidance: GuidanceConfig = _field(default_factory=GuidanceConfig)
     anchors: AnchoringConfig = _field(default_factory=AnchoringConfig)
     loss: LossConfig = _field(default_factory=LossConfig)
@@ -207,11 +211,39 @@ class DistillConfig:
     render: RenderConfig = _field(default_factory=RenderConfig)
     output: OutputConfig = _field(default_factory=OutputConfig)
 
+    #: old key names, still read (README.md, "Renamed config keys")
+    RENAMED: ClassVar[dict[str, str]] = {"schedule": "phases", "cameras": "sds_cameras"}
+
     def validate(self) -> None:
-        for sub in (self.camera, self.image, self.cameras, self.schedule, self.guidance, self.anchors, self.loss,
+        for sub in (self.camera, self.image, self.sds_cameras, self.phases, self.guidance, self.anchors, self.loss,
                     self.optim, self.field, self.sampler, self.occupancy, self.background, self.render,
                     self.output):
             sub.validate()
+
+
+@dataclass
+class ExportConfig:
+    """``nvs export``: what to make of a distilled run, headless (``nerf.distill.run_export``)."""
+
+    what: Literal["mesh", "video", "views"] = "mesh"
+    format: Literal["obj", "ply", "glb"] = "obj"
+    """mesh file format (vertex colours from the albedo)"""
+    resolution: int = 256
+    """marching-cubes grid points per axis"""
+    threshold: Optional[float] = None
+    """density iso-level of the mesh; null = automatic (reported)"""
+    frames: int = 0
+    """video frames; 0 = the run's output.video_frames"""
+    size: int = 0
+    """video / view side in pixels; 0 = the run's output.size or the model's image size"""
+    cameras: Optional[str] = None
+    """JSON camera path of ``what=views``; null = the run's output.cameras"""
+    device: str = "auto"
+
+    def validate(self) -> None:
+        check_range("resolution", self.resolution, 8, 2048)
+        check_range("frames", self.frames, 0, 100000)
+        check_range("size", self.size, 0, 8192)
 
 
 #: The bundled preset of ``nvs distill --low-memory`` (src/novelviews/configs/distill-low-memory.yaml: half
@@ -251,23 +283,31 @@ REFERENCE_PATH: dict[str, object] = {
 def cpu_note(cfg: DistillConfig) -> str | None:
     """The note of a distillation started on the CPU at GPU-sized settings (several views per step or
     over 1000 steps): how long the defaults take there, and the CPU preset; None for lighter runs."""
-    if max(cfg.schedule.batch_sizes) <= 1 and cfg.schedule.steps <= 1000:
+    if max(cfg.phases.batch_sizes) <= 1 and cfg.phases.steps <= 1000:
         return None
     return (f"note: distilling on the CPU: a step at the default settings takes ~50 s on 2 cores (days for "
-            f"{cfg.schedule.steps} steps); a GPU takes minutes. For a quick CPU run (~13 min on 2 cores) add: "
+            f"{cfg.phases.steps} steps); a GPU takes minutes. For a quick CPU run (~13 min on 2 cores) add: "
             f"--config {CPU_PRESET}")
 
 
 def read_run_config(path: Path) -> DistillConfig:
     """A run's saved ``config.yaml``; configs written before the hash grid's backend moved to
-    ``field.grid.backend`` (``field.backend``: torch | tcnn | auto) are read too."""
+    ``field.grid.backend`` (``field.backend``: torch | tcnn | auto) are read too, and so are those
+    written under the old key names (``schedule``, ``cameras``: read silently, the user did not
+    write them)."""
+    import warnings
+
+    from ..config import RenamedKeyWarning
+
     data = read_yaml(path)
     fld = data.get("field") if isinstance(data, dict) else None
     if isinstance(fld, dict) and "backend" in fld:
         old = fld.pop("backend")
         if old == "tcnn":  # the only layout that differs; torch / auto weights load on every backend
             fld.setdefault("grid", {})["backend"] = "tcnn"
-    return from_dict(DistillConfig, data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RenamedKeyWarning)
+        return from_dict(DistillConfig, data)
 
 
 def config_differences(a: DistillConfig, b: DistillConfig) -> list[str]:

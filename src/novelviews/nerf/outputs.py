@@ -13,7 +13,7 @@ import torch
 from .. import cameras as C
 
 from .distill_config import DistillConfig
-from .schedule import orbit_cameras
+from .phases import orbit_cameras
 from .step import Scene, render_view
 
 

@@ -11,7 +11,7 @@ import torch
 from torch.nn import functional as F
 
 from .. import cameras as C
-from ..runtime import Fusion, to_device
+from ..runtime import Fusion, precision_dtype, to_device
 from .anchors import anchor_probability, choose_conditions
 from .distill_config import DistillConfig
 from .field import Background, NeRFField
@@ -20,16 +20,13 @@ from .losses import normal_smoothness_2d, orientation_loss, render_rays_with_nor
 from .occupancy import OccupancyGrid
 from .render import get_rays, render_image, render_rays
 from .sampler import make_sampler
-from .schedule import phase, sample_views
+from .phases import phase, sample_views
 
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype for the diffusion model, or None (fp32)."""
-    if device.type != "cuda" or precision == "fp32":
-        return None
-    if precision == "auto":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return {"fp16": torch.float16, "bf16": torch.bfloat16}[precision]
+    """Autocast dtype for the diffusion model, or None (fp32): :func:`runtime.precision_dtype`."""
+    dtype = precision_dtype(precision, device)
+    return None if dtype == torch.float32 else dtype
 
 
 # --------------------------------------------------------------------------- state
@@ -135,7 +132,7 @@ def train_step(step: int, scene: Scene, model, pool: Conditioning, target: torch
     occ_info = {}
     if scene.occupancy is not None and scene.occupancy.should_update(step):
         occ_info = scene.occupancy.update(scene.field.density_at_grid, step, gen if dev.type == "cpu" else None)
-    B, r = phase(step, cfg.schedule, scene.image_size)
+    B, r = phase(step, cfg.phases, scene.image_size)
     c2w = sample_views(step, B, cfg, gen)
     K = C.intrinsics_from_fov(scene.fov, r, r)
     bg = torch.rand(B, 3, generator=gen) if cfg.render.random_background else None
@@ -190,11 +187,11 @@ def train_step(step: int, scene: Scene, model, pool: Conditioning, target: torch
     # SDS on the renders, each conditioned on the input or its nearest anchor
     lat = encode_renders(model, rgb, cfg.guidance.sample_posterior, gen if dev.type == "cpu" else None, amp_dtype,
                          cfg.guidance.encoder_chunk, denoiser.encoder_graphs)
-    t_min, t_max = timestep_range(step, cfg.schedule.steps, cfg.guidance.t_keyframes, len(alphas))
+    t_min, t_max = timestep_range(step, cfg.phases.steps, cfg.guidance.t_keyframes, len(alphas))
     t_cpu = torch.randint(t_min, t_max + 1, (B,), generator=gen)
     t = to_device(t_cpu, dev)
     noise = to_device(torch.randn(lat.shape, generator=gen), dev)
-    p = anchor_probability(step, cfg.schedule.steps, cfg.anchors)
+    p = anchor_probability(step, cfg.phases.steps, cfg.anchors)
     idx = choose_conditions(c2w, pool.c2w, p, torch.rand(B, generator=gen, dtype=torch.float64))
     cam = C.camera_embedding(model.config.camera_mode, pool.c2w[idx], c2w, pool.scale[idx],
                              torch.full((B,), scene.fov, dtype=torch.float64))

@@ -81,9 +81,9 @@ def _vec3(x, what: str) -> torch.Tensor:
 
 def _texture(x, what: str) -> torch.Tensor:
     """An RGB texture ``[h, w, 3]`` (uint8, or float in [0, 1]) as float32 (``ImageError`` if not)."""
-    from .photos import _as_float_image
+    from .photos import as_float_photo
 
-    return _as_float_image(x, what)
+    return as_float_photo(x, what)
 
 
 @dataclass

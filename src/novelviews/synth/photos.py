@@ -190,7 +190,7 @@ class CropConfig:
         return self
 
 
-def _as_float_image(img: torch.Tensor, what: str = "photo") -> torch.Tensor:
+def as_float_photo(img: torch.Tensor, what: str = "photo") -> torch.Tensor:
     """``[H, W, 3]`` uint8 or float -> float32 in [0, 1] (floats are checked, not rescaled)."""
     if not isinstance(img, torch.Tensor):
         img = torch.as_tensor(np.asarray(img))
@@ -254,7 +254,7 @@ def crop_params(height: int, width: int, draws: torch.Tensor, cfg: CropConfig) -
 
 def apply_crop(img: torch.Tensor, params: dict[str, Any], size: int) -> torch.Tensor:
     """Cut, resample (antialiased bilinear), flip and colour-jitter one crop: float ``[S, S, 3]``."""
-    x = _as_float_image(img)
+    x = as_float_photo(img)
     p = params
     patch = x[p["y"]:p["y"] + p["side"], p["x"]:p["x"] + p["side"]]
     if patch.shape[0] != size:
@@ -276,7 +276,7 @@ def random_crop(img: torch.Tensor, generator: torch.Generator, cfg: CropConfig |
     :func:`crop_params`) reproduce the crop with :func:`apply_crop`.
     """
     cfg = (cfg or CropConfig()).validate()
-    x = _as_float_image(img)
+    x = as_float_photo(img)
     draws = torch.rand(DRAWS_PER_CROP, generator=generator, dtype=torch.float64)
     params = crop_params(x.shape[0], x.shape[1], draws, cfg)
     return apply_crop(x, params, cfg.size), params
@@ -288,7 +288,7 @@ def random_crops(img: torch.Tensor, n: int, generator: torch.Generator, cfg: Cro
     cfg = (cfg or CropConfig()).validate()
     if n < 0:
         raise ConfigError(f"number of crops must be >= 0, got {n}")
-    x = _as_float_image(img)
+    x = as_float_photo(img)
     out = torch.empty(n, cfg.size, cfg.size, 3, dtype=torch.uint8)
     params = []
     for i in range(n):
@@ -448,5 +448,5 @@ def load_pool(path: str | Path) -> PhotoPool:
 __all__ = [
     "IMAGE_SUFFIXES", "DRAWS_PER_CROP", "POOL_FORMAT", "list_photos", "load_photo", "load_photo_folder",
     "CropConfig", "jitter_colors", "crop_params", "apply_crop", "random_crop", "random_crops", "to_uint8",
-    "photo_seed", "PhotoPool", "build_pool", "save_pool", "load_pool",
+    "photo_seed", "PhotoPool", "build_pool", "save_pool", "load_pool", "as_float_photo",
 ]

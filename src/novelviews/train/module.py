@@ -290,7 +290,7 @@ class _EMATrainModule(L.LightningModule):
                 f"the training loss became NaN/inf at or before step {self.global_step}: the weights diverged. "
                 f"Nothing was exported; checkpoints written before that are kept. Fix: lower lr (now {c.lr:g}), "
                 f"raise warmup_steps (now {c.warmup_steps}), keep grad_clip > 0 (now {c.grad_clip:g}), "
-                f"or try precision=32-true (now {c.precision}) to rule out an overflow; then --resume or start again")
+                f"or try precision=fp32 (now {c.precision}) to rule out an overflow; then --resume or start again")
 
     def on_save_checkpoint(self, checkpoint):
         self.check_finite()

@@ -19,7 +19,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Optional
+from typing import ClassVar, Literal, Optional
 
 import torch
 
@@ -48,7 +48,7 @@ class SynthSource:
 
 @dataclass
 class TrainConfig:
-    model: str = "demo"  # preset name / YAML of a new model's architecture
+    arch: str = "demo"  # architecture preset name / YAML of a new model (--arch; old name: model)
     init: Optional[str] = None  # checkpoint to start from (fine-tuning): .ckpt, .safetensors, folder
     stage: Literal["ldm", "vae"] = "ldm"
     data: list[DataSource] = field(default_factory=list)
@@ -66,7 +66,10 @@ class TrainConfig:
     min_lr_ratio: float = 0.1
     grad_clip: float = 1.0
     accumulate: int = 1
-    precision: str = "32-true"  # 32-true | bf16-mixed | 16-mixed
+    # auto | fp32 | fp16 | bf16 (runtime.PRECISIONS; fp16 / bf16 = mixed precision, auto = bf16 on a GPU
+    # that supports it, else fp32) or bf16-true (weights in bf16 too); Lightning's names (32-true,
+    # 16-mixed, bf16-mixed) still work
+    precision: Literal["auto", "fp32", "fp16", "bf16", "bf16-true"] = "fp32"
     ema_decay: float = 0.999  # 0 disables EMA
     drop_context: float = 0.05  # CFG dropout: context token only
     drop_both: float = 0.05  # context token and conditioning latent
@@ -112,6 +115,11 @@ class TrainConfig:
     cache_latents: bool = True
     export_model: bool = True  # write the final (EMA) weights to OUT/model (off: benchmarks of big models)
 
+    #: old key names and values, still read (README.md, "Renamed config keys")
+    RENAMED: ClassVar[dict[str, str]] = {"model": "arch"}
+    RENAMED_VALUES: ClassVar[dict[str, dict]] = {
+        "precision": {"32-true": "fp32", "32": "fp32", 32: "fp32", "16-mixed": "fp16", "bf16-mixed": "bf16"}}
+
     def validate(self) -> None:
         check_range("batch_size", self.batch_size, 1)
         check_range("max_steps", self.max_steps, 1)
@@ -125,8 +133,6 @@ class TrainConfig:
             check_range(k, getattr(self, k), 0.0, 1.0)
         if self.drop_context + self.drop_both + self.drop_latent > 1:
             raise ConfigError("drop_context + drop_both + drop_latent must not exceed 1")
-        if self.precision not in ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true"):
-            raise ConfigError(f"config key 'precision' = {self.precision!r}: use 32-true, bf16-mixed or 16-mixed")
         if self.compile and self.compile_backend not in torch._dynamo.list_backends(exclude_tags=()):
             raise ConfigError(f"compile_backend = {self.compile_backend!r} is not a torch.compile backend: use one of "
                               f"{', '.join(torch._dynamo.list_backends(exclude_tags=()))} (inductor is the fast one)")
@@ -134,6 +140,19 @@ class TrainConfig:
             raise ConfigError("compile / channels_last speed up the ldm stage only: leave them off for stage=vae")
         if self.stage == "ldm" and not self.data and self.synth.scenes == 0:
             raise ConfigError("no training data: give dataset folders (nvs train DATA...) or synth.scenes=N")
+
+
+#: Lightning's precision of each word of TrainConfig.precision (auto: see :func:`lightning_precision`)
+LIGHTNING_PRECISION = {"fp32": "32-true", "fp16": "16-mixed", "bf16": "bf16-mixed", "bf16-true": "bf16-true"}
+
+
+def lightning_precision(cfg: TrainConfig) -> str:
+    """The Lightning precision string of ``cfg.precision``; ``auto`` = bf16 mixed precision on a GPU
+    that supports it (accelerator auto / gpu / cuda), else 32-bit."""
+    if cfg.precision != "auto":
+        return LIGHTNING_PRECISION[cfg.precision]
+    gpu = cfg.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+    return "bf16-mixed" if gpu and torch.cuda.is_bf16_supported() else "32-true"
 
 
 def build_model(cfg: TrainConfig):
@@ -145,7 +164,7 @@ def build_model(cfg: TrainConfig):
         model, report = load_model(cfg.init)
         log.info(report.summary() if hasattr(report, "summary") else str(report))
         return model
-    return ViewConditionedLDM(model_config(cfg.model))
+    return ViewConditionedLDM(model_config(cfg.arch))
 
 
 def build_pairs(cfg: TrainConfig, model, device: str, progress: bool = True):
@@ -227,7 +246,7 @@ def run_train(cfg: TrainConfig, out: str | Path, resume: bool = False, overwrite
                                save_top_k=0)
         trainer = L.Trainer(
             default_root_dir=out, max_steps=cfg.max_steps, accelerator=cfg.accelerator, devices=devices,
-            strategy=cfg.strategy, precision=cfg.precision, gradient_clip_val=cfg.grad_clip or None,
+            strategy=cfg.strategy, precision=lightning_precision(cfg), gradient_clip_val=cfg.grad_clip or None,
             accumulate_grad_batches=cfg.accumulate, val_check_interval=min(cfg.val_every, cfg.max_steps * cfg.accumulate), check_val_every_n_epoch=None,
             limit_val_batches=1, num_sanity_val_steps=0, log_every_n_steps=cfg.log_every,
             logger=CSVLogger(out, name="logs", version=""), callbacks=[ckpt, LearningRateMonitor("step"), Exporter(out), speed],

@@ -107,7 +107,7 @@ class MultiViewScene:
     def load_image(self, i: int, background: Sequence[float] = (1.0, 1.0, 1.0)) -> np.ndarray:
         """Image ``i`` as ``float32 H x W x 3`` in ``[0, 1]`` (alpha composited on ``background``)."""
         if self.image_arrays is not None and self.image_arrays[i] is not None:
-            img = _img._as_float_image(self.image_arrays[i], what=f"image array {i}")
+            img = _img.as_float_image(self.image_arrays[i], what=f"image array {i}")
             where = f"image array {i}"
         else:
             img = _img.load_image(self.images[i], background=background)

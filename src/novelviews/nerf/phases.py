@@ -1,5 +1,5 @@
-"""The camera schedule of a distillation: the phase (batch, render size) of a step, the widening
-random camera ranges, random SDS views, orbit cameras."""
+"""The phases and cameras of a distillation: the phase (batch, render size) of a step (``phases``),
+the widening ranges of the random SDS cameras (``sds_cameras``), random SDS views, orbit cameras."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ import torch
 
 from .. import cameras as C
 
-from .distill_config import DistillConfig, ScheduleConfig
+from .distill_config import DistillConfig, PhasesConfig
 
 
-# --------------------------------------------------------------------------- schedules and cameras
+# --------------------------------------------------------------------------- phases and cameras
 
 
-def phase(step: int, sched: ScheduleConfig, image_size: int) -> tuple[int, int]:
+def phase(step: int, sched: PhasesConfig, image_size: int) -> tuple[int, int]:
     """``(batch size, render side in pixels)`` at ``step``."""
     frac = step / sched.steps
     i = sum(1 for m in sched.milestones if frac >= m)
@@ -24,12 +24,12 @@ def phase(step: int, sched: ScheduleConfig, image_size: int) -> tuple[int, int]:
 
 def camera_ranges(step: int, cfg: DistillConfig) -> dict[str, tuple[float, float]]:
     """Ranges (radians / scene units) of the random cameras at ``step``, widened from the input pose."""
-    end = cfg.cameras.widen_fraction * cfg.schedule.steps
+    end = cfg.sds_cameras.widen_fraction * cfg.phases.steps
     w = 1.0 if end <= 0 else min(step / end, 1.0)
     inp = {"azimuth": 0.0, "elevation": math.radians(cfg.camera.elevation_deg), "distance": cfg.camera.distance}
-    full = {"azimuth": tuple(math.radians(a) for a in cfg.cameras.azimuth_deg),
-            "elevation": tuple(math.radians(e) for e in cfg.cameras.elevation_deg),
-            "distance": tuple(cfg.camera.distance * d for d in cfg.cameras.distance)}
+    full = {"azimuth": tuple(math.radians(a) for a in cfg.sds_cameras.azimuth_deg),
+            "elevation": tuple(math.radians(e) for e in cfg.sds_cameras.elevation_deg),
+            "distance": tuple(cfg.camera.distance * d for d in cfg.sds_cameras.distance)}
     return {k: (inp[k] + w * (full[k][0] - inp[k]), inp[k] + w * (full[k][1] - inp[k])) for k in inp}
 
 
