@@ -276,7 +276,7 @@ def ours_loop(model, image, cond_c2w, target_c2w, fov, steps: int, guidance: flo
     """Our sampler (``generate``) at the model's dtype with ``SamplingConfig`` defaults, one batch."""
     dtype = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}[model.unet.dtype]
     B = torch.as_tensor(target_c2w).shape[0]
-    cfg = SamplingConfig(steps=steps, guidance_scale=guidance, eta=eta, batch_size=B, dtype=dtype, seed=seed)
+    cfg = SamplingConfig(steps=steps, guidance_scale=guidance, eta=eta, batch_size=B, precision=dtype, seed=seed)
     return generate(model, image, cond_c2w, target_c2w, fov, scale=scale, cfg=cfg, progress=False)
 
 
@@ -300,7 +300,7 @@ def agreement(steps: int = 3, eta: float = 0.0, guidance: float = 3.0, batch: in
         torch.manual_seed(seed)
         model = build_model("tiny", 32, device)
     image, cond, targets, fov = make_inputs(model, batch, seed)
-    cfg = SamplingConfig(steps=steps, guidance_scale=guidance, eta=eta, batch_size=batch, dtype="fp32", seed=seed,
+    cfg = SamplingConfig(steps=steps, guidance_scale=guidance, eta=eta, batch_size=batch, precision="fp32", seed=seed,
                          vae_chunk=batch, cudnn_benchmark=False)
     ours_img = generate(model, image, cond, targets, fov, scale=scale, cfg=cfg, progress=False)
     theirs_z = diffusers_latents(model, image, cond, targets, fov, steps, guidance, eta, seed, scale)

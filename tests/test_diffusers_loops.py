@@ -60,7 +60,7 @@ def test_plain_loop_fp32_agrees_with_our_sampler(loops, eta):
 
 def test_agreement_is_not_vacuous(loops, tiny):
     model, (image, cond, targets, fov) = tiny
-    cfg = SamplingConfig(steps=3, guidance_scale=3.0, eta=0.0, batch_size=2, dtype="fp32", seed=0)
+    cfg = SamplingConfig(steps=3, guidance_scale=3.0, eta=0.0, batch_size=2, precision="fp32", seed=0)
     ours = generate(model, image, cond, targets, fov, scale=0.7, cfg=cfg, progress=False)
     same = loops.plain_loop(model, image, cond, targets, fov, 3, 3.0, 0.0, 0, scale=0.7)
     other_seed = loops.plain_loop(model, image, cond, targets, fov, 3, 3.0, 0.0, 1, scale=0.7)
