@@ -4,7 +4,9 @@
 ``t ~ U{0, T-1}``, ``x_t = sqrt(a_t) z + sqrt(1 - a_t) eps``, loss = MSE(eps_hat, eps).
 Conditioning dropout for classifier-free guidance, per sample (the reference's 5 / 5 / 5 %):
 the context token zeroed (after cc_projection), the conditioning latent zeroed, or both -
-exactly the unconditional branch used at sampling time. EMA of all trainable weights;
+exactly the unconditional branch used at sampling time. EMA of all trainable weights (updated
+after each optimizer step); the global random states are saved in every checkpoint and restored
+when a resumed run starts training, so it draws what the uninterrupted run would have;
 AdamW with ``cc_projection`` at ``cc_lr_mult`` x the learning rate; linear warm-up.
 With a frozen VAE, batches may carry the pool's cached VAE posterior (``cache_latents``):
 the loss then draws the target latent from it instead of running the encoder.
