@@ -507,9 +507,11 @@ def test_rng_states_round_trip_through_a_weights_only_checkpoint(tmp_path):
     assert np.array_equal(first[3], again[3])
 
 
-def test_a_finished_run_resumed_to_more_steps_equals_a_run_of_those_steps(tmp_path):
-    """2 steps, then --resume to 4 steps = 4 steps at once: the resumed run continues the batch order
-    (batches 2 and 3, not 0 and 1 again) and the random streams (noise, timesteps, dropout)."""
+def test_a_finished_run_resumed_to_more_steps_equals_a_run_of_those_steps(tmp_path, capsys):
+    """2 steps, then `nvs train --resume --steps 4` = 4 steps at once: the resumed run takes the run's
+    saved config (no data named again; a changed learning rate is ignored, with a note), continues the
+    batch order (batches 2 and 3, not 0 and 1 again) and the random streams (noise, timesteps, dropout)."""
+    from novelviews.cli import main
     from novelviews.train import data as D
 
     make_pool(scenes=2, views=4).save(tmp_path / "pool.pt")
@@ -529,11 +531,26 @@ def test_a_finished_run_resumed_to_more_steps_equals_a_run_of_those_steps(tmp_pa
         assert seen == [0, 1, 2, 3]
         seen.clear()
         run_train(from_dict(TrainConfig, base | {"max_steps": 2}), tmp_path / "resumed", progress=False)
-        info = run_train(from_dict(TrainConfig, base), tmp_path / "resumed", resume=True, progress=False)
+        capsys.readouterr()
+        assert main(["train", "--resume", "--out", str(tmp_path / "resumed"), "--steps", "4", "--quiet",
+                     "lr=0.5"]) == 0
     finally:
         D.PairBatches.__getitem__ = real
-    assert seen == [0, 1, 2, 3] and info["steps"] == 4
+    printed = capsys.readouterr().out
+    assert "max_steps 2 -> 4" in printed and "ignored" in printed and "lr" in printed
+    assert "trained 4 steps" in printed
+    assert seen == [0, 1, 2, 3]
     _assert_same_training(_trained(tmp_path / "straight"), _trained(tmp_path / "resumed"))
+    saved = (tmp_path / "resumed" / "config.yaml").read_text()
+    assert "max_steps: 4" in saved and "lr: 0.001" in saved  # the run's own settings, the new step count
+    from novelviews.errors import NovelViewsError
+
+    with pytest.raises(NovelViewsError, match="no checkpoint"):
+        from novelviews.train.run import resumed_config
+
+        resumed_config(tmp_path / "nothing", {})
+    with pytest.raises(ConfigError):  # the call's settings are still checked
+        resumed_config(tmp_path / "resumed", {"max_stepz": 3})
 
 
 def test_sigkill_during_training_then_resume(tmp_path):

@@ -137,6 +137,43 @@ class TrainConfig:
             raise ConfigError("no training data: give dataset folders (nvs train DATA...) or synth.scenes=N")
 
 
+# what a resumed run may take from the new call: how long it trains and on what hardware, how often it
+# validates, checkpoints, logs and whether it exports; everything else is the run's own (OUT/config.yaml)
+RESUME_SETTINGS = ("max_steps", "max_minutes", "accelerator", "devices", "strategy", "num_workers", "compile",
+                   "compile_backend", "val_every", "ckpt_every", "log_every", "export_model")
+
+
+def resumed_config(out: str | Path, given: dict | None = None) -> TrainConfig:
+    """The config ``nvs train --resume`` continues with: the run's saved ``OUT/config.yaml`` in full,
+    with those of the call's settings ``given`` (a nested dict of what the call set: shortcuts, YAML
+    files, overrides) that are :data:`RESUME_SETTINGS` applied. Each applied setting and each other
+    setting of the call that differs from the run's (ignored) is named in a note."""
+    from ..config import flatten_dotted, from_dict, merge, read_yaml, to_dict
+
+    out = Path(out)
+    last = out / "checkpoints" / "last.ckpt"
+    if not last.exists():
+        raise NovelViewsError(f"--resume: no checkpoint at {last}; start without --resume")
+    if not (out / "config.yaml").is_file():
+        raise NovelViewsError(f"--resume: {out / 'config.yaml'} is missing, so the run's settings are unknown; "
+                              "start without --resume")
+    saved = read_yaml(out / "config.yaml")
+    given = dict(given or {})
+    asked = flatten_dotted(to_dict(from_dict(TrainConfig, merge(saved, given))))  # strict: keys and values checked
+    own = flatten_dotted(to_dict(from_dict(TrainConfig, saved)))
+    changed = sorted(k for k in asked if asked[k] != own.get(k))
+    applied = [k for k in changed if k.split(".")[0] in RESUME_SETTINGS]
+    ignored = [k for k in changed if k not in applied]
+    cfg = from_dict(TrainConfig, merge(saved, {k: given[k] for k in given if k in RESUME_SETTINGS}))
+    if applied:
+        log.info("note: resuming with the run's saved config; changed by this call: "
+                 + ", ".join(f"{k} {own.get(k)!r} -> {asked[k]!r}" for k in applied))
+    if ignored:
+        log.info(f"note: resuming with the run's saved config ({out / 'config.yaml'}); these settings of this call "
+                 f"are ignored (a resumed run keeps them): {', '.join(ignored)}")
+    return cfg
+
+
 def build_model(cfg: TrainConfig):
     from ..model.checkpoints import load_model
     from ..model.configuration import model_config
