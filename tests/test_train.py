@@ -447,9 +447,116 @@ run_train(from_dict(TrainConfig, json.loads(sys.argv[1])), sys.argv[2], progress
 """
 
 
+def _trained(run):
+    """The final training state of a run: step, weights and EMA weights (the checkpoint's state dict),
+    the exported model's tensors and the logged (step, loss) curve."""
+    import csv
+
+    from safetensors.torch import load_file
+
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    exported = {f.name: load_file(f) for f in sorted((run / "model").glob("*.safetensors"))}
+    with open(run / "logs" / "metrics.csv", newline="") as f:
+        losses = [(int(r["step"]), float(r["train/loss"])) for r in csv.DictReader(f) if r["train/loss"]]
+    return ckpt["global_step"], ckpt["state_dict"], exported, losses
+
+
+def _assert_same_training(a, b):
+    (step_a, sd_a, ex_a, loss_a), (step_b, sd_b, ex_b, loss_b) = a, b
+    assert step_a == step_b
+    assert sd_a.keys() == sd_b.keys() and any(k.startswith("ema.") for k in sd_a)
+    for k, v in sd_a.items():  # bit-identical on the CPU: same batches, noise, dropout, optimizer and EMA state
+        assert torch.equal(sd_b[k], v), k
+    assert ex_a.keys() == ex_b.keys() and ex_a
+    for name in ex_a:
+        for k, v in ex_a[name].items():
+            assert torch.equal(ex_b[name][k], v), (name, k)
+    assert loss_b == loss_a and [s for s, _ in loss_a] == list(range(step_a))  # the whole curve, each step once
+
+
+def test_batch_order_shares_batches_between_ranks_and_skips_consumed_ones():
+    from novelviews.train.data import BatchOrder
+
+    order = BatchOrder(3)
+    assert len(order) == 3 and list(order) == [0, 1, 2]
+    assert order.indices(0, 2) == [0, 2, 4] and order.indices(1, 2) == [1, 3, 5]  # a step of 2 ranks: 2 batches
+    order.set_epoch(1)
+    assert order.indices(1, 2) == [7, 9, 11]  # a later epoch: new batches, never a repeat
+    resumed = BatchOrder(3, start=2)
+    assert len(resumed) == 3 and list(resumed) == [2]  # the consumed batches are skipped, the length stays
+    assert resumed.indices(1, 2) == [5]
+    resumed.set_epoch(1)
+    assert list(resumed) == [3, 4, 5]  # ... in the resumed epoch only
+    assert list(BatchOrder(3, start=7)) == []
+    with pytest.raises(DatasetError):
+        BatchOrder(3, start=-1)
+
+
+def test_rng_states_round_trip_through_a_weights_only_checkpoint(tmp_path):
+    import random
+
+    from novelviews.train.module import rng_states, set_rng_states
+
+    torch.manual_seed(3), np.random.seed(3), random.seed(3)
+    state = rng_states()
+    torch.save({"rng_states": state}, tmp_path / "s.pt")
+    first = (torch.rand(4), np.random.rand(4), [random.random() for _ in range(4)], np.random.randn(3))
+    set_rng_states(torch.load(tmp_path / "s.pt", weights_only=True)["rng_states"])
+    again = (torch.rand(4), np.random.rand(4), [random.random() for _ in range(4)], np.random.randn(3))
+    assert torch.equal(first[0], again[0]) and np.array_equal(first[1], again[1]) and first[2] == again[2]
+    assert np.array_equal(first[3], again[3])
+
+
+def test_a_finished_run_resumed_to_more_steps_equals_a_run_of_those_steps(tmp_path, capsys):
+    """2 steps, then `nvs train --resume --steps 4` = 4 steps at once: the resumed run takes the run's
+    saved config (no data named again; a changed learning rate is ignored, with a note), continues the
+    batch order (batches 2 and 3, not 0 and 1 again) and the random streams (noise, timesteps, dropout)."""
+    from novelviews.cli import main
+    from novelviews.train import data as D
+
+    make_pool(scenes=2, views=4).save(tmp_path / "pool.pt")
+    base = {"arch": "tiny", "batch_size": 2, "num_workers": 0, "val_every": 100, "ckpt_every": 2, "val_batch": 2,
+            "val_steps": 1, "log_every": 1, "max_steps": 4, "lr": 1e-3, "warmup_steps": 1,
+            "data": [{"path": str(tmp_path / "pool.pt")}]}
+    seen = []
+    real = D.PairBatches.__getitem__
+
+    def recording(self, index):
+        seen.append(index)
+        return real(self, index)
+
+    D.PairBatches.__getitem__ = recording
+    try:
+        run_train(from_dict(TrainConfig, base), tmp_path / "straight", progress=False)
+        assert seen == [0, 1, 2, 3]
+        seen.clear()
+        run_train(from_dict(TrainConfig, base | {"max_steps": 2}), tmp_path / "resumed", progress=False)
+        capsys.readouterr()
+        assert main(["train", "--resume", "--out", str(tmp_path / "resumed"), "--steps", "4", "--quiet",
+                     "lr=0.5"]) == 0
+    finally:
+        D.PairBatches.__getitem__ = real
+    printed = capsys.readouterr().out
+    assert "max_steps 2 -> 4" in printed and "ignored" in printed and "lr" in printed
+    assert "trained 4 steps" in printed
+    assert seen == [0, 1, 2, 3]
+    _assert_same_training(_trained(tmp_path / "straight"), _trained(tmp_path / "resumed"))
+    saved = (tmp_path / "resumed" / "config.yaml").read_text()
+    assert "max_steps: 4" in saved and "lr: 0.001" in saved  # the run's own settings, the new step count
+    from novelviews.errors import NovelViewsError
+
+    with pytest.raises(NovelViewsError, match="no checkpoint"):
+        from novelviews.train.run import resumed_config
+
+        resumed_config(tmp_path / "nothing", {})
+    with pytest.raises(ConfigError):  # the call's settings are still checked
+        resumed_config(tmp_path / "resumed", {"max_stepz": 3})
+
+
 def test_sigkill_during_training_then_resume(tmp_path):
     """SIGKILL during nvs train: the last checkpoint is intact, the run folder is marked unfinished,
-    a plain rerun refuses it (naming --resume) and --resume continues to the planned step count."""
+    a plain rerun refuses it (naming --resume) and --resume gives the uninterrupted run's step count,
+    weights, EMA weights, exported model and loss curve, bit for bit."""
     import subprocess
     import sys
 
@@ -458,17 +565,20 @@ def test_sigkill_during_training_then_resume(tmp_path):
 
     pool = make_pool(scenes=2, views=4)
     pool.save(tmp_path / "pool.pt")
-    base = {"arch": "tiny", "batch_size": 2, "num_workers": 0, "val_every": 100, "ckpt_every": 2, "val_batch": 2,
-            "val_steps": 1, "log_every": 1, "max_steps": 4, "data": [{"path": str(tmp_path / "pool.pt")}]}
+    base = {"arch": "tiny", "batch_size": 2, "num_workers": 0, "val_every": 2, "ckpt_every": 2, "val_batch": 2,
+            "val_steps": 1, "log_every": 1, "max_steps": 4, "lr": 1e-3, "warmup_steps": 1,
+            "data": [{"path": str(tmp_path / "pool.pt")}]}
+    cfg = from_dict(TrainConfig, base)
+    straight = run_train(cfg, tmp_path / "straight", progress=False)
     run = tmp_path / "run"
     r = subprocess.run([sys.executable, "-c", _KILLED_TRAINING, json.dumps(base), str(run)], capture_output=True,
                        text=True, timeout=600)
     assert r.returncode == -9, r.stderr[-2000:]
     assert (run / INCOMPLETE).is_file() and (run / "checkpoints" / "last.ckpt").is_file()
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 2
-    cfg = from_dict(TrainConfig, base)
     with pytest.raises(NovelViewsError, match="continue it with --resume"):
         run_train(cfg, run, progress=False)
     info = run_train(cfg, run, resume=True, progress=False)
-    assert info["steps"] == 4 and not (run / INCOMPLETE).exists()
-    assert (run / "model" / "novelviews.json").is_file()
+    assert info["steps"] == straight["steps"] == 4 and not (run / INCOMPLETE).exists()
+    _assert_same_training(_trained(tmp_path / "straight"), _trained(run))
+    assert info["metrics"]["val/psnr"] == straight["metrics"]["val/psnr"]

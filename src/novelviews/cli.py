@@ -33,14 +33,23 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides")
 
 
-def _build(cls, args, shortcuts: dict[str, object]):
+def _given(args, shortcuts: dict[str, object]) -> dict:
+    """What the call set (shortcuts given, YAML files, overrides), nested, before any defaults."""
     from . import config as cfgmod
 
-    base = cfgmod.nest_dotted(shortcuts)
     bad = [o for o in args.overrides if "=" not in o]
     if bad:
         raise NovelViewsError(f"unexpected argument '{bad[0]}': overrides look like key.sub=value")
-    return cfgmod.load(cls, base=base, files=args.config, overrides=args.overrides)
+    data = cfgmod.nest_dotted(shortcuts)
+    for f in args.config:
+        data = cfgmod.merge(data, cfgmod.read_yaml(cfgmod.preset_path(f)))
+    return cfgmod.merge(data, cfgmod.overrides_to_dict(list(args.overrides)))
+
+
+def _build(cls, args, shortcuts: dict[str, object]):
+    from . import config as cfgmod
+
+    return cfgmod.from_dict(cls, _given(args, shortcuts))
 
 
 def _show(cfg) -> bool:
@@ -156,7 +165,7 @@ def cmd_convert(args) -> None:
 
 
 def cmd_train(args) -> None:
-    from .train.run import TrainConfig, parse_data_args, run_train
+    from .train.run import TrainConfig, parse_data_args, resumed_config, run_train
 
     data, overrides = parse_data_args(args.items)
     args.overrides = overrides
@@ -170,7 +179,8 @@ def cmd_train(args) -> None:
                  "synth.scenes": args.synth}
     if data:
         shortcuts["data"] = data
-    cfg = _build(TrainConfig, args, shortcuts)
+    # --resume: the run's saved config, with what a resumed run may change (train.run.RESUME_SETTINGS)
+    cfg = resumed_config(args.out, _given(args, shortcuts)) if args.resume else _build(TrainConfig, args, shortcuts)
     if args.show_config and _show(cfg):
         return
     info = run_train(cfg, args.out, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
@@ -375,7 +385,10 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--batch-size", type=int, help="per-device batch size")
         p.add_argument("--devices", help="GPUs to use: auto, N, or a list like 0,1")
         p.add_argument("--strategy", help="Lightning strategy: auto, ddp, ...")
-        p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.ckpt")
+        p.add_argument("--resume", action="store_true",
+                       help="continue from OUT/checkpoints/last.ckpt with the run's saved config (this call may change "
+                            "--steps, max_minutes, --devices/--strategy, num_workers, compile, val/ckpt/log intervals, "
+                            "export_model)")
         p.add_argument("--config", action="append", default=[], metavar="FILE.yaml", help="YAML config file")
         p.add_argument("--show-config", action="store_true", help="print the resolved config and exit")
         p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")

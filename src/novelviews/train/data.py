@@ -23,7 +23,7 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Sampler
 
 from .. import cameras as C
 from ..errors import DatasetError
@@ -472,6 +472,46 @@ class PairBatches(Dataset):
                 a, b = _pairs_vectorized(ds, rng, n)
                 parts.append(ds.gather(torch.from_numpy(a), torch.from_numpy(b), uint8=self.uint8))
         return {key: torch.cat([p[key] for p in parts]) for key in parts[0]}
+
+
+class BatchOrder(Sampler[int]):
+    """The :class:`PairBatches` indices one training process takes, in order; resumable.
+
+    Batch ``i`` of a run is index ``i`` of the dataset (a function of the seed and ``i`` only).
+    With ``W`` processes (DDP; rank and world size are read from ``torch.distributed`` when
+    iterating, so the sampler also works after pickling for ``ddp_spawn``) rank ``r`` takes
+    ``r, r + W, r + 2W, ...``: one step of the W ranks uses W distinct batches. Epoch ``e``
+    continues at ``e x W x per_process``, so a batch never repeats. A resumed run passes
+    ``start`` (the batches each process consumed in epoch ``start_epoch`` before the checkpoint):
+    that epoch skips them, so the run sees exactly the batches an uninterrupted run would. The
+    length stays a whole epoch (``per_process``), as Lightning, restoring its loop counters,
+    counts the skipped batches as done.
+    """
+
+    def __init__(self, per_process: int, start: int = 0, start_epoch: int = 0):
+        if per_process < 0 or start < 0 or start_epoch < 0:
+            raise DatasetError("a batch order needs per_process, start and start_epoch >= 0")
+        self.per_process, self.start, self.start_epoch = int(per_process), int(start), int(start_epoch)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:  # Lightning calls it before each epoch
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.per_process
+
+    def indices(self, rank: int = 0, world: int = 1) -> list[int]:
+        """The dataset indices process ``rank`` of ``world`` takes in the current epoch."""
+        first = min(self.start, self.per_process) if self.epoch == self.start_epoch else 0
+        base = self.epoch * self.per_process * world
+        return [base + k * world + rank for k in range(first, self.per_process)]
+
+    def __iter__(self):
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            return iter(self.indices(dist.get_rank(), dist.get_world_size()))
+        return iter(self.indices())
 
 
 class MixedPairDataset(Dataset):

@@ -4,7 +4,9 @@
 ``t ~ U{0, T-1}``, ``x_t = sqrt(a_t) z + sqrt(1 - a_t) eps``, loss = MSE(eps_hat, eps).
 Conditioning dropout for classifier-free guidance, per sample (the reference's 5 / 5 / 5 %):
 the context token zeroed (after cc_projection), the conditioning latent zeroed, or both -
-exactly the unconditional branch used at sampling time. EMA of all trainable weights;
+exactly the unconditional branch used at sampling time. EMA of all trainable weights (updated
+after each optimizer step); the global random states are saved in every checkpoint and restored
+when a resumed run starts training, so it draws what the uninterrupted run would have;
 AdamW with ``cc_projection`` at ``cc_lr_mult`` x the learning rate; linear warm-up.
 With a frozen VAE, batches may carry the pool's cached VAE posterior (``cache_latents``):
 the loss then draws the target latent from it instead of running the encoder.
@@ -247,6 +249,39 @@ def lr_factor(step: int, warmup: int, total: int = 0, schedule: str = "constant"
     return w * (min_ratio + (1 - min_ratio) * shape)
 
 
+def rng_states() -> dict:
+    """The global random states training draws from - torch (CPU and every CUDA device), NumPy and
+    Python - as plain tensors, lists and numbers (loadable with ``torch.load(weights_only=True)``)."""
+    import random
+
+    import numpy as np
+
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    return {"torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "numpy": {"kind": str(kind), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
+                      "has_gauss": int(has_gauss), "gauss": float(gauss)},
+            "python": [int(version), list(internal), gauss_next]}
+
+
+def set_rng_states(state: dict) -> None:
+    """Restore what :func:`rng_states` returned. CUDA states are restored when the number of
+    devices matches (a checkpoint of a CPU run resumed on a GPU draws fresh CUDA numbers)."""
+    import random
+
+    import numpy as np
+
+    torch.set_rng_state(state["torch"])
+    cuda = state.get("cuda") or []
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+
+
 class _EMATrainModule(L.LightningModule):
     """What both stages share: uint8 batches made float on the device, an EMA of the trainable
     weights (created by :meth:`_init_ema` once the subclass has chosen what trains), the EMA
@@ -258,6 +293,7 @@ class _EMATrainModule(L.LightningModule):
         self.model = model
         self.cfg = cfg
         self._nonfinite: torch.Tensor | None = None  # device flag: a non-finite loss since the start
+        self._resumed_rng: dict | None = None  # the checkpoint's random states, until training starts
 
     def _init_ema(self) -> None:
         self.ema = EMA(self.model, self.cfg.ema_decay) if self.cfg.ema_decay > 0 else None
@@ -274,6 +310,11 @@ class _EMATrainModule(L.LightningModule):
     def on_train_batch_end(self, outputs, batch, batch_idx):
         if self.global_step % max(1, int(self.cfg.log_every)) == 0:  # one sync every log_every steps
             self.check_finite()
+
+    def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None):
+        super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+        # the EMA follows each optimizer step here, not in on_train_batch_end: the checkpoint callback's
+        # on_train_batch_end runs before the module's, so a checkpoint would miss the step's update
         if self.ema is not None:
             self.ema.update(self.model)
 
@@ -294,6 +335,17 @@ class _EMATrainModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint):
         self.check_finite()
+        checkpoint["rng_states"] = rng_states()
+
+    def on_load_checkpoint(self, checkpoint):
+        # applied when training starts, after Lightning has set up (and started iterating) the loaders
+        self._resumed_rng = checkpoint.get("rng_states")
+
+    def on_train_start(self):
+        # a resumed run draws the same noise, timesteps and dropout as the uninterrupted run from here on
+        state, self._resumed_rng = self._resumed_rng, None
+        if state is not None:
+            set_rng_states(state)
 
     def eval_model(self):
         return self.ema.shadow if self.ema is not None else self.model

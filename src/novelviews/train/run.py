@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Literal, Optional
@@ -154,6 +155,42 @@ def lightning_precision(cfg: TrainConfig) -> str:
     gpu = cfg.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
     return "bf16-mixed" if gpu and torch.cuda.is_bf16_supported() else "32-true"
 
+# what a resumed run may take from the new call: how long it trains and on what hardware, how often it
+# validates, checkpoints, logs and whether it exports; everything else is the run's own (OUT/config.yaml)
+RESUME_SETTINGS = ("max_steps", "max_minutes", "accelerator", "devices", "strategy", "num_workers", "compile",
+                   "compile_backend", "val_every", "ckpt_every", "log_every", "export_model")
+
+
+def resumed_config(out: str | Path, given: dict | None = None) -> TrainConfig:
+    """The config ``nvs train --resume`` continues with: the run's saved ``OUT/config.yaml`` in full,
+    with those of the call's settings ``given`` (a nested dict of what the call set: shortcuts, YAML
+    files, overrides) that are :data:`RESUME_SETTINGS` applied. Each applied setting and each other
+    setting of the call that differs from the run's (ignored) is named in a note."""
+    from ..config import flatten_dotted, from_dict, merge, read_yaml, to_dict
+
+    out = Path(out)
+    last = out / "checkpoints" / "last.ckpt"
+    if not last.exists():
+        raise NovelViewsError(f"--resume: no checkpoint at {last}; start without --resume")
+    if not (out / "config.yaml").is_file():
+        raise NovelViewsError(f"--resume: {out / 'config.yaml'} is missing, so the run's settings are unknown; "
+                              "start without --resume")
+    saved = read_yaml(out / "config.yaml")
+    given = dict(given or {})
+    asked = flatten_dotted(to_dict(from_dict(TrainConfig, merge(saved, given))))  # strict: keys and values checked
+    own = flatten_dotted(to_dict(from_dict(TrainConfig, saved)))
+    changed = sorted(k for k in asked if asked[k] != own.get(k))
+    applied = [k for k in changed if k.split(".")[0] in RESUME_SETTINGS]
+    ignored = [k for k in changed if k not in applied]
+    cfg = from_dict(TrainConfig, merge(saved, {k: given[k] for k in given if k in RESUME_SETTINGS}))
+    if applied:
+        log.info("note: resuming with the run's saved config; changed by this call: "
+                 + ", ".join(f"{k} {own.get(k)!r} -> {asked[k]!r}" for k in applied))
+    if ignored:
+        log.info(f"note: resuming with the run's saved config ({out / 'config.yaml'}); these settings of this call "
+                 f"are ignored (a resumed run keeps them): {', '.join(ignored)}")
+    return cfg
+
 
 def build_model(cfg: TrainConfig):
     from ..model.checkpoints import load_model
@@ -200,10 +237,10 @@ def run_train(cfg: TrainConfig, out: str | Path, resume: bool = False, overwrite
               progress: bool = True) -> dict:
     import lightning as L
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
-    from lightning.pytorch.loggers import CSVLogger
     from torch.utils.data import DataLoader
 
     from ..io.runs import atomic_write_json, run_folder
+    from .data import BatchOrder
     from .module import Exporter, LDMModule, SpeedMonitor, VAEModule, prepare_for_training
 
     out = Path(out)
@@ -242,6 +279,10 @@ def run_train(cfg: TrainConfig, out: str | Path, resume: bool = False, overwrite
             devices = int(devices)
         speed = SpeedMonitor(cfg.batch_size, cfg.accumulate, skip=min(20, max(0, cfg.max_steps // 4)),
                              every=max(cfg.log_every, 50))
+        # a resumed run continues the batch order where the checkpoint left it (BatchOrder) and keeps the
+        # log's rows of the steps before it
+        resumed_step, start, start_epoch = resume_position(last, cfg.accumulate) if resume else (0, 0, 0)
+        logger = csv_logger(out, resumed_step if resume and launched_rank == 0 else None)
         ckpt = ModelCheckpoint(dirpath=out / "checkpoints", save_last=True, every_n_train_steps=cfg.ckpt_every,
                                save_top_k=0)
         trainer = L.Trainer(
@@ -249,22 +290,30 @@ def run_train(cfg: TrainConfig, out: str | Path, resume: bool = False, overwrite
             strategy=cfg.strategy, precision=lightning_precision(cfg), gradient_clip_val=cfg.grad_clip or None,
             accumulate_grad_batches=cfg.accumulate, val_check_interval=min(cfg.val_every, cfg.max_steps * cfg.accumulate), check_val_every_n_epoch=None,
             limit_val_batches=1, num_sanity_val_steps=0, log_every_n_steps=cfg.log_every,
-            logger=CSVLogger(out, name="logs", version=""), callbacks=[ckpt, LearningRateMonitor("step"), Exporter(out), speed],
+            logger=logger, callbacks=[ckpt, LearningRateMonitor("step"), Exporter(out), speed],
             enable_progress_bar=progress, enable_model_summary=False,
             max_time={"minutes": cfg.max_minutes} if cfg.max_minutes > 0 else None,
+            use_distributed_sampler=False,  # the training order is BatchOrder's; validation sees the same batch
         )
-        # Under DDP Lightning replaces the loader's sampler by a DistributedSampler (shuffled, same
-        # seed on every rank): the W ranks take disjoint batch indices, each step uses W x batch_size
-        # pairs (the effective batch), and W x max_steps batches keep every batch of the run distinct.
-        train_ds.num_batches = cfg.max_steps * cfg.accumulate * max(1, trainer.world_size)
+        # Under DDP the W ranks take disjoint batch indices (BatchOrder, in place of Lightning's
+        # DistributedSampler: use_distributed_sampler=False), each step uses W x batch_size pairs (the
+        # effective batch), and W x max_steps batches keep every batch of the run distinct.
+        per_process = cfg.max_steps * cfg.accumulate
+        train_ds.num_batches = per_process * max(1, trainer.world_size)
         workers = cfg.num_workers
-        # items are whole batches (built vectorised), so batch_size=None
-        train_dl = DataLoader(train_ds, batch_size=None, shuffle=False, num_workers=workers,
-                              pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0)
-        val_dl = DataLoader(val_ds, batch_size=cfg.val_batch, num_workers=0)
+        # items are whole batches (built vectorised), so batch_size=None; the loaders draw their worker
+        # seeds from generators of their own, so iterating them leaves the global RNG streams (restored
+        # from the checkpoint on resume) as an uninterrupted run has them
+        train_dl = DataLoader(train_ds, batch_size=None, sampler=BatchOrder(per_process, start, start_epoch),
+                              num_workers=workers, pin_memory=torch.cuda.is_available(),
+                              persistent_workers=workers > 0, generator=torch.Generator().manual_seed(cfg.seed))
+        val_dl = DataLoader(val_ds, batch_size=cfg.val_batch, num_workers=0,
+                            generator=torch.Generator().manual_seed(cfg.seed))
         # with compile: a graph that fails to compile runs eagerly (with a warning) instead of ending the run
         guard = torch._dynamo.config.patch(suppress_errors=True) if cfg.compile else contextlib.nullcontext()
-        with guard:
+        with guard, warnings.catch_warnings():
+            # Lightning's note that a mid-epoch resume repeats the epoch's first batches: BatchOrder skips them
+            warnings.filterwarnings("ignore", message=".*ended before the epoch ended.*")
             trainer.fit(module, train_dl, val_dl, ckpt_path=str(last) if resume else None)
         train_seconds = time.time() - t0 - data_seconds - cache_seconds
         steps = max(int(trainer.global_step), int(trainer.callback_metrics.get("global_step", 0)))
@@ -279,6 +328,75 @@ def run_train(cfg: TrainConfig, out: str | Path, resume: bool = False, overwrite
             info["metrics"] = metrics
             atomic_write_json(out / "train_summary.json", info)
         return info
+
+
+def csv_logger(out: Path, keep_before_step: int | None = None):
+    """The run's CSV log (``OUT/logs/metrics.csv``), written at every logged step so that a killed
+    run's log reaches its last step.
+
+    ``keep_before_step`` (a resumed run, rank 0): the previous log's rows of the steps before it are
+    kept - Lightning's logger starts a fresh file - and the resumed run appends its own, so the log
+    holds the whole run once (rows a killed run logged after its checkpoint are logged again).
+    """
+    import csv
+    import io
+
+    from lightning.pytorch.loggers import CSVLogger
+
+    from ..io.runs import atomic_write_text
+
+    path = out / "logs" / "metrics.csv"
+    header, kept = [], []
+    if keep_before_step is not None and path.is_file():
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            header = list(reader.fieldnames or [])
+            for row in reader:
+                try:
+                    step = int(float(row.get("step") or "nan"))
+                except ValueError:
+                    continue
+                if step < keep_before_step and None not in row and None not in row.values():
+                    kept.append(row)  # (a torn last line of a killed run is dropped)
+    aside = path.with_name("metrics.previous.csv")
+    if kept:  # set aside, not deleted, while the logger starts (it removes a metrics.csv it finds)
+        os.replace(path, aside)
+    logger = CSVLogger(out, name="logs", version="", flush_logs_every_n_steps=1)
+    writer = logger.experiment if kept else None
+    if kept and hasattr(writer, "metrics_keys"):
+        writer.metrics_keys = sorted(header)  # the resumed run's rows extend this header
+        text = io.StringIO(newline="")
+        out_csv = csv.DictWriter(text, fieldnames=sorted(header))
+        out_csv.writeheader()
+        out_csv.writerows(kept)
+        atomic_write_text(path, text.getvalue())
+        aside.unlink()
+    return logger
+
+
+def resume_position(checkpoint: str | Path, accumulate: int = 1) -> tuple[int, int, int]:
+    """Where a run resumed from ``checkpoint`` continues: ``(global step, batches each process
+    consumed in the checkpoint's epoch, that epoch)`` - the last two place its batch order.
+
+    Read from Lightning's loop state (the batches fetched in the epoch, the one being processed
+    when the checkpoint was written included); without it, global step x ``accumulate`` (a run is
+    one epoch and checkpoints follow optimizer steps).
+    """
+    try:
+        ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False, mmap=True)
+    except Exception as e:  # truncated, not a torch file, ...
+        raise NovelViewsError(f"--resume: cannot read the checkpoint {checkpoint} ({type(e).__name__}); "
+                              "start without --resume") from None
+    try:
+        step, epoch = int(ckpt["global_step"]), int(ckpt.get("epoch", 0))
+    except (AttributeError, KeyError, TypeError, ValueError):
+        raise NovelViewsError(f"--resume: {checkpoint} is not a training checkpoint of nvs train (no global step); "
+                              "start without --resume") from None
+    try:
+        consumed = int(ckpt["loops"]["fit_loop"]["epoch_loop.batch_progress"]["current"]["ready"])
+    except (KeyError, TypeError, ValueError):
+        consumed = step * max(1, int(accumulate)) if epoch == 0 else 0
+    return step, max(0, consumed), max(0, epoch)
 
 
 def _launched_rank() -> int:
