@@ -32,8 +32,9 @@ class SplatRenderConfig:
     """auto: gsplat on CUDA when installed (its CUDA code builds on first use), else the PyTorch reference"""
     tile_size: int = 16
     """side of the reference rasterizer's pixel tiles (memory is bounded by one tile's pixel x Gaussian pairs)"""
-    checkpoint: bool = True
-    """reference rasterizer: recompute each tile in the backward pass instead of storing it (bounded memory)"""
+    checkpoint: bool = False
+    """reference rasterizer: recompute each tile in the backward pass instead of storing it, so training
+    memory is bounded by one tile too (slower: about twice the compositing work)"""
     near: float = 0.01
     far: float = 1e10
 

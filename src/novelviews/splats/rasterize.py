@@ -26,6 +26,7 @@ for gradient checks).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -108,14 +109,16 @@ def composite(pixels: torch.Tensor, means2d: torch.Tensor, conics: torch.Tensor,
     d = pixels[:, None, :] - means2d[None]  # [P, n, 2]
     power = -0.5 * (conics[:, 0] * d[..., 0] ** 2 + conics[:, 2] * d[..., 1] ** 2) - conics[:, 1] * d[..., 0] * d[..., 1]
     alpha = (opacities * torch.exp(power)).clamp(max=ALPHA_MAX)
-    alpha = torch.where((alpha >= ALPHA_MIN) & (power <= 0), alpha, torch.zeros_like(alpha))
-    with torch.no_grad():  # a pixel stops before the Gaussian that would take T below T_MIN
-        keep = torch.cumprod(1.0 - alpha, 1) >= T_MIN
-    alpha = alpha * keep
-    trans = torch.cumprod(1.0 - alpha, 1)
-    before = torch.cat([torch.ones_like(trans[:, :1]), trans[:, :-1]], 1)
+    with torch.no_grad():  # skip alpha < 1/255; a pixel stops before the Gaussian taking T below T_MIN
+        live = (alpha >= ALPHA_MIN) & (power <= 0)
+        live &= torch.cumsum(torch.log1p(-alpha * live), 1) >= math.log(T_MIN)
+    alpha = alpha * live
+    # transmittance as exp(cumsum(log(1 - alpha))): 1 - alpha >= 0.01, and its backward is far
+    # cheaper than cumprod's
+    log_t = torch.cumsum(torch.log1p(-alpha), 1)
+    before = torch.exp(torch.cat([torch.zeros_like(log_t[:, :1]), log_t[:, :-1]], 1))
     w = alpha * before
-    final = trans[:, -1] if trans.shape[1] else torch.ones_like(pixels[:, 0])
+    final = torch.exp(log_t[:, -1]) if log_t.shape[1] else torch.ones_like(pixels[:, 0])
     rgb = w @ colours + final[:, None] * background
     return rgb, 1.0 - final, w @ depths
 
