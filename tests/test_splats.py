@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -282,3 +283,53 @@ def test_fit_densifies_on_schedule_and_resumes_exactly(one_thread):
     assert c.step == 60 and len(c.model) == len(a.model)
     for k, v in a.model.tensors().items():
         assert torch.equal(v, c.model.tensors()[k]), k
+
+
+# --------------------------------------------------------------------------- .ply files
+
+
+@pytest.mark.parametrize("degree", [0, 3])
+def test_splat_ply_round_trip_keeps_every_field(tmp_path, degree):
+    from novelviews.splats.ply import read_ply_vertices, read_splat_ply, splat_properties, write_splat_ply
+
+    g = torch.Generator().manual_seed(degree)
+    n, k = 17, num_coefficients(degree)
+    model = GaussianModel(torch.randn(n, 3, generator=g), torch.randn(n, 3, generator=g), torch.randn(n, 4, generator=g),
+                          torch.randn(n, generator=g), torch.randn(n, 3, generator=g),
+                          torch.randn(n, k - 1, 3, generator=g))
+    path = write_splat_ply(tmp_path / "s.ply", model)
+    header = path.read_bytes().split(b"end_header\n")[0].decode()
+    assert header.startswith("ply\nformat binary_little_endian 1.0\nelement vertex 17\n")
+    names = [line.split()[-1] for line in header.splitlines() if line.startswith("property")]
+    assert names == splat_properties(degree) and len(names) == 17 + 3 * (k - 1)
+    back = read_splat_ply(path)
+    assert back.sh_degree == degree
+    for key, value in model.tensors().items():
+        assert torch.equal(back.tensors()[key], value), key
+    raw = read_ply_vertices(path)
+    if degree:  # channel-major f_rest: the first k-1 are red's higher coefficients
+        assert np.array_equal(raw["f_rest_0"], model.sh_rest[:, 0, 0].detach().numpy())
+        assert np.array_equal(raw[f"f_rest_{k - 1}"], model.sh_rest[:, 0, 1].detach().numpy())
+    assert not raw["nx"].any() and np.array_equal(raw["rot_0"], model.quats[:, 0].detach().numpy())
+    try:
+        import plyfile
+    except ImportError:
+        return
+    el = plyfile.PlyData.read(str(path))["vertex"]
+    assert el.count == n and np.array_equal(el["opacity"], model.opacity_logits.detach().numpy())
+
+
+def test_point_cloud_ply_round_trip(tmp_path):
+    from novelviews.errors import NovelViewsError
+    from novelviews.splats.ply import read_point_ply, read_splat_ply, write_point_ply
+
+    pts = np.random.default_rng(0).normal(size=(9, 3)).astype(np.float32)
+    cols = np.linspace(0, 1, 27).reshape(9, 3)
+    path = write_point_ply(tmp_path / "p.ply", pts, cols)
+    p, c = read_point_ply(path)
+    assert np.array_equal(p, pts) and np.array_equal(c, np.round(cols * 255).astype(np.uint8))
+    with pytest.raises(NovelViewsError, match="not a Gaussian-splat .ply"):
+        read_splat_ply(path)
+    (tmp_path / "bad.ply").write_bytes(b"hello")
+    with pytest.raises(NovelViewsError, match="not a .ply file"):
+        read_point_ply(tmp_path / "bad.ply")
