@@ -125,6 +125,36 @@ def cmd_export(args) -> None:
         print(f"wrote {info['views']} views to {info['out']}/views")
 
 
+def cmd_reconstruct(args) -> None:
+    from pathlib import Path
+
+    from .splats.reconstruct import ReconstructConfig, run_reconstruct
+
+    if args.image and "=" in args.image and not Path(args.image).exists():  # `--resume --out R key=value`
+        args.overrides, args.image = [args.image] + list(args.overrides), None
+    cfg = _build(ReconstructConfig, args, {"model": args.model, "device": args.device, "views.num": args.num_views,
+                                           "fit.steps": args.steps, "fit.sh_degree": args.sh_degree})
+    if args.show_config and _show(cfg):
+        return
+    last = {"stage": None}
+
+    def progress(event: dict) -> None:
+        if args.quiet:
+            return
+        if event["stage"] == "fit":
+            print(f"fit step {event['done']}/{event['total']}: loss {event['loss']:.4g}, "
+                  f"{event['gaussians']} Gaussians", flush=True)
+        elif event["stage"] != last["stage"] or event["done"] == event["total"]:
+            print(f"{event['stage']}: {event['done']}/{event['total']}", flush=True)
+        last["stage"] = event["stage"]
+
+    info = run_reconstruct(args.image, args.out, cfg, resume=args.resume, overwrite=args.overwrite, progress=progress)
+    score = f", held-out PSNR {info['holdout_psnr']:.2f} dB" if "holdout_psnr" in info else ""
+    print(f"fitted {info['gaussians']} Gaussians to {info['views']} views in {info['step']} steps "
+          f"({info['steps_per_second']:.3g} steps/s on {info['device']}){score}; splats.ply, points.ply and "
+          f"video in {info['out']}")
+
+
 def cmd_ui(args) -> None:
     from .ui import launch
 
@@ -199,6 +229,16 @@ COMMANDS: dict[str, dict] = {
             nvs export runs/nerf --what mesh --threshold 10 --out meshes
             nvs export runs/nerf --what video --frames 120 --size 256
             nvs export runs/nerf --what views --cameras my_path.json
+        """,
+    ),
+    "reconstruct": dict(
+        fn=cmd_reconstruct,
+        help="one image -> generated views around it -> fitted 3D Gaussian splats (splats.ply, orbit video)",
+        examples="""
+            nvs reconstruct examples/scene.png --out runs/splats
+            nvs reconstruct photo.jpg --out runs/splats --num-views 64 --steps 3000 --sh-degree 3 --device cuda
+            nvs reconstruct photo.jpg --out runs/splats input_weight=8 splats.backend=gsplat
+            nvs reconstruct --resume --out runs/splats      # continue from runs/splats/checkpoints/last.pt
         """,
     ),
     "synth": dict(
@@ -327,6 +367,17 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--overwrite", action="store_true", help="replace existing files")
         p.add_argument("--quiet", action="store_true", help="no progress bars")
 
+    def reconstruct(p):
+        p.add_argument("image", nargs="?", help="input photo (not needed with --resume)")
+        p.add_argument("--out", required=True, help="run folder (views/, checkpoints/, splats.ply, points.ply, ...)")
+        p.add_argument("--model", help=MODEL_HELP)
+        p.add_argument("--num-views", type=int, help="generated views around the input (default 32)")
+        p.add_argument("--steps", type=int, help="fit steps (default 3000)")
+        p.add_argument("--sh-degree", type=int, help="spherical-harmonics degree of the colours, 0-3 (default 3)")
+        p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+        p.add_argument("--resume", action="store_true", help="continue OUT/checkpoints/last.pt with the run's config")
+        _add_common(p)
+
     def synth(p):
         p.add_argument("out", help="output folder: one transforms.json scene per subfolder")
         p.add_argument("--scenes", type=int, help="number of scenes (default 4)")
@@ -373,6 +424,7 @@ def _parser() -> argparse.ArgumentParser:
     add("eval", eval_)
     add("distill", distill)
     add("export", export)
+    add("reconstruct", reconstruct)
     add("train", train)
     add("ui", ui)
     add("synth", synth)
