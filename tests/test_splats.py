@@ -393,3 +393,42 @@ def test_nvs_reconstruct_end_to_end_and_resume(tmp_path, tiny_model_dir, photo_f
     # bad input: one line naming the fix, the finished run untouched
     assert main(["reconstruct", str(photo_file), "--out", str(run), "--model", str(tiny_model_dir)]) == 2
     assert "--overwrite" in capsys.readouterr().err and (run / "splats.ply").is_file()
+
+
+# --------------------------------------------------------------------------- gsplat backend
+
+
+def test_backend_choice_and_refusals():
+    from novelviews.errors import NovelViewsError
+    from novelviews.splats.backend import resolve_backend
+
+    cpu = torch.device("cpu")
+    assert resolve_backend("auto", cpu) == "torch" and resolve_backend("torch", cpu) == "torch"
+    with pytest.raises(NovelViewsError, match="needs a CUDA device"):
+        resolve_backend("gsplat", cpu)
+    with pytest.raises(NovelViewsError, match="unknown splat backend"):
+        resolve_backend("vulkan", cpu)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="gsplat's kernels need CUDA")
+def test_gsplat_matches_the_reference_rasterizer_in_images_and_gradients():
+    pytest.importorskip("gsplat")
+    from novelviews.splats.backend import rasterize_gsplat
+
+    g = torch.Generator().manual_seed(5)
+    n, size = 300, 64
+    tensors = [torch.randn(n, 3, generator=g) * 0.3, (torch.rand(n, 3, generator=g) * 0.08 + 0.01).log(),
+               torch.randn(n, 4, generator=g), torch.randn(n, generator=g), torch.randn(n, 4, 3, generator=g) * 0.3]
+    c2w, K = _camera(size, dtype=torch.float32)
+    bg = torch.tensor([0.3, 0.6, 0.9])
+    results = []
+    for fn in (rasterize, rasterize_gsplat):
+        m, ls, q, lo, sh = [t.cuda().requires_grad_(True) for t in tensors]
+        out = fn(m, q, ls.exp(), torch.sigmoid(lo), sh, 1, c2w, K, size, size, bg.cuda())
+        (out.rgb * torch.linspace(0, 1, 3, device="cuda")).sum().backward()
+        results.append((out.rgb.detach(), out.alpha.detach(), m.grad, ls.grad, q.grad, lo.grad, sh.grad))
+    ref, fast = results
+    assert (ref[0] - fast[0]).abs().max() < 2e-3 and (ref[1] - fast[1]).abs().max() < 2e-3
+    for a, b in zip(ref[2:], fast[2:]):
+        assert torch.nn.functional.cosine_similarity(a.flatten(), b.flatten(), dim=0) > 0.99
+        assert (a - b).norm() < 0.05 * a.norm()
