@@ -432,3 +432,36 @@ def test_gsplat_matches_the_reference_rasterizer_in_images_and_gradients():
     for a, b in zip(ref[2:], fast[2:]):
         assert torch.nn.functional.cosine_similarity(a.flatten(), b.flatten(), dim=0) > 0.99
         assert (a - b).norm() < 0.05 * a.norm()
+
+
+# --------------------------------------------------------------------------- from a NeRF
+
+
+def test_gaussians_from_a_nerf_field_cover_its_dense_region(tmp_path):
+    """The blob-biased initial field is dense inside a ball of radius ~0.5 about the origin: the
+    exported Gaussians sit on the grid points there, with the grid's spacing, the cells' absorption and
+    the field's albedo, and the .ply reads back."""
+    from novelviews.config import from_dict
+    from novelviews.nerf.field import NeRFField, NeRFFieldConfig
+    from novelviews.splats.from_nerf import gaussians_from_field
+    from novelviews.splats.ply import read_splat_ply, write_splat_ply
+    from novelviews.splats.sh import sh_to_rgb
+
+    torch.manual_seed(0)
+    field = NeRFField(from_dict(NeRFFieldConfig, {"grid": {"n_levels": 2, "log2_hashmap_size": 8, "per_level_scale": 1.5,
+                                                           "base_resolution": 4}, "mlp_width": 8}))
+    model, level = gaussians_from_field(field, resolution=24, threshold=2.0)
+    bound = field.cfg.bound
+    h = 2 * bound / 23
+    r = model.means.detach().norm(dim=1)
+    with torch.no_grad():
+        sigma = field.density(model.means)
+        albedo = field.albedo(model.means)
+    assert level == 2.0 and len(model) > 10 and (sigma > 2.0).all() and r.max() < 0.6
+    assert torch.allclose(model.scales, torch.full_like(model.scales, h / 2))
+    assert torch.allclose(model.opacities, (1 - torch.exp(-sigma * h)).clamp(0.01, 0.99), atol=1e-5)
+    assert torch.allclose(sh_to_rgb(model.sh_dc), albedo, atol=1e-5)
+    back = read_splat_ply(write_splat_ply(tmp_path / "n.ply", model))
+    assert torch.equal(back.means, model.means)
+    capped, _ = gaussians_from_field(field, resolution=24, threshold=2.0, max_gaussians=7)
+    assert len(capped) == 7 and field.density(capped.means).min() >= sigma.sort().values[-7] - 1e-4

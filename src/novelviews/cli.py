@@ -119,6 +119,8 @@ def cmd_export(args) -> None:
     if args.what == "mesh":
         print(f"wrote {info['path']}: {info['vertices']} vertices, {info['faces']} faces "
               f"(density level {info['level']:.4g})")
+    elif args.what == "splats":
+        print(f"wrote {info['path']} and {info['points']}: {info['gaussians']} Gaussians (density level {info['level']:.4g})")
     elif args.what == "video":
         print(f"wrote {info['video']} and {info['depth_video']} ({info['frames']} frames)")
     else:
@@ -229,6 +231,7 @@ COMMANDS: dict[str, dict] = {
             nvs export runs/nerf --what mesh --threshold 10 --out meshes
             nvs export runs/nerf --what video --frames 120 --size 256
             nvs export runs/nerf --what views --cameras my_path.json
+            nvs export runs/nerf --what splats --resolution 128    # splats.ply + points.ply
         """,
     ),
     "reconstruct": dict(
@@ -356,7 +359,7 @@ def _parser() -> argparse.ArgumentParser:
     def export(p):
         p.add_argument("run", help="run folder written by `nvs distill`")
         p.add_argument("--out", help="output folder (default RUN/export)")
-        p.add_argument("--what", default="mesh", choices=["mesh", "video", "views"])
+        p.add_argument("--what", default="mesh", choices=["mesh", "video", "views", "splats"])
         p.add_argument("--format", default="obj", choices=["obj", "ply", "glb"], help="mesh file format")
         p.add_argument("--resolution", type=int, default=256, help="marching-cubes grid per axis")
         p.add_argument("--threshold", type=float, help="density iso-level (default: automatic, reported)")
