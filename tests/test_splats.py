@@ -465,3 +465,29 @@ def test_gaussians_from_a_nerf_field_cover_its_dense_region(tmp_path):
     assert torch.equal(back.means, model.means)
     capped, _ = gaussians_from_field(field, resolution=24, threshold=2.0, max_gaussians=7)
     assert len(capped) == 7 and field.density(capped.means).min() >= sigma.sort().values[-7] - 1e-4
+
+
+# --------------------------------------------------------------------------- the UI
+
+
+def test_ui_reconstructs_splats_and_shows_the_ply(tmp_path, tiny_model_dir, photo_file, one_thread):
+    from novelviews.ui import UIHandlers, UISettings
+
+    h = UIHandlers(model=str(tiny_model_dir), output_root=tmp_path / "ui", device="cpu")
+    h.reconstruct_overrides = dict(o.split("=", 1) for o in TINY_RECONSTRUCT if not o.startswith("views.num="))
+    seen = []
+    r = h.reconstruct(str(photo_file), UISettings(steps=2), num_views=4, steps=20,
+                      progress=lambda f, d: seen.append(f))
+    assert r.splats and r.status.startswith("Fitted"), r.status
+    from novelviews.splats.ply import read_splat_ply
+
+    assert len(read_splat_ply(r.splats)) > 0 and r.splats in r.files and Path(r.video).is_file()
+    assert seen == sorted(seen) and seen[-1] == pytest.approx(1.0)
+    bad = h.reconstruct(None, UISettings())
+    assert bad.splats is None and "no input image" in bad.status
+    gr = pytest.importorskip("gradio")
+    from novelviews.ui import build_app
+
+    demo = build_app(h)
+    ids = {b.elem_id: b for b in demo.blocks.values() if getattr(b, "elem_id", None)}
+    assert isinstance(ids["splats-view"], gr.Model3D) and "splats-btn" in ids

@@ -287,11 +287,12 @@ def run_reconstruct(image: str | Path | None, out: str | Path, cfg: ReconstructC
         summary["splats"] = str(write_splat_ply(out / "splats.ply", gaussians))
         summary["points"] = str(write_point_ply(out / "points.ply", gaussians.means, splat_point_colours(gaussians)))
         scores = []
+        render_total = len(hold) + cfg.output.video_frames
         for n, i in enumerate(sorted(hold)):
             rgb = render_views(gaussians, gen_c2w[i:i + 1].float().to(device), K_out, size, size, cfg.background,
                                cfg.splats)[0].cpu()
             save_image(out / "holdout" / f"{i:03d}.png", rgb.numpy())
-            report({"stage": "render", "done": n + 1, "total": len(hold)})
+            report({"stage": "render", "done": n + 1, "total": render_total})
             if size == S:
                 target = ((gen_imgs[i] + 1) / 2).clamp(0, 1)
                 scores.append(float(psnr(rgb.permute(2, 0, 1)[None], target[None])[0]))
@@ -304,7 +305,7 @@ def run_reconstruct(image: str | Path | None, out: str | Path, cfg: ReconstructC
             for n in range(cams.shape[0]):
                 frames.append(render_views(gaussians, cams[n:n + 1], K_out, size, size, cfg.background,
                                            cfg.splats)[0].cpu().numpy())
-                report({"stage": "render", "done": n + 1, "total": cams.shape[0]})
+                report({"stage": "render", "done": len(hold) + n + 1, "total": render_total})
             summary["video"] = str(write_video(out / "video.mp4", frames, fps=cfg.output.fps))
         summary["seconds"] = round(time.time() - t0, 3)
         atomic_write_json(out / "info.json", summary)
