@@ -6,6 +6,7 @@ import json
 import math
 import os
 import signal
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -257,6 +258,10 @@ def test_distill_run_resume_and_export(tiny_model, photo, tmp_path, caplog):
         D.run_export(run, what="mesh", format="ply", resolution=32, device="cpu")
     vid = D.run_export(run, what="video", frames=2, device="cpu", progress=False)
     assert vid["frames"] == 2
+    from novelviews.splats.ply import read_splat_ply
+
+    spl = D.run_export(run, what="splats", resolution=16, device="cpu")  # one Gaussian per dense grid point
+    assert len(read_splat_ply(spl["path"])) == spl["gaussians"] > 0 and Path(spl["points"]).is_file()
     with pytest.raises(NovelViewsError, match="mesh format"):
         D.run_export(run, what="mesh", format="stl", device="cpu")
 

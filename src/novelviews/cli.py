@@ -134,10 +134,42 @@ def cmd_export(args) -> None:
     if cfg.what == "mesh":
         print(f"wrote {info['path']}: {info['vertices']} vertices, {info['faces']} faces "
               f"(density level {info['level']:.4g})")
+    elif cfg.what == "splats":
+        print(f"wrote {info['path']} and {info['points']}: {info['gaussians']} Gaussians (density level {info['level']:.4g})")
     elif cfg.what == "video":
         print(f"wrote {info['video']} and {info['depth_video']} ({info['frames']} frames)")
     else:
         print(f"wrote {info['views']} views to {info['out']}/views")
+
+
+def cmd_reconstruct(args) -> None:
+    from pathlib import Path
+
+    from .splats.reconstruct import ReconstructConfig, run_reconstruct
+
+    if args.image and "=" in args.image and not Path(args.image).exists():  # `--resume --out R key=value`
+        args.overrides, args.image = [args.image] + list(args.overrides), None
+    cfg = _build(ReconstructConfig, args, {"model": args.model, "device": args.device, "views.num": args.num_views,
+                                           "fit.steps": args.steps, "fit.sh_degree": args.sh_degree})
+    if args.show_config and _show(cfg):
+        return
+    last = {"stage": None}
+
+    def progress(event: dict) -> None:
+        if args.quiet:
+            return
+        if event["stage"] == "fit":
+            print(f"fit step {event['done']}/{event['total']}: loss {event['loss']:.4g}, "
+                  f"{event['gaussians']} Gaussians", flush=True)
+        elif event["stage"] != last["stage"] or event["done"] == event["total"]:
+            print(f"{event['stage']}: {event['done']}/{event['total']}", flush=True)
+        last["stage"] = event["stage"]
+
+    info = run_reconstruct(args.image, args.out, cfg, resume=args.resume, overwrite=args.overwrite, progress=progress)
+    score = f", held-out PSNR {info['holdout_psnr']:.2f} dB" if "holdout_psnr" in info else ""
+    print(f"fitted {info['gaussians']} Gaussians to {info['views']} views in {info['step']} steps "
+          f"({info['steps_per_second']:.3g} steps/s on {info['device']}){score}; splats.ply, points.ply and "
+          f"video in {info['out']}")
 
 
 def cmd_ui(args) -> None:
@@ -229,6 +261,17 @@ COMMANDS: dict[str, dict] = {
             nvs export runs/nerf --what mesh --threshold 10 --out meshes
             nvs export runs/nerf --what video --frames 120 --size 256
             nvs export runs/nerf --what views --cameras my_path.json
+            nvs export runs/nerf --what splats --resolution 128    # splats.ply + points.ply
+        """,
+    ),
+    "reconstruct": dict(
+        fn=cmd_reconstruct,
+        help="one image -> generated views around it -> fitted 3D Gaussian splats (splats.ply, orbit video)",
+        examples="""
+            nvs reconstruct examples/scene.png --out runs/splats
+            nvs reconstruct photo.jpg --out runs/splats --num-views 64 --steps 3000 --sh-degree 3 --device cuda
+            nvs reconstruct photo.jpg --out runs/splats input_weight=8 splats.backend=gsplat
+            nvs reconstruct --resume --out runs/splats      # continue from runs/splats/checkpoints/last.pt
         """,
     ),
     "synth": dict(
@@ -346,7 +389,7 @@ def _parser() -> argparse.ArgumentParser:
     def export(p):
         p.add_argument("run", help="run folder written by `nvs distill`")
         p.add_argument("--out", help="output folder (default RUN/export)")
-        p.add_argument("--what", choices=["mesh", "video", "views"], help="what to export (default mesh)")
+        p.add_argument("--what", choices=["mesh", "video", "views", "splats"], help="what to export (default mesh)")
         p.add_argument("--format", choices=["obj", "ply", "glb"], help="mesh file format (default obj)")
         p.add_argument("--resolution", type=int, help="marching-cubes grid per axis (default 256)")
         p.add_argument("--threshold", type=float, help="density iso-level (default: automatic, reported)")
@@ -354,6 +397,17 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--size", type=int, help="video / view side in pixels (default: the model's)")
         p.add_argument("--cameras", help="JSON camera path for --what views")
         p.add_argument("--device", help="auto | cpu | cuda (default auto)")
+        _add_common(p)
+
+    def reconstruct(p):
+        p.add_argument("image", nargs="?", help="input photo (not needed with --resume)")
+        p.add_argument("--out", required=True, help="run folder (views/, checkpoints/, splats.ply, points.ply, ...)")
+        p.add_argument("--model", help=MODEL_HELP)
+        p.add_argument("--num-views", type=int, help="generated views around the input (default 32)")
+        p.add_argument("--steps", type=int, help="fit steps (default 3000)")
+        p.add_argument("--sh-degree", type=int, help="spherical-harmonics degree of the colours, 0-3 (default 3)")
+        p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+        p.add_argument("--resume", action="store_true", help="continue OUT/checkpoints/last.pt with the run's config")
         _add_common(p)
 
     def synth(p):
@@ -410,6 +464,7 @@ def _parser() -> argparse.ArgumentParser:
     add("eval", eval_)
     add("distill", distill)
     add("export", export)
+    add("reconstruct", reconstruct)
     add("train", train)
     add("ui", ui)
     add("synth", synth)

@@ -4,7 +4,9 @@ Layout of the page: an upload box (or the bundled example), sliders for the inpu
 (vertical fov in degrees, elevation in degrees, 6DoF+1 scene scale) and the path (preset,
 number of views, denoising steps, seed); *Generate* fills a gallery, an MP4 player, a
 drawing of the cameras and a list of downloadable files; *Distil* trains a short SDS
-NeRF and shows its previews; *Cancel* stops either job between two batches.
+NeRF and shows its previews; *Reconstruct* (tab "Gaussian splats") generates views and fits 3D
+Gaussians to them, shows ``splats.ply`` in a 3D viewer (gradio's Model3D) and offers it for download;
+*Cancel* stops a job between two batches.
 
 Design rules:
 
@@ -250,6 +252,17 @@ class DistillResult:
     run_dir: Optional[str] = None
 
 
+@dataclass
+class SplatsResult:
+    """The end of a splat reconstruction: the ``splats.ply`` shown in the page and the downloads."""
+
+    status: str
+    splats: Optional[str] = None
+    video: Optional[str] = None
+    files: Optional[list[str]] = None
+    run_dir: Optional[str] = None
+
+
 # --------------------------------------------------------------------------- handlers
 
 
@@ -269,6 +282,7 @@ class UIHandlers:
         self.output_root = Path(output_root) if output_root else Path(tempfile.mkdtemp(prefix="nvs-ui-"))
         self.output_root.mkdir(parents=True, exist_ok=True)
         self.distill_overrides = dict(distill_overrides or {})
+        self.reconstruct_overrides: dict[str, Any] = {}  # dotted overrides of the splat reconstruction (tests)
         self._model = loaded_model
         self._lock = threading.Lock()
 
@@ -425,6 +439,45 @@ class UIHandlers:
                             files=[str(f) for f in files], run_dir=str(out))
 
 
+    def reconstruct(self, image: Optional[str], settings: UISettings, num_views: int = 16, steps: int = 1000,
+                    progress: Optional[ProgressFn] = None) -> SplatsResult:
+        """``nvs reconstruct`` of the page's photo and camera (``settings``; its denoising steps and
+        seed) with ``num_views`` generated views and ``steps`` fit steps; errors become the status."""
+        try:
+            return self._reconstruct(image, settings, num_views, steps, progress or (lambda f, d: None))
+        except Exception as exc:  # noqa: BLE001
+            return SplatsResult(_error_text(exc, image))
+
+    def _reconstruct(self, image, settings: UISettings, num_views: int, steps: int, progress) -> SplatsResult:
+        from .config import load
+        from .splats.reconstruct import ReconstructConfig, run_reconstruct
+
+        if not image:
+            raise NovelViewsError("no input image: upload one or click 'Use the example' first")
+        base = {"model": self.model_spec, "device": self.device, "views": {"num": int(num_views)},
+                "fit": {"steps": int(steps)}, "sampling": {"steps": int(settings.steps), "seed": int(settings.seed)},
+                "camera": {"fov_deg": float(settings.fov_deg), "elevation_deg": float(settings.elevation_deg),
+                           "scale": float(settings.scale)}, "output": {"video_frames": 24, "fps": 12}}
+        cfg = load(ReconstructConfig, base=base,
+                   overrides=[f"{k}={v}" for k, v in self.reconstruct_overrides.items()])
+        progress(0.0, "loading the model")
+        model = self.model()
+        out = self.new_run_dir("splats")
+        share = {"generate": (0.0, 0.3), "fit": (0.3, 0.95), "render": (0.95, 1.0)}
+
+        def report(event: dict) -> None:
+            lo, hi = share[event["stage"]]
+            progress(lo + (hi - lo) * event["done"] / max(1, event["total"]), f"{event['stage']}: "
+                     f"{event['done']} / {event['total']}")
+
+        info = run_reconstruct(image, out, cfg, progress=report, model=model)
+        files = [p for p in (info.get("splats"), info.get("points"), info.get("video")) if p]
+        score = f", held-out PSNR {info['holdout_psnr']:.2f} dB" if "holdout_psnr" in info else ""
+        return SplatsResult(f"Fitted {info['gaussians']} Gaussians to {info['views']} views in {info['seconds']:.1f} s"
+                            f"{score} ({out.name})", splats=info.get("splats"), video=info.get("video"),
+                            files=files, run_dir=str(out))
+
+
 # --------------------------------------------------------------------------- gradio
 
 
@@ -482,7 +535,28 @@ def build_app(handlers: UIHandlers):
             d_files = gr.File(label="Downloads (video.mp4, mesh.glb, metrics.csv)", file_count="multiple",
                               interactive=False)
 
+        with gr.Tab("Gaussian splats"):
+            gr.Markdown("Generate views around the photo and fit 3D Gaussians to them (same input and camera "
+                        "settings; denoising steps and seed from above). The splats open in the viewer below "
+                        "and download as a standard 3DGS .ply.")
+            with gr.Row():
+                s_views = gr.Slider(2, 64, value=16, step=1, label="Generated views")
+                s_steps = gr.Slider(10, 10000, value=1000, step=10, label="Fit steps")
+                s_btn = gr.Button("Reconstruct", variant="primary", elem_id="splats-btn")
+            s_status = gr.Markdown("", elem_id="splats-status")
+            with gr.Row():
+                s_model = gr.Model3D(label="Splats (splats.ply)", elem_id="splats-view", height=360)
+                s_video = gr.Video(label="Orbit video", elem_id="splats-video", height=360)
+            s_files = gr.File(label="Downloads (splats.ply, points.ply, video.mp4)", file_count="multiple",
+                              interactive=False)
+
         controls = [fov, elev, scale, path, n, steps, seed]
+
+        def on_reconstruct(image_path, fov_v, elev_v, scale_v, path_v, n_v, steps_v, seed_v, sv, ss,
+                           progress=gr.Progress()):
+            r = handlers.reconstruct(image_path, settings_of(fov_v, elev_v, scale_v, path_v, n_v, steps_v, seed_v),
+                                     num_views=int(sv), steps=int(ss), progress=lambda f, d: progress(f, desc=d))
+            return r.status, r.splats, r.video, r.files
 
         def on_upload(p):
             img, msg = handlers.check_image(p)
@@ -517,8 +591,10 @@ def build_app(handlers: UIHandlers):
         gen_ev = gen_btn.click(on_generate, inputs=[upload, *controls], outputs=[status, gallery, video, files, plot])
         d_ev = d_btn.click(on_distill, inputs=[upload, *controls, d_steps, d_every],
                            outputs=[d_status, d_previews, d_video, d_files])
+        s_ev = s_btn.click(on_reconstruct, inputs=[upload, *controls, s_views, s_steps],
+                           outputs=[s_status, s_model, s_video, s_files])
         cancel_btn.click(lambda: "Cancelled: the job stops after the current batch.", outputs=status,
-                         cancels=[gen_ev, d_ev])
+                         cancels=[gen_ev, d_ev, s_ev])
         demo.load(on_controls, inputs=[upload, *controls], outputs=plot)
     return demo
 
@@ -552,5 +628,5 @@ def launch(model: str = "demo", host: str = DEFAULT_HOST, port: int = DEFAULT_PO
     return demo
 
 
-__all__ = ["UIConfig", "UISettings", "UIHandlers", "ViewsResult", "DistillResult", "PanelMap", "camera_figure",
+__all__ = ["UIConfig", "UISettings", "UIHandlers", "ViewsResult", "DistillResult", "SplatsResult", "PanelMap", "camera_figure",
            "path_cameras", "example_image_path", "build_app", "launch", "DEFAULT_HOST", "DEFAULT_PORT"]

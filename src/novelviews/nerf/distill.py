@@ -245,15 +245,16 @@ def run_export(run_dir: str | Path, out: str | Path | None = None, what: str = "
 
     ``what``: ``mesh`` (marching cubes at ``resolution``^3 over the field's box; ``threshold``
     = density iso-level or None for the automatic one; vertex colours from the albedo;
-    ``format`` obj | ply | glb), ``video`` (``video.mp4`` + ``depth.mp4``, ``frames`` frames at
+    ``format`` obj | ply | glb), ``splats`` (``splats.ply`` + ``points.ply``: one Gaussian per grid
+    point of ``resolution``^3 denser than ``threshold``, :mod:`novelviews.splats.from_nerf`), ``video`` (``video.mp4`` + ``depth.mp4``, ``frames`` frames at
     ``size`` px) or ``views`` (the cameras of a JSON camera path). ``out`` defaults to
     ``RUN/export``; existing files are kept unless ``overwrite``.
     """
     from ..io.video import write_video
     from ..views import resolve_device
 
-    if what not in ("mesh", "video", "views"):
-        raise NovelViewsError(f"unknown export '{what}': use mesh, video or views")
+    if what not in ("mesh", "video", "views", "splats"):
+        raise NovelViewsError(f"unknown export '{what}': use mesh, video, views or splats")
     cfg, scene, state = load_run(run_dir, resolve_device(device))
     out = Path(run_dir) / "export" if out is None else Path(out)
     if out.exists() and not out.is_dir():
@@ -274,6 +275,14 @@ def run_export(run_dir: str | Path, out: str | Path | None = None, what: str = "
             raise NovelViewsError(f"unknown mesh format '{format}': use one of {', '.join(MESH_FORMATS)}")
         res = export_mesh(scene.field, fresh(out / f"mesh.{fmt}"), resolution=resolution, threshold=threshold)
         info.update(res)
+    elif what == "splats":  # one Gaussian per dense grid point (splats.from_nerf)
+        from ..splats.from_nerf import gaussians_from_field
+        from ..splats.ply import splat_point_colours, write_point_ply, write_splat_ply
+
+        gaussians, level = gaussians_from_field(scene.field, resolution=resolution, threshold=threshold)
+        info["path"] = str(write_splat_ply(fresh(out / "splats.ply"), gaussians))
+        info["points"] = str(write_point_ply(fresh(out / "points.ply"), gaussians.means, splat_point_colours(gaussians)))
+        info.update(gaussians=len(gaussians), level=level)
     elif what == "video":
         n = int(frames or cfg.output.video_frames or 60)
         rgb, depth = render_orbit(scene, cfg, n, size, progress)

@@ -225,7 +225,7 @@ class DistillConfig:
 class ExportConfig:
     """``nvs export``: what to make of a distilled run, headless (``nerf.distill.run_export``)."""
 
-    what: Literal["mesh", "video", "views"] = "mesh"
+    what: Literal["mesh", "video", "views", "splats"] = "mesh"
     format: Literal["obj", "ply", "glb"] = "obj"
     """mesh file format (vertex colours from the albedo)"""
     resolution: int = 256
