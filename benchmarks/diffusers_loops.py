@@ -56,7 +56,6 @@ import contextlib
 import datetime
 import importlib.util
 import os
-import statistics
 import sys
 import time
 import traceback
@@ -89,8 +88,8 @@ def _load_sampling_bench():
 
 
 _bench = _load_sampling_bench()
-build_model, make_inputs, Timer, flops_per_batch = (_bench.build_model, _bench.make_inputs, _bench.Timer,
-                                                    _bench.flops_per_batch)
+build_model, make_inputs, Timer, flops_per_batch, timed_runs = (
+    _bench.build_model, _bench.make_inputs, _bench.Timer, _bench.flops_per_batch, _bench.timed_runs)
 
 LOOPS = ("plain", "tuned", "ours")
 LOOP_DTYPES = {"plain": torch.float16, "tuned": torch.bfloat16, "ours": torch.float16}
@@ -364,24 +363,8 @@ def run_config(model, loop_name: str, batch: int, args, device: torch.device, de
             flags = inductor_config.patch(INDUCTOR_FLAGS)
         rec["inductor_flags"] = None if isinstance(flags, contextlib.nullcontext) else INDUCTOR_FLAGS
         with flags, cudnn_benchmark(autotune), torch.no_grad():
-            t = time.perf_counter()
-            once(max(1, min(args.warmup_steps, args.steps)))
-            if cuda:
-                torch.cuda.synchronize(device)
-            rec["warmup_s"] = time.perf_counter() - t
-            if cuda:
-                torch.cuda.reset_peak_memory_stats(device)
-            lat: list[float] = []
-            img = None
-            for i in range(args.repeats):
-                if i > 0 and time.perf_counter() > deadline:
-                    rec["note"] = f"budget spent: {len(lat)} of {args.repeats} repeats"
-                    break
-                with timer(lat):
-                    img = once(args.steps)
-        rec["latencies_s"] = lat
-        rec["latency_s"] = statistics.median(lat)
-        rec["s_per_view"] = rec["latency_s"] / batch
+            img = timed_runs(rec, lambda: once(max(1, min(args.warmup_steps, args.steps))),
+                             lambda: once(args.steps), args.repeats, deadline, timer, device, batch)
         rec["ms_per_view"] = 1000 * rec["s_per_view"]
         rec["output_finite"] = bool(torch.isfinite(img).all())
         rec["output_shape"] = list(img.shape)

@@ -49,7 +49,7 @@ import time
 import traceback
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -248,6 +248,33 @@ class Timer:
             out.append(time.perf_counter() - t)
 
 
+def timed_runs(rec: dict[str, Any], warm: Callable[[], Any], full: Callable[[], Any], repeats: int,
+               deadline: float, timer: Timer, device: torch.device, batch: int) -> Any:
+    """One warm-up call (``rec["warmup_s"]``), then up to ``repeats`` timed full calls (at least one;
+    no new one after ``deadline``), the peak-memory counter reset between: ``rec`` gets
+    ``latencies_s``, their median ``latency_s`` and ``s_per_view``. Returns the last output."""
+    cuda = device.type == "cuda"
+    t = time.perf_counter()
+    warm()
+    if cuda:
+        torch.cuda.synchronize(device)
+    rec["warmup_s"] = time.perf_counter() - t
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(device)
+    lat: list[float] = []
+    out = None
+    for i in range(repeats):
+        if i > 0 and time.perf_counter() > deadline:
+            rec["note"] = f"budget spent: {len(lat)} of {repeats} repeats"
+            break
+        with timer(lat):
+            out = full()
+    rec["latencies_s"] = lat
+    rec["latency_s"] = statistics.median(lat)
+    rec["s_per_view"] = rec["latency_s"] / batch
+    return out
+
+
 def make_inputs(model: ViewConditionedLDM, batch: int, seed: int = 0):
     """One conditioning image + ``batch`` target cameras on an orbit (OpenGL c2w, radians)."""
     g = torch.Generator("cpu").manual_seed(seed)
@@ -283,27 +310,9 @@ def run_config(model: ViewConditionedLDM, bc: BenchConfig, args, device: torch.d
         def once(c: SamplingConfig) -> torch.Tensor:
             return generate(model, image, cond, targets, fov, scale=0.7, cfg=c, progress=False)
 
-        t = time.perf_counter()
         with torch.no_grad():
-            once(warm)
-        if cuda:
-            torch.cuda.synchronize(device)
-        rec["warmup_s"] = time.perf_counter() - t
-
-        # full runs
-        if cuda:
-            torch.cuda.reset_peak_memory_stats(device)
-        lat: list[float] = []
-        img = None
-        for i in range(args.repeats):
-            if i > 0 and time.perf_counter() > deadline:
-                rec["note"] = f"budget spent: {len(lat)} of {args.repeats} repeats"
-                break
-            with torch.no_grad(), timer(lat):
-                img = once(scfg)
-        rec["latencies_s"] = lat
-        rec["latency_s"] = statistics.median(lat)
-        rec["s_per_view"] = rec["latency_s"] / bc.batch
+            img = timed_runs(rec, lambda: once(warm), lambda: once(scfg), args.repeats, deadline, timer,
+                             device, bc.batch)
         rec["output_finite"] = bool(torch.isfinite(img).all()) if img is not None else None
         if cuda:
             rec["peak_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
