@@ -33,23 +33,21 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides")
 
 
-def _given(args, shortcuts: dict[str, object]) -> dict:
-    """What the call set (shortcuts given, YAML files, overrides), nested, before any defaults."""
+def _given(cls, args, shortcuts: dict[str, object]) -> dict:
+    """What the call set (shortcuts given, YAML files, overrides), nested, old key names renamed
+    within each layer, before any defaults."""
     from . import config as cfgmod
 
     bad = [o for o in args.overrides if "=" not in o]
     if bad:
         raise NovelViewsError(f"unexpected argument '{bad[0]}': overrides look like key.sub=value")
-    data = cfgmod.nest_dotted(shortcuts)
-    for f in args.config:
-        data = cfgmod.merge(data, cfgmod.read_yaml(cfgmod.preset_path(f)))
-    return cfgmod.merge(data, cfgmod.overrides_to_dict(list(args.overrides)))
+    return cfgmod.layered(cls, cfgmod.nest_dotted(shortcuts), args.config, list(args.overrides))
 
 
 def _build(cls, args, shortcuts: dict[str, object]):
     from . import config as cfgmod
 
-    return cfgmod.from_dict(cls, _given(args, shortcuts))
+    return cfgmod.from_dict(cls, _given(cls, args, shortcuts))
 
 
 def _show(cfg) -> bool:
@@ -212,7 +210,7 @@ def cmd_train(args) -> None:
     if data:
         shortcuts["data"] = data
     # --resume: the run's saved config, with what a resumed run may change (train.run.RESUME_SETTINGS)
-    cfg = resumed_config(args.out, _given(args, shortcuts)) if args.resume else _build(TrainConfig, args, shortcuts)
+    cfg = resumed_config(args.out, _given(TrainConfig, args, shortcuts)) if args.resume else _build(TrainConfig, args, shortcuts)
     if args.show_config and _show(cfg):
         return
     info = run_train(cfg, args.out, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)

@@ -331,11 +331,17 @@ def load(
     """Layer: dataclass defaults < ``base`` < each YAML file < dotted overrides (old key names
     are renamed within each layer, so an old name in a file and a new one on the command line
     are the same setting and the later layer wins)."""
+    return from_dict(cls, layered(cls, base, files, overrides))
+
+
+def layered(cls: type, base: dict[str, Any] | None = None, files: list[str | Path] | None = None,
+            overrides: list[str] | None = None) -> dict[str, Any]:
+    """The nested settings :func:`load` builds ``cls`` from, before any defaults: ``base`` < each
+    YAML file < dotted overrides, old key names renamed within each layer."""
     data: dict[str, Any] = renamed_keys(cls, dict(base or {}))
     for f in files or []:
         data = merge(data, renamed_keys(cls, read_yaml(preset_path(f))))
-    data = merge(data, renamed_keys(cls, overrides_to_dict(list(overrides or []))))
-    return from_dict(cls, data)
+    return merge(data, renamed_keys(cls, overrides_to_dict(list(overrides or []))))
 
 
 def replace(obj: T, overrides: list[str] | dict[str, Any]) -> T:
