@@ -254,7 +254,7 @@ def run_reconstruct(image: str | Path | None, out: str | Path, cfg: ReconstructC
         fitter = Fitter(gaussians, train, cfg.fit, extent=1.1 * cfg.camera.distance, background=cfg.background,
                         render=cfg.splats)
         if resume:
-            fitter.load_state_dict(torch.load(out / CHECKPOINT, map_location=device, weights_only=False))
+            fitter.load_state_dict(torch.load(out / CHECKPOINT, map_location=device, weights_only=True))
             gaussians = fitter.model
 
         def checkpoint() -> None:

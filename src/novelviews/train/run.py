@@ -383,7 +383,7 @@ def resume_position(checkpoint: str | Path, accumulate: int = 1) -> tuple[int, i
     one epoch and checkpoints follow optimizer steps).
     """
     try:
-        ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False, mmap=True)
+        ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
     except Exception as e:  # truncated, not a torch file, ...
         raise NovelViewsError(f"--resume: cannot read the checkpoint {checkpoint} ({type(e).__name__}); "
                               "start without --resume") from None
