@@ -58,7 +58,6 @@ import importlib.util
 import os
 import sys
 import time
-import traceback
 from pathlib import Path
 from typing import Any, Callable
 
@@ -88,8 +87,9 @@ def _load_sampling_bench():
 
 
 _bench = _load_sampling_bench()
-build_model, make_inputs, Timer, flops_per_batch, timed_runs = (
-    _bench.build_model, _bench.make_inputs, _bench.Timer, _bench.flops_per_batch, _bench.timed_runs)
+build_model, make_inputs, Timer, flops_per_batch, timed_runs, record_failure = (
+    _bench.build_model, _bench.make_inputs, _bench.Timer, _bench.flops_per_batch, _bench.timed_runs,
+    _bench.record_failure)
 
 LOOPS = ("plain", "tuned", "ours")
 LOOP_DTYPES = {"plain": torch.float16, "tuned": torch.bfloat16, "ours": torch.float16}
@@ -377,13 +377,8 @@ def run_config(model, loop_name: str, batch: int, args, device: torch.device, de
             rec["tflop_per_view"] = fl["view_tflop"]
             rec["achieved_tflops"] = fl["batch_tflop"] / rec["latency_s"]
         rec["status"] = "ok"
-    except torch.cuda.OutOfMemoryError as e:
-        rec["status"] = "oom"
-        rec["error"] = str(e).splitlines()[0][:300]
     except Exception as e:  # noqa: BLE001 - one failing config must not lose the others
-        rec["status"] = "error"
-        rec["error"] = f"{type(e).__name__}: {str(e)[:300]}"
-        rec["traceback"] = traceback.format_exc(limit=6)[-2000:]
+        record_failure(rec, e)
     finally:
         if tuned is not None:
             tuned.restore()

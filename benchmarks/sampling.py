@@ -275,6 +275,18 @@ def timed_runs(rec: dict[str, Any], warm: Callable[[], Any], full: Callable[[], 
     return out
 
 
+def record_failure(rec: dict[str, Any], e: Exception) -> None:
+    """A failed config's status in ``rec``: ``oom`` (the first line of the message) or ``error``
+    (type, message, the end of the traceback)."""
+    if isinstance(e, torch.cuda.OutOfMemoryError):
+        rec["status"] = "oom"
+        rec["error"] = str(e).splitlines()[0][:300]
+    else:
+        rec["status"] = "error"
+        rec["error"] = f"{type(e).__name__}: {str(e)[:300]}"
+        rec["traceback"] = traceback.format_exc(limit=6)[-2000:]
+
+
 def make_inputs(model: ViewConditionedLDM, batch: int, seed: int = 0):
     """One conditioning image + ``batch`` target cameras on an orbit (OpenGL c2w, radians)."""
     g = torch.Generator("cpu").manual_seed(seed)
@@ -342,13 +354,8 @@ def run_config(model: ViewConditionedLDM, bc: BenchConfig, args, device: torch.d
             rec["achieved_tflops"] = fl["batch_tflop"] / rec["latency_s"]
             rec["unet_achieved_tflops"] = fl["unet_step_tflop"] / (rec["unet_ms_per_step"] / 1000)
         rec["status"] = "ok"
-    except torch.cuda.OutOfMemoryError as e:
-        rec["status"] = "oom"
-        rec["error"] = str(e).splitlines()[0][:300]
     except Exception as e:  # noqa: BLE001 - one failing config must not lose the others
-        rec["status"] = "error"
-        rec["error"] = f"{type(e).__name__}: {str(e)[:300]}"
-        rec["traceback"] = traceback.format_exc(limit=6)[-2000:]
+        record_failure(rec, e)
     finally:
         if bc.channels_last:
             model.unet.to(memory_format=torch.contiguous_format)
