@@ -337,6 +337,31 @@ def test_a_fit_with_the_batched_rasterizer_follows_the_reference(one_thread):
     assert psnr_fast == pytest.approx(psnr_ref, abs=1e-5) and psnr_ref > start + 2.5  # measured: +3.3 dB
 
 
+def test_splat_raster_benchmark_runs_tiny_on_the_cpu(tmp_path, one_thread):
+    """benchmarks/splat_raster.py end to end at 24 px: both CPU backends timed, compared (equal images to
+    float32 rounding) and fitted, the JSON written and read back; an unknown backend is refused."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_splat_raster",
+                                                  Path(__file__).resolve().parents[1] / "benchmarks" / "splat_raster.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "raster.json"
+    rep = bench.main(["--device", "cpu", "--size", "24", "--gaussians", "60", "--sh-degree", "1", "--repeats", "2",
+                      "--warmup", "1", "--fit-steps", "2", "--tile-size", "8", "--out", str(out)])
+    data = json.loads(out.read_text())
+    assert data["rows"] == json.loads(json.dumps(rep["rows"]))
+    assert [r["backend"] for r in data["rows"]] == ["torch", "batched"]
+    for r in data["rows"]:
+        assert r["status"] == "ok" and r["compared_with"] == "torch" and r["visible"] > 0, r
+        assert r["forward_ms"] > 0 and r["forward_backward_ms"] > 0 and len(r["forward_ms_all"]) == 2
+        assert r["fit_step_ms"] > 0 and r["peak_gib"] is None
+    fast = data["rows"][1]
+    assert fast["max_abs_diff_rgb"] < 1e-5 and fast["max_abs_diff_alpha"] < 1e-5 and fast["means_grad_rel_diff"] < 1e-4
+    with pytest.raises(SystemExit):
+        bench.main(["--device", "cpu", "--backends", "torch,vulkan"])
+
+
 # --------------------------------------------------------------------------- fitting
 
 

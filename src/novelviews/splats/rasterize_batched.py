@@ -35,6 +35,8 @@ import torch
 
 from .rasterize import ALPHA_MAX, ALPHA_MIN, LOW_PASS, T_MIN, Render, project_and_sort
 
+FILL = 0.75
+"""a chunk holds the tiles with more than this fraction of its first (longest) tile's Gaussians"""
 MIN_SPLIT = 64
 """tiles with up to this many Gaussians share a chunk whatever their counts"""
 CHUNK = 1 << 25
@@ -138,9 +140,10 @@ def rasterize_batched(means: torch.Tensor, quats: torch.Tensor, scales: torch.Te
     while i < n_tiles:
         length = max(1, sorted_counts[i])
         n = max(1, min(n_tiles - i, chunk // (px * length)))
-        # and only tiles with at least half this one's count: padding at most doubles the work
-        # (a few chunks of geometrically falling lengths instead of one padded to the longest)
-        n = min(n, bisect.bisect_left(descending, -(length // 2), lo=i) - i) if length > MIN_SPLIT else n
+        # and only tiles with more than FILL x this one's count: padding adds at most 1 / FILL - 1 to the
+        # work (a few chunks of geometrically falling lengths instead of one padded to the longest)
+        if length > MIN_SPLIT:
+            n = min(n, bisect.bisect_left(descending, -int(FILL * length), lo=i) - i)
         pix = corner[i:i + n, None, :] + local[None]
         idx = index[i:i + n, :length]
         if checkpoint and torch.is_grad_enabled():
