@@ -337,6 +337,27 @@ def test_a_fit_with_the_batched_rasterizer_follows_the_reference(one_thread):
     assert psnr_fast == pytest.approx(psnr_ref, abs=1e-5) and psnr_ref > start + 2.5  # measured: +3.3 dB
 
 
+def test_batched_rasterizer_with_nothing_visible_renders_the_background():
+    """Every Gaussian behind the camera, tiles smaller and larger than the 10 x 6 image: the background,
+    alpha and depth 0, nothing visible, zero gradients (not NaN)."""
+    from novelviews.splats.rasterize_batched import rasterize_batched
+
+    dt = torch.float64
+    c2w, K = _camera(10, dtype=dt)
+    K = C.intrinsics_from_fov(math.radians(50.0), 10, 6).to(dt)
+    means = (c2w[:3, 3] + 2.0 * c2w[:3, 2]).repeat(3, 1).requires_grad_(True)
+    bg = torch.tensor([0.1, 0.2, 0.3], dtype=dt)
+    for tile in (4, 64):
+        out = rasterize_batched(means, torch.tensor([[1.0, 0, 0, 0]] * 3, dtype=dt), torch.full((3, 3), 0.1, dtype=dt),
+                                torch.full((3,), 0.5, dtype=dt), torch.zeros(3, 1, 3, dtype=dt), 0, c2w, K, 10, 6, bg,
+                                tile_size=tile)
+        out.rgb.sum().backward()
+        assert out.rgb.shape == (6, 10, 3) and torch.equal(out.rgb, bg.expand(6, 10, 3))
+        assert not out.alpha.any() and not out.depth.any() and not out.visible.any()
+        assert torch.equal(means.grad, torch.zeros_like(means))
+        means.grad = None
+
+
 def test_splat_raster_benchmark_runs_tiny_on_the_cpu(tmp_path, one_thread):
     """benchmarks/splat_raster.py end to end at 24 px: both CPU backends timed, compared (equal images to
     float32 rounding) and fitted, the JSON written and read back; an unknown backend is refused."""

@@ -43,7 +43,8 @@ class SplatRenderConfig:
     tile_size: int = 16
     """side of the pixel tiles (the torch reference's memory is bounded by one tile's pixel x Gaussian pairs)"""
     chunk: int = CHUNK
-    """batched: most pixel x Gaussian pairs composited at once (memory: ~60 bytes each in float32 with autograd)"""
+    """batched: most pixel x Gaussian pairs composited at once. Autograd keeps ~45 bytes (float32) per pair of
+    the whole image for the backward pass; with checkpoint only one chunk's"""
     checkpoint: bool = False
     """torch / batched: recompute each tile (chunk of tiles) in the backward pass instead of storing it, so
     training memory is bounded by one tile (chunk) too (slower: about twice the compositing work)"""

@@ -19,8 +19,10 @@ not arithmetic. This module renders the same image with a fixed handful of batch
    ``rgb = sum alpha T c + T_final bg``, alpha = ``1 - T_final``, depth = ``sum alpha T z``. The
    pixels of a tile that lie outside the image are composited and cropped.
 
-Gradients are plain autograd (``checkpoint=True`` recomputes each chunk in the backward pass
-instead of storing its ``[tiles, pixels, Gaussians]`` intermediates). ``means2d`` keeps its
+Gradients are plain autograd. Without checkpointing, the saved intermediates of every chunk stay
+until the backward pass (about 45 bytes per pixel x Gaussian pair in float32, so ``chunk`` bounds
+only the forward's working set); ``checkpoint=True`` recomputes each chunk in the backward pass
+instead, so memory is bounded by one chunk. ``means2d`` keeps its
 ``.grad`` for densification, as in the reference. Host syncs: the pair count and the per-tile
 counts (two small copies per view). Any device and float dtype; the images and gradients equal
 the reference's to rounding (tests/test_splats.py checks float64).
@@ -40,7 +42,7 @@ FILL = 0.75
 MIN_SPLIT = 64
 """tiles with up to this many Gaussians share a chunk whatever their counts"""
 CHUNK = 1 << 25
-"""default: pixel x Gaussian pairs composited at once (about 2 GB of float32 intermediates with autograd)"""
+"""default: pixel x Gaussian pairs composited at once (a working set of about 2 GB in float32)"""
 
 
 def bin_tiles(u: torch.Tensor, v: torch.Tensor, r: torch.Tensor, width: int, height: int, tile_size: int
