@@ -1,6 +1,6 @@
 """3D Gaussian splats: the Gaussians (:mod:`.gaussians`), spherical-harmonics colour (:mod:`.sh`), the
-differentiable PyTorch reference rasterizer (:mod:`.rasterize`) and the optional gsplat backend
-(:mod:`.backend`), adaptive density control (:mod:`.density`), the fitting loop (:mod:`.fit`),
+differentiable PyTorch reference rasterizer (:mod:`.rasterize`), its tile-batched twin
+(:mod:`.rasterize_batched`) and the optional gsplat backend (:mod:`.backend`), adaptive density control (:mod:`.density`), the fitting loop (:mod:`.fit`),
 ``.ply`` files (:mod:`.ply`) and ``nvs reconstruct`` (:mod:`.reconstruct`)."""
 
 from .backend import SplatRenderConfig, render_model

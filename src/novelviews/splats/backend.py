@@ -1,11 +1,19 @@
-"""Which rasterizer renders the splats: the PyTorch reference or gsplat's CUDA kernels.
+"""Which rasterizer renders the splats: the PyTorch reference, its tile-batched twin or gsplat.
 
-``splats.backend``: ``torch`` (:mod:`.rasterize`, any device), ``gsplat`` (CUDA only; the optional
-``gsplat`` package - its CUDA code is compiled the first time it is used, which takes minutes
-once) or ``auto`` (gsplat where it is installed and the Gaussians live on a CUDA device, else
-torch). Both take the same inputs and return a :class:`~.rasterize.Render` with the same
-conventions (OpenGL ``c2w``; pixel centres at +0.5; low-pass 0.3 px^2; alpha clamp 0.99, skip
-below 1/255); gsplat is imported only when chosen.
+``splats.backend``:
+
+* ``torch`` - :mod:`.rasterize`, the reference: any device, a Python loop over pixel tiles (on a
+  GPU each fit step is bound by the ~30 kernel launches per tile);
+* ``batched`` - :mod:`.rasterize_batched`: the same maths and results (to rounding) with all tiles
+  composited in a few batched ops (``splats.chunk`` bounds the pixel x Gaussian pairs at once);
+  any device, no extra packages;
+* ``gsplat`` - CUDA only; the optional ``gsplat`` package (its CUDA code is compiled the first
+  time it is used, which takes minutes once and needs nvcc);
+* ``auto`` - gsplat where it is installed and the Gaussians live on a CUDA device, else batched.
+
+All take the same inputs and return a :class:`~.rasterize.Render` with the same conventions
+(OpenGL ``c2w``; pixel centres at +0.5; low-pass 0.3 px^2; alpha clamp 0.99, skip below 1/255);
+gsplat is imported only when chosen.
 """
 
 from __future__ import annotations
@@ -20,26 +28,32 @@ from .. import cameras as C
 from ..config import check_range
 from ..errors import NovelViewsError
 from .rasterize import LOW_PASS, Render, rasterize
+from .rasterize_batched import CHUNK, rasterize_batched
 
-BACKENDS = ("auto", "torch", "gsplat")
+BACKENDS = ("auto", "torch", "batched", "gsplat")
 
 
 @dataclass
 class SplatRenderConfig:
     """How splats are rasterized."""
 
-    backend: Literal["auto", "torch", "gsplat"] = "auto"
-    """auto: gsplat on CUDA when installed (its CUDA code builds on first use), else the PyTorch reference"""
+    backend: Literal["auto", "torch", "batched", "gsplat"] = "auto"
+    """auto: gsplat on CUDA when installed (its CUDA code builds on first use), else batched (the reference's
+    maths with all tiles at once); torch: the reference (a loop over tiles)"""
     tile_size: int = 16
-    """side of the reference rasterizer's pixel tiles (memory is bounded by one tile's pixel x Gaussian pairs)"""
+    """side of the pixel tiles (the torch reference's memory is bounded by one tile's pixel x Gaussian pairs)"""
+    chunk: int = CHUNK
+    """batched: most pixel x Gaussian pairs composited at once. Autograd keeps ~45 bytes (float32) per pair of
+    the whole image for the backward pass; with checkpoint only one chunk's"""
     checkpoint: bool = False
-    """reference rasterizer: recompute each tile in the backward pass instead of storing it, so training
-    memory is bounded by one tile too (slower: about twice the compositing work)"""
+    """torch / batched: recompute each tile (chunk of tiles) in the backward pass instead of storing it, so
+    training memory is bounded by one tile (chunk) too (slower: about twice the compositing work)"""
     near: float = 0.01
     far: float = 1e10
 
     def validate(self) -> None:
         check_range("splats.tile_size", self.tile_size, 1, 1024)
+        check_range("splats.chunk", self.chunk, 1, None)
         check_range("splats.near", self.near, 0.0, None, lo_open=True)
         check_range("splats.far", self.far, self.near, None, lo_open=True)
 
@@ -49,17 +63,17 @@ def gsplat_available() -> bool:
 
 
 def resolve_backend(backend: str, device: torch.device) -> str:
-    """The backend a config asks for on ``device``: ``torch`` or ``gsplat`` (one line naming the fix
-    if gsplat is asked for where it cannot run)."""
+    """The backend a config asks for on ``device``: ``torch``, ``batched`` or ``gsplat`` (one line naming
+    the fix if gsplat is asked for where it cannot run)."""
     if backend not in BACKENDS:
         raise NovelViewsError(f"unknown splat backend '{backend}': use one of {', '.join(BACKENDS)}")
-    if backend == "torch":
-        return "torch"
+    if backend in ("torch", "batched"):
+        return backend
     usable = device.type == "cuda" and gsplat_available()
     if backend == "gsplat" and not usable:
         why = "it needs a CUDA device" if device.type != "cuda" else "it is not installed (pip install gsplat)"
-        raise NovelViewsError(f"splats.backend=gsplat cannot be used: {why}; use splats.backend=torch or auto")
-    return "gsplat" if usable else "torch"
+        raise NovelViewsError(f"splats.backend=gsplat cannot be used: {why}; use splats.backend=batched, torch or auto")
+    return "gsplat" if usable else "batched"
 
 
 def rasterize_gsplat(means, quats, scales, opacities, sh, sh_degree: int, c2w, K, width: int, height: int,
@@ -95,6 +109,10 @@ def render_model(model, c2w, K, width: int, height: int, background=None, sh_deg
     degree = model.sh_degree if sh_degree is None else min(int(sh_degree), model.sh_degree)
     args = (model.means, model.quats, model.scales, model.opacities, model.sh, degree, c2w, K, width, height,
             background)
-    if resolve_backend(cfg.backend, model.means.device) == "gsplat":
+    backend = resolve_backend(cfg.backend, model.means.device)
+    if backend == "gsplat":
         return rasterize_gsplat(*args, near=cfg.near, far=cfg.far, tile_size=cfg.tile_size)
+    if backend == "batched":
+        return rasterize_batched(*args, near=cfg.near, far=cfg.far, tile_size=cfg.tile_size,
+                                 checkpoint=cfg.checkpoint, chunk=cfg.chunk)
     return rasterize(*args, near=cfg.near, far=cfg.far, tile_size=cfg.tile_size, checkpoint=cfg.checkpoint)

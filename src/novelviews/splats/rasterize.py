@@ -123,13 +123,33 @@ def composite(pixels: torch.Tensor, means2d: torch.Tensor, conics: torch.Tensor,
     return rgb, 1.0 - final, w @ depths
 
 
-def rasterize(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor, opacities: torch.Tensor,
-              sh: torch.Tensor, sh_degree: int, c2w, K, width: int, height: int, background=None,
-              near: float = 0.01, far: float = 1e10, tile_size: int = 16, checkpoint: bool = False,
-              low_pass: float = LOW_PASS) -> Render:
-    """Render Gaussians (``means [N, 3]``, ``quats [N, 4]`` w x y z, linear ``scales [N, 3]``,
-    ``opacities [N]`` in [0, 1], ``sh [N, K, 3]`` of which degree ``sh_degree`` is used) from one
-    camera (see the module docstring). ``background``: RGB ``[3]`` (default black)."""
+@dataclass
+class Projected:
+    """The culled, depth-sorted Gaussians of one camera, shared by the rasterizers: ``means2d [N, 2]``
+    (all Gaussians, for the view-space gradient), ``radii [N]`` / ``visible [N]``, and for the ``M``
+    visible ones front to back: ``index [M]`` (rows of the inputs), ``xy [M, 2]``, ``conic [M, 3]``,
+    ``opacity [M]``, ``colour [M, 3]``, ``depth [M]`` and the detached ``u, v, r [M]`` of the 3-sigma
+    boxes; ``background [3]``."""
+
+    means2d: torch.Tensor
+    radii: torch.Tensor
+    visible: torch.Tensor
+    index: torch.Tensor
+    xy: torch.Tensor
+    conic: torch.Tensor
+    opacity: torch.Tensor
+    colour: torch.Tensor
+    depth: torch.Tensor
+    u: torch.Tensor
+    v: torch.Tensor
+    r: torch.Tensor
+    background: torch.Tensor
+
+
+def project_and_sort(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor, opacities: torch.Tensor,
+                     sh: torch.Tensor, sh_degree: int, c2w, K, width: int, height: int, background=None,
+                     near: float = 0.01, far: float = 1e10, low_pass: float = LOW_PASS) -> Projected:
+    """Steps 1 and 2 of the module docstring (projection, culling, the depth sort) and the SH colours."""
     dtype, dev = means.dtype, means.device
     c2w = torch.as_tensor(c2w, dtype=dtype, device=dev)
     K = torch.as_tensor(K, dtype=dtype, device=dev)
@@ -145,8 +165,22 @@ def rasterize(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor, op
     idx = torch.nonzero(visible).squeeze(1)
     idx = idx[torch.argsort(z.detach()[idx], stable=True)]
     colours = sh_colours(sh_degree, sh[idx], means[idx], c2w[:3, 3])
-    m2, co, op, dz = means2d[idx], conic[idx], opacities[idx], z[idx]
-    u, v, r = u[idx], v[idx], radii[idx]
+    return Projected(means2d, radii, visible, idx, means2d[idx], conic[idx], opacities[idx], colours, z[idx],
+                     u[idx], v[idx], radii[idx], bg)
+
+
+def rasterize(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor, opacities: torch.Tensor,
+              sh: torch.Tensor, sh_degree: int, c2w, K, width: int, height: int, background=None,
+              near: float = 0.01, far: float = 1e10, tile_size: int = 16, checkpoint: bool = False,
+              low_pass: float = LOW_PASS) -> Render:
+    """Render Gaussians (``means [N, 3]``, ``quats [N, 4]`` w x y z, linear ``scales [N, 3]``,
+    ``opacities [N]`` in [0, 1], ``sh [N, K, 3]`` of which degree ``sh_degree`` is used) from one
+    camera (see the module docstring). ``background``: RGB ``[3]`` (default black)."""
+    dtype, dev = means.dtype, means.device
+    p = project_and_sort(means, quats, scales, opacities, sh, sh_degree, c2w, K, width, height, background, near,
+                         far, low_pass)
+    m2, co, op, colours, dz, bg = p.xy, p.conic, p.opacity, p.colour, p.depth, p.background
+    u, v, r = p.u, p.v, p.r
 
     boxes, tiles = [], []
     for y0 in range(0, height, tile_size):
@@ -167,7 +201,7 @@ def rasterize(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor, op
             tiles.append(torch.cat([c, a[:, None], d[:, None]], 1).reshape(y1 - y0, x1 - x0, 5))
     out = _assemble(tiles, boxes)
     rgb, alpha, depth = out[..., :3], out[..., 3], out[..., 4]
-    return Render(rgb, alpha, depth, means2d, radii, visible)
+    return Render(rgb, alpha, depth, p.means2d, p.radii, p.visible)
 
 
 def _assemble(parts: list[torch.Tensor], boxes: list[tuple[int, int, int, int]]) -> torch.Tensor:
