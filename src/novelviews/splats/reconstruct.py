@@ -1,4 +1,16 @@
-"""``nvs reconstruct IMAGE --out RUN``: one photo -> generated views around it -> fitted 3D Gaussians.
+"""``nvs reconstruct IMAGE|DATASET --out RUN``: one photo, or a few posed photos, -> generated views
+around them -> fitted 3D Gaussians.
+
+**One photo** (below). **A dataset** (any layout :func:`novelviews.io.datasets.load_scene` reads;
+:func:`.posed_inputs.is_dataset`): the photos are chosen, framed (origin at their focus, ``+z`` up,
+unit = their median distance) and saved in ``inputs/`` (PNGs + ``cameras.json``), some held out
+(``inputs.holdout``); ``views.num`` cameras are placed around the fitted ones
+(:func:`.posed_inputs.cameras_around_inputs`) and each is generated from its ``anchor.k`` nearest
+photos (:func:`novelviews.multiview.generate_nearest`; ``views/anchors.json``); the fit uses every
+fitted photo (weight ``input_weight``) and the generated views, starting from points in the photos'
+common view volume (``init.visible_in``); ``holdout_psnr`` scores renders at the held-out photos'
+cameras against the real photos (``holdout/photo_NNN.png``), ``generated_holdout_psnr`` the held-out
+generated views. The rest (fit, outputs, resume) is the one photo's. See :mod:`.posed_inputs`.
 
 1. **Views.** The photo's camera is the one of ``nvs views`` / ``nvs distill`` (z-up world, OpenGL
    c2w at ``camera.elevation_deg``, azimuth 0, ``camera.distance`` from the origin, looking at it;
