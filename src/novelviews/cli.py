@@ -148,7 +148,8 @@ def cmd_reconstruct(args) -> None:
     if args.image and "=" in args.image and not Path(args.image).exists():  # `--resume --out R key=value`
         args.overrides, args.image = [args.image] + list(args.overrides), None
     cfg = _build(ReconstructConfig, args, {"model": args.model, "device": args.device, "views.num": args.num_views,
-                                           "fit.steps": args.steps, "fit.sh_degree": args.sh_degree})
+                                           "fit.steps": args.steps, "fit.sh_degree": args.sh_degree,
+                                           "inputs.holdout": args.holdout, "anchor.k": args.k})
     if args.show_config and _show(cfg):
         return
     last = {"stage": None}
@@ -164,8 +165,14 @@ def cmd_reconstruct(args) -> None:
         last["stage"] = event["stage"]
 
     info = run_reconstruct(args.image, args.out, cfg, resume=args.resume, overwrite=args.overwrite, progress=progress)
-    score = f", held-out PSNR {info['holdout_psnr']:.2f} dB" if "holdout_psnr" in info else ""
-    print(f"fitted {info['gaussians']} Gaussians to {info['views']} views in {info['step']} steps "
+    if "holdout_photos" in info:
+        score = f", PSNR {info['holdout_psnr']:.2f} dB on {len(info['holdout_photos'])} held-out photos"
+    elif "holdout_psnr" in info:
+        score = f", held-out PSNR {info['holdout_psnr']:.2f} dB"
+    else:
+        score = ""
+    photos = f" ({info['inputs']} photos + generated)" if "inputs" in info else ""
+    print(f"fitted {info['gaussians']} Gaussians to {info['views']} views{photos} in {info['step']} steps "
           f"({info['steps_per_second']:.3g} steps/s on {info['device']}){score}; splats.ply, points.ply and "
           f"video in {info['out']}")
 
@@ -264,9 +271,11 @@ COMMANDS: dict[str, dict] = {
     ),
     "reconstruct": dict(
         fn=cmd_reconstruct,
-        help="one image -> generated views around it -> fitted 3D Gaussian splats (splats.ply, orbit video)",
+        help="one image or a few posed photos -> generated views around them -> fitted 3D Gaussian splats",
         examples="""
             nvs reconstruct examples/scene.png --out runs/splats
+            nvs reconstruct my_capture/ --out runs/capture --holdout every:8 --k 2   # transforms.json / COLMAP / ...
+            nvs reconstruct colmap_scene/ --out runs/c inputs.max_views=12 views.placement=orbit
             nvs reconstruct photo.jpg --out runs/splats --num-views 64 --steps 3000 --sh-degree 3 --device cuda
             nvs reconstruct photo.jpg --out runs/splats input_weight=8 splats.backend=gsplat
             nvs reconstruct --resume --out runs/splats      # continue from runs/splats/checkpoints/last.pt
@@ -398,12 +407,17 @@ def _parser() -> argparse.ArgumentParser:
         _add_common(p)
 
     def reconstruct(p):
-        p.add_argument("image", nargs="?", help="input photo (not needed with --resume)")
+        p.add_argument("image", nargs="?", metavar="IMAGE|DATASET",
+                       help="input photo, or a posed dataset (transforms.json folder/file, COLMAP folder, CO3D "
+                            "sequence, RE10K txt); not needed with --resume")
         p.add_argument("--out", required=True, help="run folder (views/, checkpoints/, splats.ply, points.ply, ...)")
         p.add_argument("--model", help=MODEL_HELP)
         p.add_argument("--num-views", type=int, help="generated views around the input (default 32)")
         p.add_argument("--steps", type=int, help="fit steps (default 3000)")
         p.add_argument("--sh-degree", type=int, help="spherical-harmonics degree of the colours, 0-3 (default 3)")
+        p.add_argument("--holdout", help="dataset photos scored, not fitted: every:K (default every:8) | list:0,5,9 "
+                                         "| none")
+        p.add_argument("--k", type=int, help="dataset: each generated view from its k nearest photos (default 1)")
         p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
         p.add_argument("--resume", action="store_true", help="continue OUT/checkpoints/last.pt with the run's config")
         _add_common(p)

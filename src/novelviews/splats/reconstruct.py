@@ -1,4 +1,16 @@
-"""``nvs reconstruct IMAGE --out RUN``: one photo -> generated views around it -> fitted 3D Gaussians.
+"""``nvs reconstruct IMAGE|DATASET --out RUN``: one photo, or a few posed photos, -> generated views
+around them -> fitted 3D Gaussians.
+
+**One photo** (below). **A dataset** (any layout :func:`novelviews.io.datasets.load_scene` reads;
+:func:`.posed_inputs.is_dataset`): the photos are chosen, framed (origin at their focus, ``+z`` up,
+unit = their median distance) and saved in ``inputs/`` (PNGs + ``cameras.json``), some held out
+(``inputs.holdout``); ``views.num`` cameras are placed around the fitted ones
+(:func:`.posed_inputs.cameras_around_inputs`) and each is generated from its ``anchor.k`` nearest
+photos (:func:`novelviews.multiview.generate_nearest`; ``views/anchors.json``); the fit uses every
+fitted photo (weight ``input_weight``) and the generated views, starting from points in the photos'
+common view volume (``init.visible_in``); ``holdout_psnr`` scores renders at the held-out photos'
+cameras against the real photos (``holdout/photo_NNN.png``), ``generated_holdout_psnr`` the held-out
+generated views. The rest (fit, outputs, resume) is the one photo's. See :mod:`.posed_inputs`.
 
 1. **Views.** The photo's camera is the one of ``nvs views`` / ``nvs distill`` (z-up world, OpenGL
    c2w at ``camera.elevation_deg``, azimuth 0, ``camera.distance`` from the origin, looking at it;
@@ -34,13 +46,17 @@ import torch
 from .. import cameras as C
 from ..config import check_range, from_dict, read_yaml, save_config
 from ..errors import NovelViewsError
+from ..multiview import AnchorConfig
 from ..sampling import SamplingConfig
 from ..views import ImageConfig, InputCameraConfig
 from .backend import SplatRenderConfig
 from .fit import FitConfig, Fitter, TrainView, render_views
 from .gaussians import GaussianModel
+from .posed_inputs import PLACEMENTS, PosedInputsConfig
 
 CHECKPOINT = "checkpoints/last.pt"
+INPUTS = "inputs"
+INIT_DRAWS = 64
 ProgressFn = Callable[[dict], None]
 
 
@@ -53,6 +69,8 @@ class GeneratedViewsConfig:
     """elevation offsets from the input's, used in turn by consecutive views"""
     holdout_every: int = 8
     """every this many generated views, one is held out of the fit and scored (0 = none)"""
+    placement: str = "arc"
+    """around a dataset's photos: arc (the azimuths they cover) | orbit (the whole circle); one photo: an orbit"""
 
     def validate(self) -> None:
         check_range("views.num", self.num, 1, 4096)
@@ -61,6 +79,9 @@ class GeneratedViewsConfig:
             raise NovelViewsError("views.holdout_every=1 would hold out every generated view: use 0 or >= 2")
         for i, e in enumerate(self.elevation_offsets_deg):
             check_range(f"views.elevation_offsets_deg[{i}]", e, -89.0, 89.0)
+        if self.placement not in PLACEMENTS:
+            raise NovelViewsError(f"config key 'views.placement' = {self.placement!r}: choose one of "
+                                  f"{', '.join(PLACEMENTS)}")
 
 
 @dataclass
@@ -72,10 +93,14 @@ class InitConfig:
     """radius of the ball of random initial points around the orbit centre (0 = the input frustum's
     half-width there, camera.distance x tan(fov / 2))"""
     opacity: float = 0.1
+    visible_in: float = 1.0
+    """a dataset's run keeps initial points seen by at least this fraction of its input photos (1 = their
+    common view volume); one photo keeps every point"""
 
     def validate(self) -> None:
         check_range("init.points", self.points, 1, 10_000_000)
         check_range("init.radius", self.radius, 0.0, None)
+        check_range("init.visible_in", self.visible_in, 0.0, 1.0)
         check_range("init.opacity", self.opacity, 0.0, 1.0, lo_open=True)
         if self.opacity >= 1.0:
             raise NovelViewsError("init.opacity must be below 1 (it is stored as a logit)")
@@ -101,17 +126,20 @@ class ReconstructOutputConfig:
 
 @dataclass
 class ReconstructConfig:
-    """``nvs reconstruct``: one image -> generated views -> 3D Gaussian splats."""
+    """``nvs reconstruct``: one image or a posed dataset -> generated views -> 3D Gaussian splats."""
 
     model: str = "demo"
     device: str = "auto"
     use_ema: bool = True
     input_weight: float = 4.0
-    """loss weight of the input photo (the generated views weigh 1)"""
+    """loss weight of each input photo (the generated views weigh 1)"""
     background: tuple[float, float, float] = (1.0, 1.0, 1.0)
     """background colour of the renders (the photo's and the generated views' background)"""
     camera: InputCameraConfig = field(default_factory=InputCameraConfig)
     image: ImageConfig = field(default_factory=ImageConfig)
+    inputs: PosedInputsConfig = field(default_factory=PosedInputsConfig)
+    anchor: AnchorConfig = field(default_factory=AnchorConfig)
+    """a dataset's run: each generated view from its k nearest input photos"""
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     views: GeneratedViewsConfig = field(default_factory=GeneratedViewsConfig)
     init: InitConfig = field(default_factory=InitConfig)
@@ -123,7 +151,8 @@ class ReconstructConfig:
         check_range("input_weight", self.input_weight, 0.0, None)
         for i, v in enumerate(self.background):
             check_range(f"background[{i}]", v, 0.0, 1.0)
-        for sub in (self.camera, self.image, self.views, self.init, self.fit, self.splats, self.output):
+        for sub in (self.camera, self.image, self.inputs, self.anchor, self.views, self.init, self.fit, self.splats,
+                    self.output):
             sub.validate()
 
 
@@ -149,22 +178,57 @@ def orbit_video_cameras(c2w_in: torch.Tensor, frames: int) -> torch.Tensor:
     return C.orbit_about_vertical(c2w_in, 2 * math.pi * torch.arange(frames, dtype=torch.float64) / max(frames, 1))
 
 
+def _seen_colours(pts: torch.Tensor, photos: torch.Tensor, c2w: torch.Tensor, K: torch.Tensor
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """For points ``[n, 3]`` and photos ``[M, H, W, 3]`` with cameras ``c2w [M, 4, 4]``, ``K [M, 3, 3]``:
+    how many photos see each point (in front, inside the image) and the mean colour there (grey if none)."""
+    H, W = photos.shape[1:3]
+    seen = torch.zeros(pts.shape[0], dtype=torch.long)
+    total = torch.zeros(pts.shape[0], 3, dtype=torch.float64)
+    for m in range(c2w.shape[0]):
+        q = (pts - c2w[m, :3, 3]) @ c2w[m, :3, :3]
+        z = (-q[:, 2]).clamp_min(1e-6)
+        u = (K[m, 0, 0] * q[:, 0] / z + K[m, 0, 2]).floor().long()
+        v = (-K[m, 1, 1] * q[:, 1] / z + K[m, 1, 2]).floor().long()
+        inside = (u >= 0) & (u < W) & (v >= 0) & (v < H) & (q[:, 2] < 0)
+        seen += inside.long()
+        total[inside] += photos[m][v[inside], u[inside]].double()
+    colours = torch.full((pts.shape[0], 3), 0.5, dtype=torch.float64)
+    hit = seen > 0
+    colours[hit] = total[hit] / seen[hit, None].double()
+    return seen, colours
+
+
 def random_init(photo: torch.Tensor, c2w: torch.Tensor, K: torch.Tensor, cfg: InitConfig, radius: float,
-                sh_degree: int, generator: torch.Generator) -> GaussianModel:
-    """``cfg.points`` points uniform in the ball of ``radius`` about the origin, coloured by the
-    photo (``[H, W, 3]``) pixel they project to (grey outside it)."""
+                sh_degree: int, generator: torch.Generator, min_visible: float = 0.0) -> GaussianModel:
+    """``cfg.points`` points uniform in the ball of ``radius`` about the origin, coloured by the mean of
+    the photo pixels they project to (grey where no photo sees them). ``photo``: ``[H, W, 3]`` or
+    ``[M, H, W, 3]`` with ``c2w`` ``[(M,) 4, 4]`` and ``K`` ``[(M,) 3, 3]``; ``min_visible`` > 0 keeps only
+    points seen by at least that fraction of the photos (drawing more until there are enough, or
+    ``INIT_DRAWS`` draws)."""
+    photos = photo[None] if photo.ndim == 3 else photo
+    c2ws = torch.as_tensor(c2w, dtype=torch.float64)
+    c2ws = c2ws[None] if c2ws.ndim == 2 else c2ws
+    Ks = torch.as_tensor(K, dtype=torch.float64)
+    Ks = Ks.expand(c2ws.shape[0], 3, 3) if Ks.ndim == 2 else Ks
     n = cfg.points
-    d = torch.randn(n, 3, generator=generator, dtype=torch.float64)
-    d = d / d.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    pts = d * radius * torch.rand(n, 1, generator=generator, dtype=torch.float64) ** (1 / 3)
-    q = (pts - c2w[:3, 3]) @ c2w[:3, :3]
-    z = (-q[:, 2]).clamp_min(1e-6)
-    u = (K[0, 0] * q[:, 0] / z + K[0, 2]).floor().long()
-    v = (-K[1, 1] * q[:, 1] / z + K[1, 2]).floor().long()
-    H, W = photo.shape[:2]
-    inside = (u >= 0) & (u < W) & (v >= 0) & (v < H) & (q[:, 2] < 0)
-    colours = torch.full((n, 3), 0.5, dtype=torch.float64)
-    colours[inside] = photo[v[inside], u[inside]].double()
+    need = math.ceil(min_visible * c2ws.shape[0] - 1e-9) if min_visible > 0 else 0
+    kept_pts, kept_cols, found = [], [], 0
+    for _ in range(INIT_DRAWS):
+        d = torch.randn(n, 3, generator=generator, dtype=torch.float64)
+        d = d / d.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        pts = d * radius * torch.rand(n, 1, generator=generator, dtype=torch.float64) ** (1 / 3)
+        seen, colours = _seen_colours(pts, photos, c2ws, Ks)
+        ok = seen >= need
+        kept_pts.append(pts[ok])
+        kept_cols.append(colours[ok])
+        found += int(ok.sum())
+        if found >= n:
+            break
+    if found == 0:
+        raise NovelViewsError(f"no initial point within {radius:.3g} of the inputs' focus is seen by {need} of the "
+                              f"{c2ws.shape[0]} input photos: lower init.visible_in (e.g. 0.5) or set init.radius")
+    pts, colours = torch.cat(kept_pts)[:n], torch.cat(kept_cols)[:n]
     return GaussianModel.from_points(pts.float(), colours.float(), sh_degree=sh_degree, opacity=cfg.opacity)
 
 
@@ -183,21 +247,176 @@ def _write_metrics(path: Path, history: list[dict]) -> None:
     atomic_write_text(path, "\n".join(lines) + "\n")
 
 
+@dataclass
+class RunInputs:
+    """The real photos of a run and what follows from them, in the run's world frame, as read back
+    from its folder: ``images [M, S, S, 3]`` in [0, 1], ``c2w [M, 4, 4]`` (OpenGL) and ``K [M, 3, 3]``
+    (pixels) float64, ``held_out[m]`` (scored, not fitted); ``fov``: vertical fov of the generated views
+    and the video; ``orbit``: the video's first camera (it orbits the origin about ``+z``); ``radius``:
+    the default radius of the initial ball; ``extent``: the fit's scene extent; ``min_visible``: see
+    :func:`random_init`."""
+
+    images: torch.Tensor
+    c2w: torch.Tensor
+    K: torch.Tensor
+    names: list[str]
+    held_out: list[bool]
+    fov: float
+    orbit: torch.Tensor
+    radius: float
+    extent: float
+    min_visible: float = 0.0
+
+    def rows(self, held: bool) -> list[int]:
+        return [m for m, h in enumerate(self.held_out) if h == held]
+
+
+def _photo_inputs(out: Path, cfg: ReconstructConfig) -> RunInputs:
+    from ..io.images import load_image
+    from ..views import input_camera
+
+    photo = torch.from_numpy(load_image(out / "input.png"))
+    S = photo.shape[0]
+    fov = math.radians(cfg.camera.fov_deg)
+    c2w_in = input_camera(cfg.camera)
+    K = C.intrinsics_from_fov(fov, S, S).float().double()
+    return RunInputs(photo[None], c2w_in[None], K[None], ["input.png"], [False], fov, c2w_in,
+                     cfg.camera.distance * math.tan(fov / 2), 1.1 * cfg.camera.distance)
+
+
+def generated_fov(K: torch.Tensor, size: int) -> float:
+    """Vertical fov (radians) of the views generated around input photos with intrinsics ``K [M, 3, 3]``
+    of ``size``-pixel squares: the inputs' median."""
+    return float(C.fov_from_intrinsics(K, size).median())
+
+
+def _dataset_inputs(out: Path, cfg: ReconstructConfig) -> RunInputs:
+    import json
+
+    from ..io.images import load_image
+    from .posed_inputs import input_orbit
+
+    folder = out / INPUTS
+    if not (folder / "cameras.json").is_file():
+        raise NovelViewsError(f"the input photos are missing from '{folder}' (no cameras.json): rerun without "
+                              "--resume or with --overwrite")
+    frames = json.loads((folder / "cameras.json").read_text())["frames"]
+    images = torch.stack([torch.from_numpy(load_image(folder / f["file"])) for f in frames])
+    c2w = torch.tensor([f["c2w"] for f in frames], dtype=torch.float64)
+    K = torch.tensor([f["K"] for f in frames], dtype=torch.float64)
+    held = [bool(f["held_out"]) for f in frames]
+    fit = torch.tensor([not h for h in held])
+    S = images.shape[1]
+    fovs = C.fov_from_intrinsics(K[fit], S)
+    elev, dist, az = input_orbit(c2w[fit])
+    radius = float((c2w[fit][:, :3, 3].norm(dim=1) * torch.tan(fovs / 2)).mean())
+    return RunInputs(images, c2w, K, [f["name"] for f in frames], held, generated_fov(K[fit], S),
+                     C.camera_on_sphere(elev, float(az[0]), dist), radius, 1.1 * dist, cfg.init.visible_in)
+
+
+def _generation_total(n: int, k: int, cfg: SamplingConfig) -> int:
+    """Sampler steps :func:`novelviews.generation.generate` reports for ``n`` targets of ``k`` anchors."""
+    return math.ceil(cfg.samples * n / max(1, cfg.batch_size // k)) * cfg.steps
+
+
+def _counter(report: ProgressFn, total: int) -> Callable[[int], None]:
+    """The sampler's ``progress(n)`` as ``generate`` events of ``total`` steps."""
+    done = [0]
+
+    def sampled(n: int) -> None:
+        done[0] += n
+        report({"stage": "generate", "done": done[0], "total": total})
+
+    return sampled
+
+
+def _generate_around_photo(model, photo, image, out: Path, cfg: ReconstructConfig, device, report) -> None:
+    from ..generation import generate
+    from ..io.images import image_to_tensor, save_image
+    from ..nerf.anchors import save_anchors
+    from ..views import input_camera, input_scale, square_input
+
+    S = model.config.image_size
+    img = square_input(photo, S, cfg.image, image)
+    scale, _ = input_scale(cfg.camera, S, cfg.image, image=img, device=device)
+    save_image(out / "input.png", img)
+    c2w_in, fov = input_camera(cfg.camera), math.radians(cfg.camera.fov_deg)
+    targets = generated_cameras(c2w_in, cfg.views)
+    sampled = _counter(report, _generation_total(targets.shape[0], 1, cfg.sampling))
+    views = generate(model, image_to_tensor(img), c2w_in, targets, fov, scale=scale, cfg=cfg.sampling,
+                     seeds=range(cfg.sampling.seed, cfg.sampling.seed + targets.shape[0]), progress=sampled)
+    save_anchors(out / "views", views, targets, fov)
+
+
+def _prepare_dataset(scene, size: int, cfg: ReconstructConfig):
+    """The dataset's readable photos at ``size`` and the chosen ``(views, fitted rows, held-out rows)``."""
+    from ..multiview import prepare_views
+    from .posed_inputs import select_views
+
+    views = prepare_views(scene, size, cfg.image.mode, cfg.image.background)
+    return (views, *select_views(len(views), cfg.inputs))
+
+
+def _generate_around_dataset(model, prepared, out: Path, cfg: ReconstructConfig, report) -> None:
+    """Frame the chosen photos (:func:`_prepare_dataset`), save them in ``out/inputs``, generate the
+    views around the fitted ones (each from its nearest anchors) into ``out/views`` (``anchors.json``:
+    which photos each came from)."""
+    from ..io.images import save_image, tensor_to_image
+    from ..io.runs import atomic_write_json
+    from ..multiview import generate_nearest
+    from ..nerf.anchors import save_anchors
+    from .posed_inputs import cameras_around_inputs, in_frame, scene_frame
+
+    S = model.config.image_size
+    views, fit_rows, held_rows = prepared
+    frame = scene_frame(views.c2w[fit_rows])
+    framed = in_frame(views, frame)
+    frames = []
+    for j, r in enumerate(sorted(fit_rows + held_rows)):
+        save_image(out / INPUTS / f"{j:03d}.png", tensor_to_image(framed.images[r]))
+        frames.append({"file": f"{j:03d}.png", "name": framed.names[r], "index": framed.indices[r],
+                       "held_out": r in held_rows, "c2w": framed.c2w[r].tolist(), "K": framed.K[r].tolist(),
+                       "c2w_dataset": views.c2w[r].tolist()})
+    skipped = [{"index": i, "reason": why} for i, why in views.skipped]
+    atomic_write_json(out / INPUTS / "cameras.json", {
+        "convention": "OpenGL c2w and K (pixels) of the prepared photos in the run's frame",
+        "frame": frame.to_dict(), "skipped": skipped, "frames": frames})
+    fit = framed.subset(fit_rows)
+    targets = cameras_around_inputs(fit.c2w, cfg.views.num, cfg.views.elevation_offsets_deg, cfg.views.placement)
+    fov = generated_fov(fit.K, S)
+    a = cfg.anchor
+    k = min(a.k, len(fit))
+    sampled = _counter(report, _generation_total(targets.shape[0], k, cfg.sampling))
+    res = generate_nearest(model, fit, targets, fov, k=k, rotation_weight=a.rotation_weight,
+                           translation_weight=a.translation_weight, power=a.power, eps=a.eps, cfg=cfg.sampling,
+                           scale_mode=cfg.inputs.scale_mode, default_scale=cfg.inputs.scale,
+                           seeds=range(cfg.sampling.seed, cfg.sampling.seed + targets.shape[0]), progress=sampled)
+    save_anchors(out / "views", res.images, targets, fov)
+    summary = res.summary()
+    summary["anchors"] = [[fit.names[j] for j in row] for row in res.anchors.tolist()]
+    atomic_write_json(out / "views" / "anchors.json", summary)
+
+
 def run_reconstruct(image: str | Path | None, out: str | Path, cfg: ReconstructConfig, resume: bool = False,
                     overwrite: bool = False, progress: Optional[ProgressFn] = None, model=None,
                     stop_after: int | None = None) -> dict:
-    """``nvs reconstruct`` (see the module docstring). ``resume`` continues ``out/checkpoints/last.pt``
-    with the run's saved config (only ``device`` comes from ``cfg``); ``model``: an already loaded
-    ViewConditionedLDM; ``stop_after``: stop once this many fit steps are done (resumable). Returns
-    a summary dict."""
+    """``nvs reconstruct`` (see the module docstring). ``image``: a photo, or a posed dataset (a folder,
+    a transforms.json, ...; :func:`.posed_inputs.is_dataset`). ``resume`` continues
+    ``out/checkpoints/last.pt`` with the run's saved config (only ``device`` comes from ``cfg``; the saved
+    ``inputs.dataset`` says whether it is a dataset's run); ``model``: an already loaded
+    ViewConditionedLDM; ``stop_after``: stop once this many fit steps are done (resumable). Returns a
+    summary dict."""
+    from dataclasses import replace
+
     from ..evaluate.metrics import psnr
-    from ..generation import generate
-    from ..io.images import image_to_tensor, load_image, save_image
+    from ..io.datasets import load_scene
+    from ..io.images import save_image
     from ..io.runs import atomic_save, atomic_write_json, run_folder
     from ..io.video import write_video
-    from ..nerf.anchors import load_anchors, save_anchors
-    from ..views import input_camera, input_scale, load_any_model, load_input_photo, resolve_device, square_input
+    from ..nerf.anchors import load_anchors
+    from ..views import load_any_model, load_input_photo, resolve_device
     from .ply import splat_point_colours, write_point_ply, write_splat_ply
+    from .posed_inputs import is_dataset
 
     report = progress or (lambda event: None)
     t0 = time.time()
@@ -208,51 +427,55 @@ def run_reconstruct(image: str | Path | None, out: str | Path, cfg: ReconstructC
         device_setting = cfg.device
         cfg = read_run_config(out / "config.yaml")
         cfg.device = device_setting
+    elif image is None:
+        raise NovelViewsError("nvs reconstruct needs an input image or dataset (or --resume of an existing run)")
+    else:
+        cfg = replace(cfg, inputs=replace(cfg.inputs, dataset=str(image) if is_dataset(image) else None))
     cfg.validate()
     device = resolve_device(cfg.device)
+    from_dataset = cfg.inputs.dataset is not None
     if not resume:
-        if image is None:
-            raise NovelViewsError("nvs reconstruct needs an input image (or --resume of an existing run)")
-        photo = load_input_photo(image, cfg.image)  # a bad photo fails before the model loads
+        # a bad photo or dataset fails before the model loads
+        source = load_scene(image, cfg.inputs.format) if from_dataset else load_input_photo(image, cfg.image)
         if model is None:
             model = load_any_model(cfg.model, device, torch.float32, cfg.use_ema)
         model = model.to(device).eval()
-    c2w_in = input_camera(cfg.camera)
-    fov = math.radians(cfg.camera.fov_deg)
-    targets = generated_cameras(c2w_in, cfg.views)
+        if from_dataset:  # unreadable photos or a bad selection fail before anything is written
+            source = _prepare_dataset(source, model.config.image_size, cfg)
     outcome = {"finished": False}
+    extra: dict = {}
     with run_folder(out, overwrite=overwrite, resume=resume, finished=lambda: outcome["finished"]) as out:
         if not resume:
-            S = model.config.image_size
-            img = square_input(photo, S, cfg.image, image)
-            scale, _ = input_scale(cfg.camera, S, cfg.image, image=img, device=device)
             save_config(cfg, out / "config.yaml")
-            save_image(out / "input.png", img)
-            total = math.ceil(targets.shape[0] / max(1, cfg.sampling.batch_size)) * cfg.sampling.steps
-            done = [0]
+            if from_dataset:
+                _generate_around_dataset(model, source, out, cfg, report)
+            else:
+                _generate_around_photo(model, source, image, out, cfg, device, report)
+        real = _dataset_inputs(out, cfg) if from_dataset else _photo_inputs(out, cfg)
+        if from_dataset:
+            import json
 
-            def sampled(n: int) -> None:
-                done[0] += n
-                report({"stage": "generate", "done": done[0], "total": total})
-
-            views = generate(model, image_to_tensor(img), c2w_in, targets, fov, scale=scale, cfg=cfg.sampling,
-                             seeds=range(cfg.sampling.seed, cfg.sampling.seed + targets.shape[0]), progress=sampled)
-            save_anchors(out / "views", views, targets, fov)
-        photo_t = torch.from_numpy(load_image(out / "input.png"))
+            meta = json.loads((out / INPUTS / "cameras.json").read_text())
+            anchors = json.loads((out / "views" / "anchors.json").read_text())
+            extra = {"dataset": cfg.inputs.dataset, "frame": meta["frame"], "skipped_photos": len(meta["skipped"]),
+                     "anchors_per_view": anchors["k"], "scene_scale_sources": anchors["scene_scale"]["sources"]}
         gen_imgs, gen_c2w = load_anchors(out / "views")
-        S = photo_t.shape[0]
-        K = C.intrinsics_from_fov(fov, S, S).float().to(device)
+        S = real.images.shape[1]
+        K_gen = C.intrinsics_from_fov(real.fov, S, S).float().to(device)
         hold = set(held_out(cfg.views))
-        train = [TrainView(photo_t.to(device), c2w_in.float().to(device), K, cfg.input_weight)]
+        fit_rows, held_rows = real.rows(False), real.rows(True)
+        train = [TrainView(real.images[m].to(device), real.c2w[m].float().to(device), real.K[m].float().to(device),
+                           cfg.input_weight) for m in fit_rows]
         for i in range(gen_c2w.shape[0]):
             if i not in hold:
                 img_i = ((gen_imgs[i].permute(1, 2, 0) + 1) / 2).clamp(0, 1)
-                train.append(TrainView(img_i.to(device), gen_c2w[i].float().to(device), K, 1.0))
-        radius = cfg.init.radius or cfg.camera.distance * math.tan(fov / 2)
+                train.append(TrainView(img_i.to(device), gen_c2w[i].float().to(device), K_gen, 1.0))
+        radius = cfg.init.radius or real.radius
         gen = torch.Generator().manual_seed(cfg.fit.seed)
-        gaussians = random_init(photo_t, c2w_in, K.double().cpu(), cfg.init, radius, cfg.fit.sh_degree, gen).to(device)
-        fitter = Fitter(gaussians, train, cfg.fit, extent=1.1 * cfg.camera.distance, background=cfg.background,
-                        render=cfg.splats)
+        fr = torch.tensor(fit_rows)
+        gaussians = random_init(real.images[fr], real.c2w[fr], real.K[fr], cfg.init, radius, cfg.fit.sh_degree, gen,
+                                min_visible=real.min_visible).to(device)
+        fitter = Fitter(gaussians, train, cfg.fit, extent=real.extent, background=cfg.background, render=cfg.splats)
         if resume:
             fitter.load_state_dict(torch.load(out / CHECKPOINT, map_location=device, weights_only=True))
             gaussians = fitter.model
@@ -278,34 +501,52 @@ def run_reconstruct(image: str | Path | None, out: str | Path, cfg: ReconstructC
                    "views": len(train), "held_out": len(hold), "device": str(device),
                    "fit_seconds": round(fit_seconds, 3),
                    "steps_per_second": round((fitter.step - steps_before) / max(fit_seconds, 1e-9), 3)}
+        if from_dataset:
+            summary.update(inputs=len(fit_rows), held_out_photos=len(held_rows), **extra)
         if fitter.step < cfg.fit.steps:
             summary["seconds"] = round(time.time() - t0, 3)
             return summary  # stopped early on purpose: the run stays unfinished, resumable
 
         size = cfg.output.size or S
-        K_out = C.intrinsics_from_fov(fov, size, size).float().to(device)
+        zoom = torch.tensor([size / S, size / S, 1.0], dtype=torch.float64)[:, None]
+        K_out = C.intrinsics_from_fov(real.fov, size, size).float().to(device)
         summary["splats"] = str(write_splat_ply(out / "splats.ply", gaussians))
         summary["points"] = str(write_point_ply(out / "points.ply", gaussians.means, splat_point_colours(gaussians)))
+        render_total = len(hold) + len(held_rows) + cfg.output.video_frames
+        rendered = 0
+
+        def render_at(c2w: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
+            nonlocal rendered
+            rgb = render_views(gaussians, c2w[None].float().to(device), K.float().to(device), size, size,
+                               cfg.background, cfg.splats)[0].cpu()
+            rendered += 1
+            report({"stage": "render", "done": rendered, "total": render_total})
+            return rgb
+
         scores = []
-        render_total = len(hold) + cfg.output.video_frames
-        for n, i in enumerate(sorted(hold)):
-            rgb = render_views(gaussians, gen_c2w[i:i + 1].float().to(device), K_out, size, size, cfg.background,
-                               cfg.splats)[0].cpu()
+        for i in sorted(hold):
+            rgb = render_at(gen_c2w[i], K_out)
             save_image(out / "holdout" / f"{i:03d}.png", rgb.numpy())
-            report({"stage": "render", "done": n + 1, "total": render_total})
             if size == S:
                 target = ((gen_imgs[i] + 1) / 2).clamp(0, 1)
                 scores.append(float(psnr(rgb.permute(2, 0, 1)[None], target[None])[0]))
+        photo_scores = []
+        for m in held_rows:
+            rgb = render_at(real.c2w[m], real.K[m] * zoom)
+            save_image(out / "holdout" / f"photo_{m:03d}.png", rgb.numpy())
+            if size == S:
+                photo_scores.append(float(psnr(rgb.permute(2, 0, 1)[None], real.images[m].permute(2, 0, 1)[None])[0]))
+        generated_key = "generated_holdout_psnr" if from_dataset else "holdout_psnr"
         if scores:
-            summary["holdout_psnr"] = round(sum(scores) / len(scores), 3)
-            summary["holdout_psnr_per_view"] = [round(s, 3) for s in scores]
+            summary[generated_key] = round(sum(scores) / len(scores), 3)
+            summary[generated_key + "_per_view"] = [round(s, 3) for s in scores]
+        if photo_scores:  # the honest score of a real capture: photos the fit never saw
+            summary["holdout_psnr"] = round(sum(photo_scores) / len(photo_scores), 3)
+            summary["holdout_psnr_per_view"] = [round(s, 3) for s in photo_scores]
+            summary["holdout_photos"] = [real.names[m] for m in held_rows]
         if cfg.output.video_frames:
-            cams = orbit_video_cameras(c2w_in, cfg.output.video_frames).float().to(device)
-            frames = []
-            for n in range(cams.shape[0]):
-                frames.append(render_views(gaussians, cams[n:n + 1], K_out, size, size, cfg.background,
-                                           cfg.splats)[0].cpu().numpy())
-                report({"stage": "render", "done": len(hold) + n + 1, "total": render_total})
+            cams = orbit_video_cameras(real.orbit, cfg.output.video_frames)
+            frames = [render_at(cams[n], K_out).numpy() for n in range(cams.shape[0])]
             summary["video"] = str(write_video(out / "video.mp4", frames, fps=cfg.output.fps))
         summary["seconds"] = round(time.time() - t0, 3)
         atomic_write_json(out / "info.json", summary)
@@ -314,4 +555,5 @@ def run_reconstruct(image: str | Path | None, out: str | Path, cfg: ReconstructC
 
 
 __all__ = ["ReconstructConfig", "GeneratedViewsConfig", "InitConfig", "ReconstructOutputConfig", "run_reconstruct",
-           "generated_cameras", "held_out", "random_init", "read_run_config", "CHECKPOINT"]
+           "generated_cameras", "generated_fov", "held_out", "random_init", "read_run_config", "RunInputs",
+           "CHECKPOINT", "INPUTS"]
