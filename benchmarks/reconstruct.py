@@ -62,6 +62,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import signal
 import sys
 import time
 import traceback
@@ -356,6 +357,20 @@ def summarise(scenes: list[dict], offsets: list[float]) -> dict:
     return out
 
 
+def write_grid(path: Path, grid: list, offsets: list[float]) -> None:
+    """PNG: per scene and offset, the input, the splats' and the NeRF's renders and the truth."""
+    from novelviews.io.images import save_image
+    from novelviews.io.video import contact_sheet
+
+    tiles, labels = [], []
+    for rgb, sp, ne, gt in grid:
+        for j, off in enumerate(offsets):
+            tiles += [rgb.numpy(), sp[j].permute(1, 2, 0).numpy(), ne[j].permute(1, 2, 0).numpy(),
+                      gt[j].permute(1, 2, 0).numpy()]
+            labels += ["input", f"splats {off:g}°", f"NeRF {off:g}°", "truth"]
+    save_image(path, contact_sheet(tiles, cols=4, labels=labels))
+
+
 def quality_part(args, device: torch.device, rec: dict, save: Callable[[], None], work: Path, deadline: float) -> None:
     from novelviews.io.images import save_image
     from novelviews.views import load_any_model
@@ -398,8 +413,9 @@ def quality_part(args, device: torch.device, rec: dict, save: Callable[[], None]
                 row[name] = scores(preds[name], gt) | res
                 save()
             row["status"] = "ok"
-            if len(grid) < 4:
+            if args.grid and len(grid) < 4:
                 grid.append((rgb, preds["splats"], preds["nerf"], gt))
+                write_grid(args.grid, grid, offsets)
             print(f"[reconstruct bench] scene {seed}: PSNR splats {np.round(row['splats']['psnr'], 2)} "
                   f"NeRF {np.round(row['nerf']['psnr'], 2)} copy {np.round(row['copy']['psnr'], 2)}",
                   file=sys.stderr, flush=True)
@@ -410,19 +426,17 @@ def quality_part(args, device: torch.device, rec: dict, save: Callable[[], None]
         rec["summary"] = summarise(rec["scenes"], offsets)
         save()
     rec["status"] = "ok"
-    if args.grid and grid:
-        from novelviews.io.video import contact_sheet
-
-        tiles, labels = [], []
-        for rgb, sp, ne, gt in grid:
-            for j, off in enumerate(offsets):
-                tiles += [rgb.numpy(), sp[j].permute(1, 2, 0).numpy(), ne[j].permute(1, 2, 0).numpy(),
-                          gt[j].permute(1, 2, 0).numpy()]
-                labels += ["input", f"splats {off:g}°", f"NeRF {off:g}°", "truth"]
-        save_image(args.grid, contact_sheet(tiles, cols=4, labels=labels))
 
 
 # --------------------------------------------------------------------------- main
+
+
+class Terminated(BaseException):
+    """SIGTERM (e.g. from ``timeout``) arrived: not an Exception, so no per-scene handler swallows it."""
+
+
+def _terminated(signum, frame):
+    raise Terminated
 
 
 def default_out() -> Path | None:
@@ -484,26 +498,37 @@ def main(argv: list[str] | None = None) -> dict:
 
     runners = {"timing": lambda rec: timing_part(args, device, rec, save, work),
                "quality": lambda rec: quality_part(args, device, rec, save, work, deadline)}
-    for part in [x for x in PARTS if x in parts]:
-        rec: dict[str, Any] = {}
-        report["parts"][part] = rec
-        left = deadline - time.perf_counter()
-        if left <= 0:
-            rec.update({"status": "skipped", "note": "budget spent"})
+    old_term = signal.signal(signal.SIGTERM, _terminated)  # `timeout`: record where it stopped
+    try:
+        for part in [x for x in PARTS if x in parts]:
+            rec: dict[str, Any] = {}
+            report["parts"][part] = rec
+            left = deadline - time.perf_counter()
+            if left <= 0:
+                rec.update({"status": "skipped", "note": "budget spent"})
+                save()
+                continue
+            print(f"[reconstruct bench] {part} ({left:.0f} s of budget left)", file=sys.stderr, flush=True)
+            try:
+                runners[part](rec)
+            except Terminated:
+                rec["status"] = "terminated"
+                for row in rec.get("scenes", []):
+                    if row.get("status") == "running":
+                        row["status"] = "terminated"
+                save()
+                raise SystemExit("terminated (SIGTERM): the JSON holds what finished")
+            except Exception as e:  # noqa: BLE001 - record it, still write the JSON, go on with the next part
+                oom = "out of memory" in str(e).lower()
+                rec.update({"status": "oom" if oom else "error", "error": f"{type(e).__name__}: {e}",
+                            "traceback": traceback.format_exc(limit=8)})
+                print(f"[reconstruct bench] {part}: {rec['error']}", file=sys.stderr, flush=True)
+            finally:
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
             save()
-            continue
-        print(f"[reconstruct bench] {part} ({left:.0f} s of budget left)", file=sys.stderr, flush=True)
-        try:
-            runners[part](rec)
-        except Exception as e:  # noqa: BLE001 - record it, still write the JSON, go on with the next part
-            oom = "out of memory" in str(e).lower()
-            rec.update({"status": "oom" if oom else "error", "error": f"{type(e).__name__}: {e}",
-                        "traceback": traceback.format_exc(limit=8)})
-            print(f"[reconstruct bench] {part}: {rec['error']}", file=sys.stderr, flush=True)
-        finally:
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
-        save()
+    finally:
+        signal.signal(signal.SIGTERM, old_term)
     save()
     print(summary_text(report))
     return report

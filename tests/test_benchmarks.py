@@ -210,8 +210,10 @@ def test_reconstruct_camera_mapping_keeps_relative_poses_and_matches_the_methods
     the input camera lands on theirs, relative poses keep their rotation and scale their translation."""
     rb = _load_bench("reconstruct")
     from novelviews import cameras as C
+    from novelviews.synth.scenes import sample_cameras, scene_from_seed
 
-    rgb, depth, c2w, tgt, fov, gt = rb.scene_truth(2, [30.0, 90.0], 32)
+    c2w = sample_cameras(scene_from_seed(2, "orbit"), 1, 32, 32)[0][0]  # demo_quality's input camera
+    tgt = C.orbit_about_vertical(c2w, [np.radians(30), -np.radians(90)], [0.1, -0.1])
     frame = rb.method_frame(c2w, 1.5)
     assert rb.check_input_mapped(c2w, frame, 1.5) < 1e-9
     mapped = rb.map_cameras(torch.cat([c2w[None], tgt]), frame)
