@@ -46,7 +46,8 @@ NeRF's box (``field.bound`` 2) and the splats' initial ball and extent (multiple
 
 Both run folders are written under ``--work``; JSON to ``--out`` (default ``$OUT/reconstruct.json``),
 rewritten after each phase / method / scene, so a killed run keeps what ran. ``--budget-seconds``
-(from the start): parts and scenes that would start after it are recorded as skipped.
+(from the start): parts that would start after it, and scenes that would start after it or with
+less of it left than the previous scene took, are recorded as skipped.
 
 Examples::
 
@@ -386,12 +387,15 @@ def quality_part(args, device: torch.device, rec: dict, save: Callable[[], None]
     save()
     views = demo_quality().scene_views
     grid = []
+    last = 0.0  # seconds the previous scene took: a scene that would not finish in the budget is skipped
     for seed in seeds:
         left = deadline - time.perf_counter()
-        if left <= 0:
-            rec["scenes"].append({"seed": seed, "status": "skipped", "note": "budget spent"})
+        if left <= last:
+            rec["scenes"].append({"seed": seed, "status": "skipped",
+                                  "note": f"budget: {max(left, 0):.0f} s left, the previous scene took {last:.0f} s"})
             save()
             continue
+        t_scene = time.perf_counter()
         row: dict[str, Any] = {"seed": seed, "status": "running"}
         rec["scenes"].append(row)
         try:
@@ -423,6 +427,8 @@ def quality_part(args, device: torch.device, rec: dict, save: Callable[[], None]
             row.update({"status": "error", "error": f"{type(e).__name__}: {e}",
                         "traceback": traceback.format_exc(limit=8)})
             print(f"[reconstruct bench] scene {seed}: {row['error']}", file=sys.stderr, flush=True)
+        last = time.perf_counter() - t_scene
+        row["seconds"] = round(last, 3)
         rec["summary"] = summarise(rec["scenes"], offsets)
         save()
     rec["status"] = "ok"

@@ -17,7 +17,8 @@ END=${END:-280}
 TIMING_S=${TIMING_S:-150}     # the timing part's own limit
 SCENES=${SCENES:-8}
 DISTILL_STEPS=${DISTILL_STEPS:-400}
-SCENE_S=${SCENE_S:-70}        # a scene starts only while this much time is left (the time one takes)
+SCENE_S=${SCENE_S:-70}        # the quality part starts only with this much time left; a later scene only
+                              # with as much left as the scene before it took
 MODEL=${MODEL:-demo}
 DEV=${DEV:-cuda}
 R=${R:-runs/reconstruct_measure}
@@ -33,7 +34,7 @@ stamp "timing done (exit $fail): $(grep '^timing' "$DEST/reconstruct_timing.log"
 q_left=$(left 5)
 # shellcheck disable=SC2086
 timeout "$q_left" python benchmarks/reconstruct.py --part quality --device "$DEV" --model "$MODEL" \
-    --scenes "$SCENES" --distill-steps "$DISTILL_STEPS" --budget-seconds "$(( q_left > SCENE_S ? q_left - SCENE_S : 1 ))" \
+    --scenes "$SCENES" --distill-steps "$DISTILL_STEPS" --budget-seconds "$(( q_left > SCENE_S ? q_left - 5 : 0 ))" \
     --set ${QUALITY_SET:-} ${SET:-} --distill-set ${DISTILL_SET:-} --work "$R/work" \
     --grid "$DEST/reconstruct_quality_grid.png" --out "$DEST/reconstruct_quality.json" \
     > "$DEST/reconstruct_quality.log" 2>&1 || fail=1
