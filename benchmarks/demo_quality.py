@@ -38,7 +38,6 @@ import torch
 from novelviews import cameras as C
 from novelviews.evaluate import gaussian_blur, psnr, ssim
 from novelviews.sampling import SamplingConfig, schedule_alphas
-from novelviews.train.module import camera_use
 from novelviews.synth.render import render
 from novelviews.synth.scenes import sample_cameras, scene_from_seed
 from novelviews.views import generate, load_any_model, resolve_device
@@ -107,6 +106,8 @@ def main() -> None:
     ap.add_argument("--compare", nargs=2, type=Path, default=None, metavar=("OLD.json", "NEW.json"),
                     help="no sampling: the per-scene PSNR change between two saved results of the same seeds")
     a = ap.parse_args()
+    from novelviews.train.module import camera_use  # Lightning: imported only when scoring
+
     if a.compare:
         old, new = (json.loads(Path(f).read_text()) for f in a.compare)
         change = paired_change(old, new)

@@ -1,4 +1,4 @@
-"""Smoke tests of benchmarks/sampling.py: it runs end to end at tiny size on the CPU."""
+"""Smoke tests of the benchmarks: each runs end to end at tiny size on the CPU."""
 
 import importlib.util
 import json
@@ -203,3 +203,107 @@ def test_sampler_choice_pairs_against_the_reference_and_picks_fewest_steps(tmp_p
             dict(label="c", steps=10, psnr_change=-0.05, ssim_change=-0.001, seconds_per_view=1.0),
             dict(label="d", steps=10, psnr_change=0.02, ssim_change=-0.01, seconds_per_view=0.9)]
     assert sc.choose(rows, 0.1, 0.005)["label"] == "c"
+
+
+def test_reconstruct_camera_mapping_keeps_relative_poses_and_matches_the_methods_input_camera(one_thread):
+    """benchmarks/reconstruct.py maps a demo_quality scene into the frame of nvs reconstruct / distill:
+    the input camera lands on theirs, relative poses keep their rotation and scale their translation."""
+    rb = _load_bench("reconstruct")
+    from novelviews import cameras as C
+    from novelviews.synth.scenes import sample_cameras, scene_from_seed
+
+    c2w = sample_cameras(scene_from_seed(2, "orbit"), 1, 32, 32)[0][0]  # demo_quality's input camera
+    tgt = C.orbit_about_vertical(c2w, [np.radians(30), -np.radians(90)], [0.1, -0.1])
+    frame = rb.method_frame(c2w, 1.5)
+    assert rb.check_input_mapped(c2w, frame, 1.5) < 1e-9
+    mapped = rb.map_cameras(torch.cat([c2w[None], tgt]), frame)
+    want = C.camera_on_sphere(np.radians(frame["elevation_deg"]), 0.0, 1.5)
+    assert torch.allclose(mapped[0], want, atol=1e-9)
+    assert frame["factor"] == pytest.approx(1.5 / frame["scene_distance"]) and 2.0 < frame["scene_distance"] < 4.5
+    rel_scene = torch.linalg.inv(c2w) @ tgt
+    rel_method = torch.linalg.inv(mapped[0]) @ mapped[1:]
+    assert torch.allclose(rel_method[:, :3, :3], rel_scene[:, :3, :3], atol=1e-9)
+    assert torch.allclose(rel_method[:, :3, 3], frame["factor"] * rel_scene[:, :3, 3], atol=1e-9)
+    # the targets keep their distance from the input camera's orbit centre, in the new units
+    dist = (tgt[:, :3, 3] - frame["centre"]).norm(dim=1) * frame["factor"]
+    assert torch.allclose(mapped[1:, :3, 3].norm(dim=1), dist, atol=1e-9)
+    rolled = c2w.clone()
+    rolled[:3, :2] = c2w[:3, [1, 0]] * torch.tensor([1.0, -1.0], dtype=c2w.dtype)  # 90 degrees of roll
+    with pytest.raises(RuntimeError, match="not a z-up look-at"):
+        rb.check_input_mapped(rolled, rb.method_frame(rolled, 1.0), 1.0)
+
+
+def test_reconstruct_benchmark_times_and_scores_both_methods_on_the_tiny_model(tmp_path, one_thread):
+    """benchmarks/reconstruct.py, both parts on the CPU at 32 px: phase times add up, --set reaches the
+    run's config, and the quality numbers are those of the written splats / NeRF checkpoint rendered
+    again at the mapped ground-truth cameras; the summary is the paired per-scene difference."""
+    rb = _load_bench("reconstruct")
+    from novelviews import cameras as C
+    from novelviews.config import read_yaml
+    from novelviews.evaluate import psnr, ssim
+    from novelviews.nerf.distill import load_run, render_view
+    from novelviews.splats.fit import render_views
+    from novelviews.splats.ply import read_splat_ply
+
+    out, work = tmp_path / "r.json", tmp_path / "work"
+    res = rb.main(["--part", "timing,quality", "--preset", "tiny", "--size", "32", "--views", "2", "--device", "cpu",
+                   "--set", "fit.steps=8", "views.num=2", "init.points=300", "splats.backend=torch", "output.video_frames=0",
+                   "--model", "tiny-random", "--scenes", "1", "--offsets", "30,90", "--distill-steps", "2",
+                   "--distill-set", "phases.batch_sizes=[1,1]", "field.grid.n_levels=4",
+                   "field.grid.log2_hashmap_size=12", "sampler.kind=uniform", "sampler.num_samples=16",
+                   "occupancy.enabled=false",
+                   "--out", str(out), "--work", str(work)])
+    saved = json.loads(out.read_text())
+    assert saved["parts"] == json.loads(json.dumps(res["parts"]))
+    tm = saved["parts"]["timing"]
+    assert tm["status"] == "ok" and tm["views"] == 2 and tm["fit_steps"] == 8 and tm["gaussians"] > 0
+    assert tm["config"]["splats"]["backend"] == "torch" and tm["config"]["init"]["points"] == 300
+    ph = tm["phases_s"]
+    assert all(v >= 0 for v in ph.values())
+    assert ph["generate"] + ph["fit"] + ph["setup_and_outputs"] == pytest.approx(tm["run_s"], abs=0.005)
+    assert tm["after_last_fit_step_s"] > 0
+    assert tm["total_s"] >= tm["run_s"] + ph["model_build"] - 0.01 and tm["peak_gib"] is None  # no GPU
+    assert tm["fit_steps_per_second"] == pytest.approx(8 / ph["fit"], rel=0.05)
+
+    q = saved["parts"]["quality"]
+    assert q["status"] == "ok" and [s["status"] for s in q["scenes"]] == ["ok"]
+    sc = q["scenes"][0]
+    assert sc["nerf"]["steps"] == 2 and sc["splats"]["fit_steps"] == 8
+    rgb, depth, c2w, tgt, fov, gt = rb.scene_truth(0, [30.0, 90.0], 32)
+    assert sc["copy"]["psnr"] == pytest.approx(psnr(rgb.permute(2, 0, 1)[None].expand_as(gt), gt).tolist(), abs=1e-3)
+    for name in ("splats", "nerf"):  # each run was told the mapped input camera
+        cam = read_yaml(work / "scene_000" / name / "config.yaml")["camera"]
+        assert cam["elevation_deg"] == pytest.approx(sc["camera"]["elevation_deg"], abs=1e-3)
+        assert cam["fov_deg"] == pytest.approx(np.degrees(fov), abs=1e-6)
+        assert cam["scale"] == pytest.approx(sc["camera"]["scale"], rel=1e-4)
+    frame = rb.method_frame(c2w, 1.0)
+    cams = rb.map_cameras(tgt, frame).float()
+    K = C.intrinsics_from_fov(fov, 32, 32).float()
+    splat = render_views(read_splat_ply(work / "scene_000" / "splats" / "splats.ply"), cams, K, 32, 32,
+                         (1.0, 1.0, 1.0)).permute(0, 3, 1, 2)
+    assert sc["splats"]["psnr"] == pytest.approx(psnr(splat, gt).tolist(), abs=1e-3)
+    assert sc["splats"]["ssim"] == pytest.approx(ssim(splat, gt).tolist(), abs=1e-4)
+    cfg, nerf, _ = load_run(work / "scene_000" / "nerf")
+    with torch.no_grad():
+        rend = torch.stack([render_view(nerf, cfg, c, 32, fov=fov)["rgb"].clamp(0, 1) for c in cams])
+    assert sc["nerf"]["psnr"] == pytest.approx(psnr(rend.permute(0, 3, 1, 2), gt).tolist(), abs=1e-3)
+    s = q["summary"]
+    assert s["n"] == 1
+    for i, off in enumerate(("30", "90")):
+        b = s["per_offset"][off]
+        assert b["psnr_splats_minus_nerf"] == pytest.approx(sc["splats"]["psnr"][i] - sc["nerf"]["psnr"][i])
+        assert b["ssim_copy"] == pytest.approx(sc["copy"]["ssim"][i])
+    assert s["all_offsets"]["psnr_nerf"] == pytest.approx(np.mean(sc["nerf"]["psnr"]))
+    assert s["splats_at_least_nerf"] == (s["all_offsets"]["psnr_splats_minus_nerf"] >= 0
+                                        and s["all_offsets"]["ssim_splats_minus_nerf"] >= 0)
+
+
+def test_reconstruct_benchmark_records_skipped_parts_when_the_budget_is_spent(tmp_path):
+    rb = _load_bench("reconstruct")
+    out = tmp_path / "r.json"
+    rb.main(["--part", "quality,timing", "--budget-seconds", "0", "--device", "cpu", "--out", str(out),
+             "--work", str(tmp_path / "w")])
+    parts = json.loads(out.read_text())["parts"]
+    assert list(parts) == ["timing", "quality"] and all(p["status"] == "skipped" for p in parts.values())
+    with pytest.raises(SystemExit):
+        rb.main(["--part", "speed", "--device", "cpu", "--out", str(out)])
