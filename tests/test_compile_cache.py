@@ -194,3 +194,50 @@ def test_nvs_cache_info_and_clear(tmp_path, monkeypatch, capsys):
     assert "removed 2 compile cache files" in capsys.readouterr().out
     assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"]
     assert main(["cache", "info"]) == 0 and "(0 files" in capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def bench():
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "compile_cache.py"
+    spec = importlib.util.spec_from_file_location("bench_compile_cache", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    try:
+        spec.loader.exec_module(mod)
+        yield mod
+    finally:
+        sys.modules.pop(spec.name, None)
+
+
+def test_benchmark_break_even_and_settings(bench):
+    eager = {"status": "ok", "process_s": 12.0, "steady_s": 8.0}  # fixed 4 s, 0.5 s/view at 16 views
+    cold = {"status": "ok", "process_s": 64.0, "steady_s": 4.0}  # fixed 60 s, 0.25 s/view
+    assert bench.break_even(eager, cold, 16) == pytest.approx((60 - 4) / (0.5 - 0.25))
+    assert bench.break_even(eager, {"status": "ok", "process_s": 6.0, "steady_s": 4.0}, 16) == 0.0
+    assert bench.break_even(eager, {"status": "ok", "process_s": 20.0, "steady_s": 9.0}, 16) is None  # slower steps
+    assert bench.break_even(eager, {"status": "timeout"}, 16) is None
+    assert bench.split_settings("a.b=1, c=[1,2],d=x") == ["a.b=1", "c=[1,2]", "d=x"]
+    with pytest.raises(SystemExit, match="unknown hot"):
+        bench.parse_args(["--variants", "eager,hot"])
+
+
+def test_benchmark_runs_variants_in_processes_and_records_failures(bench, tmp_path):
+    """The eager variant for real (a fresh process, tiny model on the CPU); a variant with a bad
+    setting and one past its timeout are recorded, not raised."""
+    out = tmp_path / "cc.json"
+    args = ["--preset", "tiny", "--views", "2", "--steps", "1", "--batch-size", "2", "--device", "cpu",
+            "--threads", "1", "--timeout", "120", "--cache-root", str(tmp_path / "caches"), "--out", str(out)]
+    rep = bench.main(args + ["--variants", "eager,cold", "--fast", "sampling.compile=default,sampling.stepz=1"])
+    data = json.loads(out.read_text())
+    eager, cold = data["results"]
+    assert eager["status"] == "ok" and rep["results"][0]["variant"] == "eager"
+    assert eager["process_s"] > eager["generate_s"] > 0 and eager["steady_s"] > 0
+    assert eager["sampling"]["compile"] == "off" and eager["sampling"]["steps"] == 1
+    assert cold["status"] == "error" and "sampling.stepz" in cold["stderr_tail"] and cold["break_even_views"] is None
+    assert data["markdown_rows"].splitlines()[1] == "| cold | error | | | |"
+    late = bench.run_variant("eager", "", {}, bench.parse_args(args), timeout=0.01)
+    assert late["status"] == "timeout" and "0 s" in late["error"]
