@@ -14,12 +14,13 @@ Variants (``--variants``, in this order):
 * ``eager``: the eager settings (``--eager``, default ``sampling.cuda_graph=true``: the fastest
   eager setting on a GPU; ignored on the CPU);
 * ``cold``: the fast settings (``--fast``, default compile + channels-last + CUDA graph) with an
-  empty novelviews cache folder and an empty inductor cache folder: a first run on a new machine;
-* ``warm``: the fast settings with the novelviews cache folder ``cold`` filled and again an empty
-  inductor cache folder: a later process where only our compile cache is kept (a reboot, a
+  empty novelviews cache folder and empty inductor and Triton cache folders: a first run on a new
+  machine;
+* ``warm``: the fast settings with the novelviews cache folder ``cold`` filled and again empty
+  inductor and Triton folders: a later process where only our compile cache is kept (a reboot, a
   cleaned ``/tmp``, a fresh container);
-* ``local``: the fast settings with ``sampling.compile_cache=false`` but inductor's own cache
-  folder that ``cold`` filled: what torch's temporary on-disk caches alone give on one machine.
+* ``local``: the fast settings with ``sampling.compile_cache=false`` but the inductor and Triton
+  folders ``cold`` filled: what torch's own on-disk caches alone give on one machine.
 
 Break-even (``break_even_views``) per compiled variant: the number of views ``n`` at which
 ``fixed + n * per_view`` equals eager's, with ``per_view = steady_s / views`` and ``fixed =
@@ -235,12 +236,15 @@ def main(argv: list[str] | None = None) -> dict:
     }
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.cache_root or tmp)
-        ours, inductor_cold = str(root / "novelviews"), str(root / "inductor_cold")
-        dirs = {"eager": {"NOVELVIEWS_CACHE_DIR": str(root / "novelviews_eager"),
-                          "TORCHINDUCTOR_CACHE_DIR": str(root / "inductor_eager")},
-                "cold": {"NOVELVIEWS_CACHE_DIR": ours, "TORCHINDUCTOR_CACHE_DIR": inductor_cold},
-                "warm": {"NOVELVIEWS_CACHE_DIR": ours, "TORCHINDUCTOR_CACHE_DIR": str(root / "inductor_warm")},
-                "local": {"NOVELVIEWS_CACHE_DIR": str(root / "novelviews_off"), "TORCHINDUCTOR_CACHE_DIR": inductor_cold}}
+
+        def folders(ours_dir: str, torch_dirs: str) -> dict[str, str]:  # ours, inductor's, Triton's
+            return {"NOVELVIEWS_CACHE_DIR": str(root / ours_dir),
+                    "TORCHINDUCTOR_CACHE_DIR": str(root / f"inductor_{torch_dirs}"),
+                    "TRITON_CACHE_DIR": str(root / f"triton_{torch_dirs}")}
+
+        ours = str(root / "novelviews")
+        dirs = {"eager": folders("novelviews_eager", "eager"), "cold": folders("novelviews", "cold"),
+                "warm": folders("novelviews", "warm"), "local": folders("novelviews_off", "cold")}
         for name in variants:
             settings = args.eager if name == "eager" else args.fast + (",sampling.compile_cache=false" if name == "local" else "")
             rec = run_variant(name, settings, dirs[name], args, args.timeout)
