@@ -181,7 +181,7 @@ def save(path: Path, fields: Mapping[str, Any]) -> bool:
     data = encode(fields, result[0])
     path = Path(path)
     try:
-        if path.is_file() and path.read_bytes() == data:
+        if path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data:
             return False
         atomic_write_bytes(path, data)
     except OSError as exc:
