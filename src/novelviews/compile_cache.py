@@ -7,7 +7,9 @@ reboot, a cleaned ``/tmp`` or a fresh machine loses; this module keeps the compi
 folder through PyTorch's portable cache artifacts (``torch.compiler.save_cache_artifacts`` /
 ``load_cache_artifacts``), one file per key (:func:`cache_key`: torch / triton versions, device,
 model config, compile options, batch shapes). Dynamo's tracing is not cached (torch has no
-portable form of it in every supported version), and neither are CUDA graphs (captured per run).
+portable form of it in every supported version), and neither are CUDA graphs (captured per run)
+nor, on a CPU, inductor's C++ kernel builds (they live in inductor's own folder); on a GPU the
+cached graphs carry their Triton kernels.
 
 The folder: ``$NOVELVIEWS_CACHE_DIR``, else ``$XDG_CACHE_HOME/novelviews``, else
 ``~/.cache/novelviews``; compiled artifacts live under its ``compile/``. ``nvs cache info`` lists
