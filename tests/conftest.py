@@ -4,6 +4,14 @@ import pytest
 import torch
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_cache_dir(tmp_path_factory):
+    """The compile cache of every test in a temporary folder, never the user's ~/.cache."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("NOVELVIEWS_CACHE_DIR", str(tmp_path_factory.mktemp("novelviews_cache")))
+        yield
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     """The tiny preset (32 px, random weights) saved in our folder layout, loadable by every command."""

@@ -225,6 +225,22 @@ def cmd_train(args) -> None:
     print(f"trained {info['steps']} steps in {info['train_seconds']} s; {where}")
 
 
+def cmd_cache(args) -> None:
+    from .compile_cache import cache_info, clear_cache
+
+    if args.action == "clear":
+        done = clear_cache()
+        print(f"removed {done['removed']} compile cache files ({done['bytes'] / 2**20:.1f} MiB) from {done['folder']}")
+        return
+    info = cache_info()
+    print(f"compile cache: {info['folder']} ({len(info['files'])} files, {info['bytes'] / 2**20:.1f} MiB)")
+    for f in info["files"]:
+        opts = f.get("options") or {}
+        what = f.get("problem") or (f"torch {f.get('torch')}, {f.get('device')}, compile={opts.get('compile')}, "
+                                    f"{opts.get('precision')}, batches {opts.get('batches')}")
+        print(f"  {f['file']}  {f['bytes'] / 2**20:8.1f} MiB  {what}")
+
+
 COMMANDS: dict[str, dict] = {
     "views": dict(
         fn=cmd_views,
@@ -307,6 +323,14 @@ COMMANDS: dict[str, dict] = {
             nvs ui                                            # http://127.0.0.1:7860, bundled demo model
             nvs ui --model converted/zeronvs --device cuda --port 8080
             nvs ui --out runs/ui --open                       # keep outputs under runs/ui, open a browser
+        """,
+    ),
+    "cache": dict(
+        fn=cmd_cache,
+        help="show or clear the compile cache of sampling.compile (in $NOVELVIEWS_CACHE_DIR or ~/.cache/novelviews)",
+        examples="""
+            nvs cache info        # the folder and its files (torch version, device, compile options, batches)
+            nvs cache clear       # delete them: the next compiled run compiles from scratch
         """,
     ),
     "convert": dict(
@@ -472,6 +496,10 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--show-config", action="store_true", help="print the resolved config and exit")
         p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides")
 
+    def cache(p):
+        p.add_argument("action", nargs="?", choices=["info", "clear"], default="info",
+                       help="info (default): list the cached compiled artifacts; clear: delete them")
+
     add("views", views)
     add("eval", eval_)
     add("distill", distill)
@@ -481,6 +509,7 @@ def _parser() -> argparse.ArgumentParser:
     add("ui", ui)
     add("synth", synth)
     add("convert", convert)
+    add("cache", cache)
     return parser
 
 

@@ -27,8 +27,8 @@ import torch
 from . import cameras as C
 from .errors import NovelViewsError
 from .runtime import precision_dtype
-from .sampling import (SAMPLE_SEED_STRIDE, EpsFn, SamplingConfig, denoiser_autocast, guided_denoiser,
-                       prepare_for_sampling, sample)
+from .sampling import (SAMPLE_SEED_STRIDE, EpsFn, SamplingConfig, compiled_sampling, denoiser_autocast,
+                       guided_denoiser, prepare_for_sampling, sample)
 
 #: ``progress`` of the generators: a callback taking the number of sampler steps just done, or a
 #: bool (True: a terminal progress bar, :func:`progress_bar`; False: nothing).
@@ -196,20 +196,22 @@ def generate(
     out = []
     prepare_for_sampling(model, cfg)
     report = _Reporter(progress, math.ceil(T / per_batch) * cfg.steps, "sampling")
+    batches = sorted({min(per_batch, T - start) for start in range(0, T, per_batch)})  # the shapes compiled
     try:
-        for start in range(0, T, per_batch):
-            a = anchors[start:start + per_batch].reshape(-1).to(device)
-            b = a.shape[0] // k
-            ctx = model.context(image_emb[a], cam[start * k:(start + b) * k].to(device=device, dtype=image_emb.dtype))
-            if k == 1:
-                eps_fn = guided_denoiser(model, ctx, cond_latent[a], cfg.guidance_scale, dtype)
-            else:
-                eps_fn = multi_anchor_denoiser(model, ctx.reshape(b, k, *ctx.shape[1:]),
-                                               cond_latent[a].reshape(b, k, *cond_latent.shape[1:]),
-                                               weights[start:start + b].to(device), cfg.guidance_scale, dtype)
-            z = sample(eps_fn, (b, *latent_shape), model.config.schedule, cfg, seeds[start:start + b], device,
-                       progress=report)
-            out.append(decode_chunked(model, z, cfg.vae_chunk, image_emb.dtype, cfg.vae_tiling))
+        with compiled_sampling(model, cfg, device, dtype, batches, k):
+            for start in range(0, T, per_batch):
+                a = anchors[start:start + per_batch].reshape(-1).to(device)
+                b = a.shape[0] // k
+                ctx = model.context(image_emb[a], cam[start * k:(start + b) * k].to(device=device, dtype=image_emb.dtype))
+                if k == 1:
+                    eps_fn = guided_denoiser(model, ctx, cond_latent[a], cfg.guidance_scale, dtype)
+                else:
+                    eps_fn = multi_anchor_denoiser(model, ctx.reshape(b, k, *ctx.shape[1:]),
+                                                   cond_latent[a].reshape(b, k, *cond_latent.shape[1:]),
+                                                   weights[start:start + b].to(device), cfg.guidance_scale, dtype)
+                z = sample(eps_fn, (b, *latent_shape), model.config.schedule, cfg, seeds[start:start + b], device,
+                           progress=report)
+                out.append(decode_chunked(model, z, cfg.vae_chunk, image_emb.dtype, cfg.vae_tiling))
     finally:
         report.close()
     images = torch.cat(out)

@@ -59,6 +59,10 @@ class SamplingConfig:
     # "default" or "max-autotune-no-cudagraphs" (longer compilation, tuned kernels); the first call
     # of a new batch shape compiles (about a minute for the ZeroNVS UNet), later calls reuse it
     compile: Literal["off", "default", "max-autotune-no-cudagraphs"] = "off"
+    # keep what compile built in the user's cache folder (novelviews.compile_cache: one file per
+    # torch version, device, model, compile options and batch shapes) and load it in later
+    # processes, so they skip inductor's code generation; `nvs cache clear` deletes it
+    compile_cache: bool = True
     # CUDA only: let cuDNN time its convolution algorithms for the fixed shapes of a run (restored after)
     cudnn_benchmark: bool = True
     # UNet and VAE weights in channels-last memory format (in place): faster convolutions on
@@ -328,6 +332,23 @@ def prepare_for_sampling(model, cfg: SamplingConfig) -> None:
         model.unet.to(memory_format=torch.channels_last)
         model.vae.to(memory_format=torch.channels_last)
     compile_model(model, cfg.compile)
+
+
+def compiled_sampling(model, cfg: SamplingConfig, device, dtype: torch.dtype, batches: Sequence[int], anchors: int = 1):
+    """The persistent compile cache (:mod:`novelviews.compile_cache`) around sampling that compiles
+    (``cfg.compile`` on and ``cfg.compile_cache``), else a context that does nothing. Its key holds
+    what the compiled UNet and decoder depend on: the model's config, the compile mode, precision,
+    memory format and the shapes (``batches``: the targets per UNet call; ``anchors`` per target;
+    guidance on or off; the decoder's chunk and tiling). Each model loads a file once."""
+    if cfg.compile == "off" or not cfg.compile_cache:
+        return contextlib.nullcontext()
+    from .compile_cache import cached_compilation, key_fields
+
+    options = {"compile": cfg.compile, "precision": str(dtype).removeprefix("torch."),
+               "channels_last": cfg.channels_last, "batches": list(batches), "anchors": anchors,
+               "guided": cfg.guidance_scale != 1.0, "vae_chunk": cfg.vae_chunk, "vae_tiling": cfg.vae_tiling}
+    seen = model.__dict__.setdefault("_compile_cache_loaded", set())
+    return cached_compilation(key_fields(model.config, device, options), seen=seen)
 
 
 def uncompile_model(model) -> None:
