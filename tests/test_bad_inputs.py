@@ -119,3 +119,20 @@ def test_the_table_is_in_the_docs():
     assert len(ROWS) >= 40
     for what, line, words in ROWS:
         assert f"| {what} | `nvs {line}` |" in doc, what
+
+
+def test_error_messages_stay_on_one_line_whatever_the_names(tmp_path, capsys):
+    import pickle
+
+    from novelviews.errors import DatasetError
+
+    err = DatasetError("frames 'a\nb' and 'c\rd\te' are missing")
+    assert str(err) == "frames 'a\\nb' and 'c\\rd\\te' are missing"
+    assert str(pickle.loads(pickle.dumps(err))) == str(err)  # escaping is idempotent
+    # a dataset whose image file name holds a line break: the CLI still prints one line, status 2
+    (tmp_path / "transforms.json").write_text(json.dumps(
+        {"camera_angle_x": 0.8, "frames": [{"file_path": "img\nname.png", "transform_matrix": np.eye(4).tolist()}]}))
+    assert main(["eval", str(tmp_path), "--out", str(tmp_path / "run")]) == 2
+    out = capsys.readouterr()
+    lines = [ln for ln in (out.err + out.out).splitlines() if ln.strip()]
+    assert len(lines) == 1 and "img\\nname" in lines[0], lines

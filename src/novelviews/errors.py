@@ -9,8 +9,20 @@ prints it as one line, without a traceback.
 from __future__ import annotations
 
 
+def one_line(text: str) -> str:
+    """``text`` with line breaks and other control characters escaped, so it prints as one line."""
+    return "".join(ch if ch.isprintable() or ch == " " else repr(ch)[1:-1] for ch in text)
+
+
 class NovelViewsError(ValueError):
-    """Base class of all errors that are the user's to fix."""
+    """Base class of all errors that are the user's to fix.
+
+    The message is kept on one line: a file or sequence name that holds a line break (or another
+    control character) is shown escaped, as ``repr`` would show it.
+    """
+
+    def __init__(self, message: object = "", *args: object) -> None:
+        super().__init__(one_line(str(message)), *args)
 
 
 class ConfigError(NovelViewsError):
