@@ -12,8 +12,9 @@ Each config is ``DTYPE:BATCH`` with optional modifiers ``+cl`` (``SamplingConfig
 channels-last UNet and VAE)
 and ``+compile`` (``SamplingConfig.compile``: ``torch.compile`` of the UNet and VAE decoder in place,
 ``--compile-mode``, static shapes), ``+graph`` (``SamplingConfig.cuda_graph``: the guided UNet
-call replayed from a CUDA graph) and ``+cudnn`` (``SamplingConfig.cudnn_benchmark``: cuDNN picks
-its convolution algorithms by timing them; configs without it run with it off). For
+call replayed from a CUDA graph), ``+cudnn`` (``SamplingConfig.cudnn_benchmark``: cuDNN picks
+its convolution algorithms by timing them; configs without it run with it off) and ``+fuse``
+(``SamplingConfig.fuse_qkv``: one QKV matmul per attention). For
 each: a short warm-up (``--warmup-steps`` DDIM steps; includes compilation), then
 ``--repeats`` full runs timed with CUDA events (median reported), peak memory
 (``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats``, weights included),
@@ -56,7 +57,8 @@ import torch
 from novelviews import cameras as C
 from novelviews.io.runs import atomic_write_json
 from novelviews.model import ViewConditionedLDM, model_config
-from novelviews.sampling import COMPILE_MODES, DTYPES, SamplingConfig, cudnn_benchmark, guided_denoiser, uncompile_model
+from novelviews.sampling import (COMPILE_MODES, DTYPES, SamplingConfig, cudnn_benchmark, guided_denoiser,
+                                 uncompile_model, unfuse_qkv)
 from novelviews.views import generate
 
 DEFAULT_CONFIGS = "fp32:1,fp16:1,fp16:4,fp16:16,bf16:1,bf16:4,bf16:16"
@@ -80,12 +82,13 @@ class BenchConfig:
     compile: bool = False
     graph: bool = False
     cudnn: bool = False  # cudnn.benchmark (sampling.cudnn_benchmark)
+    fuse: bool = False  # fused QKV projections (sampling.fuse_qkv)
 
     @property
     def name(self) -> str:
         return (f"{self.dtype}:{self.batch}" + ("+cl" if self.channels_last else "")
                 + ("+compile" if self.compile else "") + ("+graph" if self.graph else "")
-                + ("+cudnn" if self.cudnn else ""))
+                + ("+cudnn" if self.cudnn else "") + ("+fuse" if self.fuse else ""))
 
 
 def parse_configs(text: str) -> list[BenchConfig]:
@@ -99,14 +102,15 @@ def parse_configs(text: str) -> list[BenchConfig]:
             dtype, batch_s = head.split(":")
             batch = int(batch_s)
         except ValueError:
-            raise SystemExit(f"--configs entry {item!r}: write DTYPE:BATCH[+cl][+compile][+graph][+cudnn], "
+            raise SystemExit(f"--configs entry {item!r}: write DTYPE:BATCH[+cl][+compile][+graph][+cudnn][+fuse], "
                              "e.g. bf16:16+graph")
         if dtype not in DTYPES or batch < 1:
             raise SystemExit(f"--configs entry {item!r}: dtype must be one of {', '.join(DTYPES)} and batch >= 1")
-        bad = [m for m in mods if m not in ("cl", "compile", "graph", "cudnn")]
+        bad = [m for m in mods if m not in ("cl", "compile", "graph", "cudnn", "fuse")]
         if bad:
-            raise SystemExit(f"--configs entry {item!r}: unknown modifier(s) {bad}; use +cl, +compile, +graph, +cudnn")
-        out.append(BenchConfig(dtype, batch, "cl" in mods, "compile" in mods, "graph" in mods, "cudnn" in mods))
+            raise SystemExit(f"--configs entry {item!r}: unknown modifier(s) {bad}; use +cl, +compile, +graph, +cudnn, +fuse")
+        out.append(BenchConfig(dtype, batch, "cl" in mods, "compile" in mods, "graph" in mods, "cudnn" in mods,
+                               "fuse" in mods))
     if not out:
         raise SystemExit("--configs is empty: give at least one DTYPE:BATCH")
     return out
@@ -316,7 +320,8 @@ def run_config(model: ViewConditionedLDM, bc: BenchConfig, args, device: torch.d
         scfg = SamplingConfig(steps=args.steps, guidance_scale=args.guidance, eta=args.eta, batch_size=bc.batch,
                               precision=bc.dtype, seed=args.seed, vae_chunk=args.vae_chunk or SamplingConfig.vae_chunk,
                               cuda_graph=bc.graph, compile=args.compile_mode if bc.compile else "off",
-                              cudnn_benchmark=bc.cudnn, channels_last=bc.channels_last)
+                              cudnn_benchmark=bc.cudnn, channels_last=bc.channels_last,
+                              fuse_qkv=bc.fuse)
         warm = SamplingConfig(**{**asdict(scfg), "steps": max(1, min(args.warmup_steps, args.steps))})
 
         def once(c: SamplingConfig) -> torch.Tensor:
@@ -360,6 +365,8 @@ def run_config(model: ViewConditionedLDM, bc: BenchConfig, args, device: torch.d
         if bc.channels_last:
             model.unet.to(memory_format=torch.contiguous_format)
             model.vae.to(memory_format=torch.contiguous_format)
+        if bc.fuse:
+            unfuse_qkv(model)
         if bc.compile:
             uncompile_model(model)  # undo sampling.compile (nn.Module.compile in place)
             torch._dynamo.reset()
@@ -403,7 +410,8 @@ def markdown_rows(report: dict) -> str:
         if r.get("status") != "ok":
             continue
         variant = " ".join(name for key, name in (("channels_last", "channels-last"), ("compile", "compile"),
-                                                   ("graph", "CUDA graph"), ("cudnn", "cudnn-benchmark"))
+                                                   ("graph", "CUDA graph"), ("cudnn", "cudnn-benchmark"),
+                                                   ("fuse", "fused QKV"))
                            if r.get(key))
         rows.append(
             f"| {gpu} | {r['dtype']} | {r['batch']} | {variant.strip() or 'eager'} | {1000 * r['s_per_view']:.0f} "

@@ -253,6 +253,36 @@ def test_compile_option_compiles_unet_and_decoder_in_place_and_keeps_samples_and
     torch._dynamo.reset()
 
 
+def test_fuse_qkv_keeps_the_samples_and_fuses_once():
+    """sampling.fuse_qkv: every attention of the UNet and the VAE runs one fused QKV matmul; the views
+    equal the unfused ones up to float rounding, and a second call leaves the model as it is."""
+    from novelviews import cameras as C
+    from novelviews.model import ViewConditionedLDM
+    from novelviews.model.configuration import model_config
+    from novelviews.views import generate
+
+    torch.manual_seed(0)
+    model = ViewConditionedLDM(model_config("tiny")).eval()
+    keys = list(model.state_dict())
+    s = model.config.image_size
+    image = torch.rand(1, 3, s, s, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    cond = C.camera_on_sphere(0.3, 0.0, 2.0)[None]
+    targets = torch.stack([C.camera_on_sphere(0.3, a, 2.0) for a in (0.4, -0.6)])
+    with torch.no_grad():
+        plain = generate(model, image, cond, targets, 0.8, cfg=S.SamplingConfig(steps=2, batch_size=2), progress=False)
+        fused = generate(model, image, cond, targets, 0.8, progress=False,
+                         cfg=S.SamplingConfig(steps=2, batch_size=2, fuse_qkv=True))
+    n = S.fuse_qkv(model)
+    from diffusers.models.attention_processor import Attention
+
+    total = sum(isinstance(m, Attention) for part in (model.unet, model.vae) for m in part.modules())
+    assert n == total > 0
+    assert not torch.equal(fused, torch.zeros_like(fused))
+    torch.testing.assert_close(fused, plain, atol=1e-4, rtol=1e-4)
+    S.unfuse_qkv(model)  # the fused copies go, the state dict is the model's own again
+    assert list(model.state_dict()) == keys
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="inductor on CUDA: run on a GPU machine")
 def test_inductor_compiled_graphed_sampling_matches_eager_on_gpu():
     """Compiled and eager differ by the rounding of TF32 convolutions (cuDNN's default; the two

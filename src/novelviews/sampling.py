@@ -68,6 +68,9 @@ class SamplingConfig:
     # UNet and VAE weights in channels-last memory format (in place): faster convolutions on
     # tensor cores together with compile (docs/BENCHMARKS.md); same maths
     channels_last: bool = False
+    # fuse each attention's Q, K and V projections into one matmul (diffusers fuse_qkv_projections,
+    # UNet and VAE, in place; the models gain fused copies of those weights); same maths
+    fuse_qkv: bool = False
     # "reference": the published method's sampler (DDIM, 50 steps, eta 1, CFG 3), which sets those
     # four keys whatever they say; "none": the keys as given
     preset: Literal["none", "reference"] = "none"
@@ -331,7 +334,24 @@ def prepare_for_sampling(model, cfg: SamplingConfig) -> None:
     if cfg.channels_last:
         model.unet.to(memory_format=torch.channels_last)
         model.vae.to(memory_format=torch.channels_last)
+    if cfg.fuse_qkv:
+        fuse_qkv(model)
     compile_model(model, cfg.compile)
+
+
+def fuse_qkv(model) -> int:
+    """Fuse the Q/K/V projections of the UNet's and the VAE's attention layers (diffusers
+    ``fuse_qkv_projections``) unless they are fused already. Returns how many attention layers
+    run fused now. The fused weights are copies, also in the state dicts, and do not follow later
+    changes of the originals: fuse a model that only samples."""
+    from diffusers.models.attention_processor import Attention
+
+    for part in (model.unet, getattr(model, "vae", None)):
+        fuse = getattr(part, "fuse_qkv_projections", None)
+        if fuse is not None and getattr(part, "original_attn_processors", None) is None:
+            fuse()
+    return sum(1 for part in (model.unet, getattr(model, "vae", None)) if part is not None
+               for m in part.modules() if isinstance(m, Attention) and getattr(m, "fused_projections", False))
 
 
 def compiled_sampling(model, cfg: SamplingConfig, device, dtype: torch.dtype, batches: Sequence[int], anchors: int = 1):
@@ -345,10 +365,29 @@ def compiled_sampling(model, cfg: SamplingConfig, device, dtype: torch.dtype, ba
     from .compile_cache import cached_compilation, key_fields
 
     options = {"compile": cfg.compile, "precision": str(dtype).removeprefix("torch."),
-               "channels_last": cfg.channels_last, "batches": list(batches), "anchors": anchors,
+               "channels_last": cfg.channels_last, "fuse_qkv": cfg.fuse_qkv, "batches": list(batches), "anchors": anchors,
                "guided": cfg.guidance_scale != 1.0, "vae_chunk": cfg.vae_chunk, "vae_tiling": cfg.vae_tiling}
     seen = model.__dict__.setdefault("_compile_cache_loaded", set())
     return cached_compilation(key_fields(model.config, device, options), seen=seen)
+
+
+def unfuse_qkv(model) -> None:
+    """Undo :func:`fuse_qkv`: the attention layers run their separate projections again and the
+    fused copies of the weights are dropped."""
+    from diffusers.models.attention_processor import Attention
+
+    for part in (model.unet, getattr(model, "vae", None)):
+        if part is None:
+            continue
+        if getattr(part, "original_attn_processors", None) is not None:
+            part.unfuse_qkv_projections()
+            part.original_attn_processors = None
+        for m in part.modules():
+            if isinstance(m, Attention):
+                m.fused_projections = False
+                for name in ("to_qkv", "to_kv"):
+                    if hasattr(m, name):
+                        delattr(m, name)
 
 
 def uncompile_model(model) -> None:
