@@ -64,7 +64,10 @@ class FakeTorchCache:
     def __init__(self, payload: bytes | None = b"artifacts-1"):
         self.payload, self.loaded = payload, []
 
+    saves = 0
+
     def save(self):
+        self.saves += 1
         return None if self.payload is None else (self.payload, torch.compiler.CacheInfo())
 
     def load(self, data: bytes):
@@ -166,8 +169,19 @@ def test_generate_writes_and_reads_the_file_of_its_settings(tmp_path, monkeypatc
     assert header["fields"]["options"]["batches"] == [1, 2]  # 3 targets at batch 2: shapes 2 and 1
     assert header["fields"]["options"]["compile"] == "default" and header["fields"]["model"]["image_size"] == 32
     assert fake.loaded == []  # the file did not exist before the first compiled run
+    saves = fake.saves
     run(model, compile="default")
     assert fake.loaded == []  # this model already went through it: not loaded again
+    assert fake.saves == saves  # nothing new was compiled: the artifacts are not collected again
+    from torch._dynamo.utils import counters
+
+    def compiles(module, args):  # the UNet call counts a new graph, as a recompilation would
+        counters["stats"]["unique_graphs"] += 1
+
+    hook = model.unet.register_forward_pre_hook(compiles)
+    run(model, compile="default")
+    hook.remove()
+    assert fake.saves == saves + 1
     fresh, *_ = _tiny_inputs()
     run(fresh, compile="default")
     assert fake.loaded == [b"artifacts-1"]  # a new model (a new process) loads it

@@ -198,19 +198,31 @@ def cached_compilation(fields: Mapping[str, Any], enabled: bool = True, folder: 
                        seen: set | None = None) -> Iterator[Path | None]:
     """Around code that compiles: load the artifacts for ``fields`` before it, save them after it
     (only when the block succeeds). ``seen``: keys this caller has already loaded (a model
-    compiled in this process loads its file once); the key is added to it. Yields the file, or
+    compiled in this process loads its file once); the key is added to it. A caller that has seen
+    the key saves again only when the block compiled new graphs: collecting the artifacts costs
+    about half a second for the ZeroNVS UNet, too much to pay on every call. Yields the file, or
     None when disabled."""
     if not enabled:
         yield None
         return
     path = cache_file(fields, folder)
     key = path.name
-    if seen is None or key not in seen:
+    first = seen is None or key not in seen
+    if first:
         load(path, fields)
         if seen is not None:
             seen.add(key)
+    graphs = compiled_graphs()
     yield path
-    save(path, fields)
+    if first or compiled_graphs() != graphs:
+        save(path, fields)
+
+
+def compiled_graphs() -> int:
+    """How many graphs dynamo has compiled in this process (its ``unique_graphs`` counter)."""
+    from torch._dynamo.utils import counters
+
+    return int(counters["stats"]["unique_graphs"])
 
 
 # --------------------------------------------------------------------------- nvs cache
