@@ -5,7 +5,7 @@ against the SDS NeRF of ``nvs distill`` on procedural scenes with exact ground t
 device with random weights, nothing loaded; as benchmarks/sampling.py builds it), one input
 photo (a procedural scene rendered at the model's size), ``views.num`` = ``--views`` (64)
 generated views at ``--size`` (256) px and the splat fit at the reconstruct defaults, or
-``--set key=value`` overrides of :class:`~novelviews.splats.reconstruct.ReconstructConfig`
+``--set key=value`` overrides of :class:`~novelviews.splats.reconstruct_config.ReconstructConfig`
 (e.g. ``--set splats.backend=gsplat fit.steps=2000``). Reported: wall time of each phase (model
 build; generation up to its last VAE decode, the GPU synchronised there; the fit loop, as the run
 measures it; setup and outputs: the views saved and read back, the initial Gaussians, the final
@@ -181,7 +181,8 @@ def check_input_mapped(c2w_in_scene: torch.Tensor, frame: dict[str, Any], distan
 
 def timing_part(args, device: torch.device, rec: dict, save: Callable[[], None], work: Path) -> None:
     from novelviews.io.images import save_image
-    from novelviews.splats.reconstruct import ReconstructConfig, run_reconstruct
+    from novelviews.splats.reconstruct import run_reconstruct
+    from novelviews.splats.reconstruct_config import ReconstructConfig
 
     rec["status"] = "running"
     t0 = time.perf_counter()
@@ -291,7 +292,8 @@ def scores(pred: torch.Tensor, gt: torch.Tensor) -> dict[str, list[float]]:
 def run_splats(photo: Path, run: Path, model, args, device, scene_c2w_in, tgt, fov, depth_scale, S) -> dict:
     from novelviews.splats.fit import render_views
     from novelviews.splats.ply import read_splat_ply
-    from novelviews.splats.reconstruct import ReconstructConfig, run_reconstruct
+    from novelviews.splats.reconstruct import run_reconstruct
+    from novelviews.splats.reconstruct_config import ReconstructConfig
 
     cfg = load(ReconstructConfig, overrides=QUIET_SPLATS + list(args.set))
     frame = method_frame(scene_c2w_in, cfg.camera.distance)

@@ -91,6 +91,32 @@ class BenchConfig:
                 + ("+cudnn" if self.cudnn else "") + ("+fuse" if self.fuse else ""))
 
 
+def profile_call(fn: Callable[[], Any], device: torch.device, rows: int = 25) -> dict[str, Any]:
+    """One call of ``fn`` under torch.profiler: its wall time, the time the device was busy (the
+    sum of the kernels' own times: a busy share well under 1 means the GPU waits for the host),
+    and the top ``rows`` operators by own device time (CPU time on a CPU) as a table."""
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = device.type == "cuda"
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    if cuda:
+        torch.cuda.synchronize(device)
+    t = time.perf_counter()
+    with profile(activities=acts) as prof:
+        fn()
+        if cuda:
+            torch.cuda.synchronize(device)
+    wall_ms = 1000 * (time.perf_counter() - t)
+    events = prof.key_averages()
+    key = "self_device_time_total" if cuda else "self_cpu_time_total"
+    if cuda and len(events) and not hasattr(events[0], key):
+        key = "self_cuda_time_total"  # the name before torch 2.4
+    busy_ms = sum(getattr(e, key) for e in events) / 1000 if cuda else None
+    return {"wall_ms": round(wall_ms, 3), "device_busy_ms": None if busy_ms is None else round(busy_ms, 3),
+            "device_busy_share": None if busy_ms is None else round(busy_ms / wall_ms, 4),
+            "sort_by": key, "table": events.table(sort_by=key, row_limit=rows)}
+
+
 def parse_configs(text: str) -> list[BenchConfig]:
     """``"fp16:16,bf16:1+cl+compile"`` -> configs (raises SystemExit with the fix on bad input)."""
     out = []
@@ -331,6 +357,9 @@ def run_config(model: ViewConditionedLDM, bc: BenchConfig, args, device: torch.d
             img = timed_runs(rec, lambda: once(warm), lambda: once(scfg), args.repeats, deadline, timer,
                              device, bc.batch)
         rec["output_finite"] = bool(torch.isfinite(img).all()) if img is not None else None
+        if args.profile and img is not None:
+            with torch.no_grad():
+                rec["profile"] = profile_call(lambda: once(scfg), device, args.profile_rows)
         if cuda:
             rec["peak_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
             rec["peak_reserved_gib"] = torch.cuda.max_memory_reserved(device) / 2**30
@@ -450,6 +479,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--budget-seconds", type=float, default=150.0, help="stop starting configs after this (from start)")
     p.add_argument("--device", default="auto", help="auto | cuda | cuda:N | cpu")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--profile", action="store_true",
+                   help="also profile one full run per config (device busy share, top operators) into the JSON")
+    p.add_argument("--profile-rows", type=int, default=25, help="operators in each --profile table")
     p.add_argument("--out", type=Path, default=None, help="JSON output (default: $OUT/sampling.json if $OUT is set)")
     args = p.parse_args(argv)
     for name in ("steps", "repeats", "unet_iters", "warmup_steps", "size"):

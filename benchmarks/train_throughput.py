@@ -58,8 +58,9 @@ from novelviews.config import from_dict
 from novelviews.io.runs import atomic_write_json
 from novelviews.model import ViewConditionedLDM, model_config
 from novelviews.runtime import resolve_device
-from novelviews.train.data import PairBatches, PairDataset, ViewPool, images_to_float
+from novelviews.train.data import ViewPool, images_to_float
 from novelviews.train.module import prepare_for_training
+from novelviews.train.pairs import PairBatches, PairDataset
 from novelviews.train.run import TrainConfig
 
 AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}

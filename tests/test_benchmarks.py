@@ -31,7 +31,8 @@ TINY = ["--preset", "tiny", "--size", "32", "--steps", "2", "--device", "cpu", "
 def test_main_runs_tiny_and_writes_json(bench, tmp_path):
     torch.manual_seed(0)
     out = tmp_path / "sampling.json"
-    rep = bench.main(TINY + ["--configs", "fp32:1,fp32:3", "--channels-last", "--out", str(out)])
+    rep = bench.main(TINY + ["--configs", "fp32:1,fp32:3", "--channels-last", "--profile", "--profile-rows", "4",
+                             "--out", str(out)])
     data = json.loads(out.read_text())
     assert data["results"] == json.loads(json.dumps(rep["results"]))
     names = [r["config"] for r in data["results"]]
@@ -43,6 +44,8 @@ def test_main_runs_tiny_and_writes_json(bench, tmp_path):
         assert r["s_per_view"] == pytest.approx(r["latency_s"] / r["batch"])
         assert r["unet_ms_per_step"] > 0 and r["output_finite"] is True
         assert "achieved_tflops" not in r  # the docs/REFERENCE.md cost model is for the zeronvs preset only
+        prof = r["profile"]  # --profile: one more full run under torch.profiler, its top operators
+        assert prof["wall_ms"] > 0 and prof["device_busy_share"] is None and "convolution" in prof["table"]
     assert data["parameters"]["unet"] > 0 and data["environment"]["torch"] == torch.__version__
     assert data["environment"]["unet_attention_processor"]
     assert data["markdown_rows"].count("\n") == 1 and data["markdown_rows"].startswith("| cpu | fp32 | 1 | eager |")
@@ -58,8 +61,10 @@ def test_budget_spent_skips_but_still_writes(bench, tmp_path):
 
 
 def test_parse_and_expand_configs(bench):
-    cs = bench.parse_configs("fp32:1, bf16:4, fp16:16+cl+compile, bf16:1+graph, bf16:16+cudnn+graph")
-    assert [c.name for c in cs] == ["fp32:1", "bf16:4", "fp16:16+cl+compile", "bf16:1+graph", "bf16:16+graph+cudnn"]
+    cs = bench.parse_configs("fp32:1, bf16:4, fp16:16+cl+compile, bf16:1+graph, bf16:16+cudnn+graph+fuse")
+    assert [c.name for c in cs] == ["fp32:1", "bf16:4", "fp16:16+cl+compile", "bf16:1+graph",
+                                    "bf16:16+graph+cudnn+fuse"]
+    assert cs[4].fuse and not cs[3].fuse
     assert cs[3].graph and not cs[2].graph and cs[4].cudnn and not cs[3].cudnn
     ex = bench.expand_configs(bench.parse_configs("fp32:1,bf16:1,bf16:16"), channels_last=True, compile_=True)
     assert [c.name for c in ex] == ["fp32:1", "bf16:1", "bf16:16", "bf16:16+cl", "bf16:1+cl",

@@ -109,7 +109,8 @@ def test_reconstruct_a_posed_dataset_scores_held_out_photos_and_resumes(tmp_path
     from novelviews.cli import main
     from novelviews.config import load
     from novelviews.splats.ply import read_splat_ply
-    from novelviews.splats.reconstruct import ReconstructConfig, read_run_config, run_reconstruct
+    from novelviews.splats.reconstruct import run_reconstruct
+    from novelviews.splats.reconstruct_config import ReconstructConfig, read_run_config
 
     data = write_capture(tmp_path / "capture")
     run = tmp_path / "run"
@@ -154,7 +155,8 @@ def test_reconstruct_a_posed_dataset_scores_held_out_photos_and_resumes(tmp_path
 
 
 def test_initial_gaussians_lie_in_the_photos_common_view_volume(tmp_path):
-    from novelviews.splats.reconstruct import InitConfig, random_init
+    from novelviews.splats.init import random_init
+    from novelviews.splats.reconstruct_config import InitConfig
 
     c2w = scene_frame(capture_cameras([0.0, 75.0, 150.0])).to_run(capture_cameras([0.0, 75.0, 150.0]))
     S = 16

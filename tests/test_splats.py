@@ -531,7 +531,8 @@ def test_nvs_reconstruct_end_to_end_and_resume(tmp_path, tiny_model_dir, photo_f
     fit steps and resumed ends with the same Gaussians as the uninterrupted run."""
     from novelviews.cli import main
     from novelviews.splats.ply import read_point_ply, read_splat_ply
-    from novelviews.splats.reconstruct import ReconstructConfig, read_run_config, run_reconstruct
+    from novelviews.splats.reconstruct import run_reconstruct
+    from novelviews.splats.reconstruct_config import ReconstructConfig, read_run_config
     from novelviews.config import load
 
     run = tmp_path / "run"

@@ -9,8 +9,9 @@ from novelviews.config import from_dict
 from novelviews.errors import ConfigError, DatasetError
 from novelviews.model.configuration import model_config
 from novelviews.model.ldm import ViewConditionedLDM
-from novelviews.train.data import PairBatches, PairDataset, ViewPool
+from novelviews.train.data import ViewPool
 from novelviews.train.module import LDMModule, prepare_for_training
+from novelviews.train.pairs import PairBatches, PairDataset
 from novelviews.train.run import TrainConfig, parse_data_args, run_train
 
 
@@ -50,9 +51,9 @@ def test_vectorized_batches_valid_and_deterministic():
     assert b0["cond"].shape == (64, 3, 32, 32) and b0["cam"].shape == (64, 19)
     assert torch.equal(batches[0]["cam"], b0["cam"]) and not torch.equal(batches[1]["cam"], b0["cam"])
     rng = np.random.default_rng(0)
-    from novelviews.train.data import _pairs_vectorized
+    from novelviews.train.pairs import pairs_vectorized
 
-    a, b = _pairs_vectorized(ds, rng, 2000)
+    a, b = pairs_vectorized(ds, rng, 2000)
     assert (a != b).all() and (pool.scene[a] == pool.scene[b]).all()
     in_gap_scene = (pool.scene[a] == 2).numpy()
     assert in_gap_scene.any()
@@ -475,7 +476,7 @@ def _assert_same_training(a, b):
 
 
 def test_batch_order_shares_batches_between_ranks_and_skips_consumed_ones():
-    from novelviews.train.data import BatchOrder
+    from novelviews.train.pairs import BatchOrder
 
     order = BatchOrder(3)
     assert len(order) == 3 and list(order) == [0, 1, 2]
@@ -512,7 +513,7 @@ def test_a_finished_run_resumed_to_more_steps_equals_a_run_of_those_steps(tmp_pa
     saved config (no data named again; a changed learning rate is ignored, with a note), continues the
     batch order (batches 2 and 3, not 0 and 1 again) and the random streams (noise, timesteps, dropout)."""
     from novelviews.cli import main
-    from novelviews.train import data as D
+    from novelviews.train import pairs as D
 
     make_pool(scenes=2, views=4).save(tmp_path / "pool.pt")
     base = {"arch": "tiny", "batch_size": 2, "num_workers": 0, "val_every": 100, "ckpt_every": 2, "val_batch": 2,

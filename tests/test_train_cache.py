@@ -9,7 +9,8 @@ from novelviews import cameras as C
 from novelviews.config import from_dict
 from novelviews.model.configuration import model_config
 from novelviews.model.ldm import ViewConditionedLDM
-from novelviews.train.data import PairBatches, PairDataset, ViewPool, cache_pool_latents, images_to_float
+from novelviews.train.data import ViewPool, cache_pool_latents, images_to_float
+from novelviews.train.pairs import PairBatches, PairDataset
 from novelviews.train.module import LDMModule
 from novelviews.train.run import TrainConfig, run_train
 

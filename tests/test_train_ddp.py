@@ -14,8 +14,10 @@ import torch
 from novelviews.config import from_dict
 from novelviews.model.configuration import model_config
 from novelviews.model.ldm import ViewConditionedLDM
-from novelviews.train.data import PairBatches, PairDataset, images_to_float
-from novelviews.train.module import Exporter, LDMModule
+from novelviews.train.callbacks import Exporter
+from novelviews.train.data import images_to_float
+from novelviews.train.module import LDMModule
+from novelviews.train.pairs import PairBatches, PairDataset
 from novelviews.train.run import TrainConfig
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -31,7 +33,7 @@ from pathlib import Path
 work = Path(sys.argv[1])
 from novelviews.config import from_dict
 from novelviews.model.ldm import ViewConditionedLDM
-from novelviews.train import data as D
+from novelviews.train import pairs as D
 from novelviews.train.run import TrainConfig, run_train
 
 

@@ -15,9 +15,9 @@ from novelviews.errors import ConfigError, DatasetError
 from novelviews.model.configuration import model_config
 from novelviews.model.ldm import ViewConditionedLDM
 from novelviews.synth.photo_planes import random_card_scene, render_photo_planes
-from novelviews.train.data import (PairBatches, PairDataset, _pairs_vectorized, photo_plane_offsets,
-                                   pool_from_photo_planes)
+from novelviews.train.data import photo_plane_offsets, pool_from_photo_planes
 from novelviews.train.module import VAEModule
+from novelviews.train.pairs import PairBatches, PairDataset, pairs_vectorized
 from novelviews.train.run import TrainConfig
 
 
@@ -89,7 +89,7 @@ def test_identity_pairs_share_and_zero_offset_embedding():
     pool = _pool()
     ds = PairDataset(pool, "6dof+1", identity_fraction=0.3)
     ds.prepare_vectorized()
-    a, b = _pairs_vectorized(ds, np.random.default_rng(0), 4000)
+    a, b = pairs_vectorized(ds, np.random.default_rng(0), 4000)
     same = a == b
     assert abs(same.mean() - 0.3) < 0.03 and (pool.scene[a] == pool.scene[b]).all()
     batch = ds.gather(torch.from_numpy(a[same][:8]), torch.from_numpy(b[same][:8]))
@@ -100,7 +100,7 @@ def test_identity_pairs_share_and_zero_offset_embedding():
     # without identity pairs the draws are those of before (same stream), and never a == b
     plain = PairDataset(pool, "6dof+1")
     plain.prepare_vectorized()
-    a0, b0 = _pairs_vectorized(plain, np.random.default_rng(0), 4000)
+    a0, b0 = pairs_vectorized(plain, np.random.default_rng(0), 4000)
     assert (a0 != b0).all() and np.array_equal(a0, a)
     assert PairBatches([plain], [1.0], 16, 2, seed=1)[0]["cam"].shape == (16, 19)
     with pytest.raises(DatasetError):

@@ -7,7 +7,8 @@
 #   3. ours at the 10-step default (TEN_CONFIGS), batch 16 and one view.
 # Also records whether a CUDA compiler is present (gsplat builds its CUDA code with it).
 #   OUT=/tmp/st bash scripts/gpu/sampling_targets.sh   (env: LOOPS_S, FIFTY_S, TEN_S budgets in seconds;
-#                                                       FIFTY_CONFIGS, TEN_CONFIGS; SKIP_LOOPS=1)
+#                                                       FIFTY_CONFIGS, TEN_CONFIGS; SKIP_LOOPS=1; PROFILE=1:
+#                                                       a torch.profiler table of one run per config)
 set -uo pipefail
 DEST=${OUT:-runs/sampling_targets}
 mkdir -p "$DEST"
@@ -26,13 +27,13 @@ FAST=bf16:16+cl+compile+graph+cudnn
 FIFTY_CONFIGS=${FIFTY_CONFIGS:-$FAST,$FAST+fuse,bf16:1+cl+compile+graph+cudnn+fuse}
 FIFTY_S=${FIFTY_S:-230}
 timeout $(( FIFTY_S + 15 )) python benchmarks/sampling.py --device cuda --steps 50 --eta 1 --configs "$FIFTY_CONFIGS" \
-    --budget-seconds "$FIFTY_S" --compile-min-seconds 10 --out "$DEST/sampling_zeronvs_50steps.json" \
+    --budget-seconds "$FIFTY_S" --compile-min-seconds 10 ${PROFILE:+--profile} --out "$DEST/sampling_zeronvs_50steps.json" \
     > "$DEST/sampling_50steps.log" 2>&1
 echo "ours, 50 steps: exit $?"
 TEN_CONFIGS=${TEN_CONFIGS:-$FAST,$FAST+fuse,bf16:1+cl+compile+graph+cudnn+fuse}
 TEN_S=${TEN_S:-200}
 timeout $(( TEN_S + 15 )) python benchmarks/sampling.py --device cuda --steps 10 --eta 1 --configs "$TEN_CONFIGS" \
-    --budget-seconds "$TEN_S" --compile-min-seconds 10 --out "$DEST/sampling_zeronvs_10steps.json" \
+    --budget-seconds "$TEN_S" --compile-min-seconds 10 ${PROFILE:+--profile} --out "$DEST/sampling_zeronvs_10steps.json" \
     > "$DEST/sampling_10steps.log" 2>&1
 echo "ours, 10 steps: exit $?"
 tail -n 5 "$DEST"/*.log
