@@ -208,25 +208,34 @@ def test_cudnn_benchmark_is_set_for_the_block_and_restored():
         torch.backends.cudnn.benchmark = before
 
 
+def _tiny_model_and_orbit(azimuths):
+    """A tiny random model (eval), one input image in [-1, 1], its camera and targets at ``azimuths``."""
+    from novelviews import cameras as C
+    from novelviews.model import ViewConditionedLDM
+    from novelviews.model.configuration import model_config
+
+    torch.manual_seed(0)
+    model = ViewConditionedLDM(model_config("tiny")).eval()
+    s = model.config.image_size
+    image = torch.rand(1, 3, s, s, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    cond = C.camera_on_sphere(0.3, 0.0, 2.0)[None]
+    targets = torch.stack([C.camera_on_sphere(0.3, a, 2.0) for a in azimuths])
+    return model, image, cond, targets
+
+
 def test_compile_option_compiles_unet_and_decoder_in_place_and_keeps_samples_and_keys():
     """sampling.compile: views.generate compiles the UNet and VAE decoder once, in place (state dict keys unchanged),
     and the samples equal the eager ones. The graph-capturing "aot_eager" backend stands in for
     inductor on this CPU (same dynamo tracing, no C++ compilation); GPU timings: docs/BENCHMARKS.md."""
-    from novelviews import cameras as C
     from novelviews.config import from_dict
     from novelviews.model import ViewConditionedLDM
     from novelviews.model.configuration import model_config
     from novelviews.views import generate
 
-    torch.manual_seed(0)
-    model = ViewConditionedLDM(model_config("tiny")).eval()
-    keys = list(model.state_dict())
-    s = model.config.image_size
-    image = torch.rand(1, 3, s, s, generator=torch.Generator().manual_seed(1)) * 2 - 1
-    cond = C.camera_on_sphere(0.3, 0.0, 2.0)[None]
     # two full batches: aot_eager (not inductor) on this CPU fails to decode a batch of 1 after a
     # batch of 2 (a stride guard of its own; inductor runs it)
-    targets = torch.stack([C.camera_on_sphere(0.3, a, 2.0) for a in (0.4, -0.6, 1.0, -1.2)])
+    model, image, cond, targets = _tiny_model_and_orbit((0.4, -0.6, 1.0, -1.2))
+    keys = list(model.state_dict())
     cfg = S.SamplingConfig(steps=3, batch_size=2, compile="default")
     with torch.no_grad():
         eager = generate(model, image, cond, targets, 0.8, cfg=S.SamplingConfig(steps=3, batch_size=2), progress=False)
@@ -256,18 +265,10 @@ def test_compile_option_compiles_unet_and_decoder_in_place_and_keeps_samples_and
 def test_fuse_qkv_keeps_the_samples_and_fuses_once():
     """sampling.fuse_qkv: every attention of the UNet and the VAE runs one fused QKV matmul; the views
     equal the unfused ones up to float rounding, and a second call leaves the model as it is."""
-    from novelviews import cameras as C
-    from novelviews.model import ViewConditionedLDM
-    from novelviews.model.configuration import model_config
     from novelviews.views import generate
 
-    torch.manual_seed(0)
-    model = ViewConditionedLDM(model_config("tiny")).eval()
+    model, image, cond, targets = _tiny_model_and_orbit((0.4, -0.6))
     keys = list(model.state_dict())
-    s = model.config.image_size
-    image = torch.rand(1, 3, s, s, generator=torch.Generator().manual_seed(1)) * 2 - 1
-    cond = C.camera_on_sphere(0.3, 0.0, 2.0)[None]
-    targets = torch.stack([C.camera_on_sphere(0.3, a, 2.0) for a in (0.4, -0.6)])
     with torch.no_grad():
         plain = generate(model, image, cond, targets, 0.8, cfg=S.SamplingConfig(steps=2, batch_size=2), progress=False)
         fused = generate(model, image, cond, targets, 0.8, progress=False,

@@ -23,17 +23,13 @@ if [ "${SKIP_LOOPS:-0}" != 1 ]; then
       --out "$DEST/diffusers_loops_zeronvs_50steps.json" > "$DEST/diffusers_loops.log" 2>&1
   echo "diffusers loops: exit $?"
 fi
+ours() {  # ours STEPS CONFIGS BUDGET_S: benchmarks/sampling.py -> sampling_zeronvs_${STEPS}steps.json + log
+  timeout $(( $3 + 15 )) python benchmarks/sampling.py --device cuda --steps "$1" --eta 1 --configs "$2" \
+      --budget-seconds "$3" --compile-min-seconds 10 ${PROFILE:+--profile} \
+      --out "$DEST/sampling_zeronvs_$1steps.json" > "$DEST/sampling_$1steps.log" 2>&1
+  echo "ours, $1 steps: exit $?"
+}
 FAST=bf16:16+cl+compile+graph+cudnn
-FIFTY_CONFIGS=${FIFTY_CONFIGS:-$FAST,$FAST+fuse,bf16:1+cl+compile+graph+cudnn+fuse}
-FIFTY_S=${FIFTY_S:-230}
-timeout $(( FIFTY_S + 15 )) python benchmarks/sampling.py --device cuda --steps 50 --eta 1 --configs "$FIFTY_CONFIGS" \
-    --budget-seconds "$FIFTY_S" --compile-min-seconds 10 ${PROFILE:+--profile} --out "$DEST/sampling_zeronvs_50steps.json" \
-    > "$DEST/sampling_50steps.log" 2>&1
-echo "ours, 50 steps: exit $?"
-TEN_CONFIGS=${TEN_CONFIGS:-$FAST,$FAST+fuse,bf16:1+cl+compile+graph+cudnn+fuse}
-TEN_S=${TEN_S:-200}
-timeout $(( TEN_S + 15 )) python benchmarks/sampling.py --device cuda --steps 10 --eta 1 --configs "$TEN_CONFIGS" \
-    --budget-seconds "$TEN_S" --compile-min-seconds 10 ${PROFILE:+--profile} --out "$DEST/sampling_zeronvs_10steps.json" \
-    > "$DEST/sampling_10steps.log" 2>&1
-echo "ours, 10 steps: exit $?"
+ours 50 "${FIFTY_CONFIGS:-$FAST,$FAST+fuse,bf16:1+cl+compile+graph+cudnn+fuse}" "${FIFTY_S:-230}"
+ours 10 "${TEN_CONFIGS:-$FAST,$FAST+fuse,bf16:1+cl+compile+graph+cudnn+fuse}" "${TEN_S:-200}"
 tail -n 5 "$DEST"/*.log

@@ -16,13 +16,15 @@ TEN_S=${TEN_S:-150}; QUALITY_S=${QUALITY_S:-320}; FIFTY_S=${FIFTY_S:-110}
 export PYTHONUNBUFFERED=1
 pack() { (cd "$DEST" && tar czf "$1.tgz" "$1" && rm -rf "$1"); }
 FAST=cl+compile+graph+cudnn
-if [ "$TEN_S" -gt 0 ]; then
-  mkdir -p "$DEST/ten"
-  timeout $(( TEN_S + 20 )) python benchmarks/sampling.py --device "$DEV" --steps 10 --eta 1 \
-      --configs "bf16:16+$FAST,bf16:1+$FAST" --budget-seconds "$TEN_S" --compile-min-seconds 10 \
-      --out "$DEST/ten/sampling_zeronvs_10steps.json" > "$DEST/ten/sampling_10steps.log" 2>&1
-  echo "10 steps: exit $?"; pack ten
-fi
+ours() {  # ours STEPS CONFIGS BUDGET_S NAME: benchmarks/sampling.py into $DEST/NAME, then packed
+  [ "$3" -gt 0 ] || return 0
+  mkdir -p "$DEST/$4"
+  timeout $(( $3 + 20 )) python benchmarks/sampling.py --device "$DEV" --steps "$1" --eta 1 --configs "$2" \
+      --budget-seconds "$3" --compile-min-seconds 10 --out "$DEST/$4/sampling_zeronvs_$1steps.json" \
+      > "$DEST/$4/sampling_$1steps.log" 2>&1
+  echo "$1 steps: exit $?"; pack "$4"
+}
+ours 10 "bf16:16+$FAST,bf16:1+$FAST" "$TEN_S" ten
 mkdir -p "$DEST/quality"
 timeout $(( QUALITY_S + 20 )) python benchmarks/reconstruct.py --part quality --device "$DEV" --model "${MODEL:-demo}" \
     --scenes "${SCENES:-8}" --distill-steps "${DISTILL_STEPS:-400}" --budget-seconds "$QUALITY_S" \
@@ -30,10 +32,4 @@ timeout $(( QUALITY_S + 20 )) python benchmarks/reconstruct.py --part quality --
     --grid "$DEST/quality/reconstruct_quality_grid.png" --out "$DEST/quality/reconstruct_quality.json" \
     > "$DEST/quality/reconstruct_quality.log" 2>&1
 echo "quality: exit $?"; pack quality
-if [ "$FIFTY_S" -gt 0 ]; then
-  mkdir -p "$DEST/fifty"
-  timeout $(( FIFTY_S + 20 )) python benchmarks/sampling.py --device "$DEV" --steps 50 --eta 1 \
-      --configs "bf16:16+$FAST" --budget-seconds "$FIFTY_S" --compile-min-seconds 10 \
-      --out "$DEST/fifty/sampling_zeronvs_50steps.json" > "$DEST/fifty/sampling_50steps.log" 2>&1
-  echo "50 steps: exit $?"; pack fifty
-fi
+ours 50 "bf16:16+$FAST" "$FIFTY_S" fifty
