@@ -143,7 +143,8 @@ def cmd_export(args) -> None:
 def cmd_reconstruct(args) -> None:
     from pathlib import Path
 
-    from .splats.reconstruct import ReconstructConfig, run_reconstruct
+    from .splats.reconstruct import run_reconstruct
+    from .splats.reconstruct_config import ReconstructConfig
 
     if args.image and "=" in args.image and not Path(args.image).exists():  # `--resume --out R key=value`
         args.overrides, args.image = [args.image] + list(args.overrides), None

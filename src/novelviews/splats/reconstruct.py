@@ -37,206 +37,23 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
 import torch
 
 from .. import cameras as C
-from ..config import check_range, from_dict, read_yaml, save_config
+from ..config import save_config
 from ..errors import NovelViewsError
-from ..multiview import AnchorConfig
 from ..sampling import SamplingConfig
-from ..views import ImageConfig, InputCameraConfig
-from .backend import SplatRenderConfig
-from .fit import FitConfig, Fitter, TrainView, render_views
-from .gaussians import GaussianModel
-from .posed_inputs import PLACEMENTS, PosedInputsConfig
+from .fit import Fitter, TrainView, render_views
+from .init import generated_cameras, held_out, orbit_video_cameras, random_init
+from .reconstruct_config import ReconstructConfig, read_run_config
 
 CHECKPOINT = "checkpoints/last.pt"
 INPUTS = "inputs"
-INIT_DRAWS = 64
 ProgressFn = Callable[[dict], None]
-
-
-@dataclass
-class GeneratedViewsConfig:
-    """The generated views the splats are fitted to."""
-
-    num: int = 32
-    elevation_offsets_deg: tuple[float, ...] = (0.0, 15.0, -10.0)
-    """elevation offsets from the input's, used in turn by consecutive views"""
-    holdout_every: int = 8
-    """every this many generated views, one is held out of the fit and scored (0 = none)"""
-    placement: str = "arc"
-    """around a dataset's photos: arc (the azimuths they cover) | orbit (the whole circle); one photo: an orbit"""
-
-    def validate(self) -> None:
-        check_range("views.num", self.num, 1, 4096)
-        check_range("views.holdout_every", self.holdout_every, 0, None)
-        if self.holdout_every == 1:
-            raise NovelViewsError("views.holdout_every=1 would hold out every generated view: use 0 or >= 2")
-        for i, e in enumerate(self.elevation_offsets_deg):
-            check_range(f"views.elevation_offsets_deg[{i}]", e, -89.0, 89.0)
-        if self.placement not in PLACEMENTS:
-            raise NovelViewsError(f"config key 'views.placement' = {self.placement!r}: choose one of "
-                                  f"{', '.join(PLACEMENTS)}")
-
-
-@dataclass
-class InitConfig:
-    """The Gaussians before the fit."""
-
-    points: int = 5000
-    radius: float = 0.0
-    """radius of the ball of random initial points around the orbit centre (0 = the input frustum's
-    half-width there, camera.distance x tan(fov / 2))"""
-    opacity: float = 0.1
-    visible_in: float = 1.0
-    """a dataset's run keeps initial points seen by at least this fraction of its input photos (1 = their
-    common view volume); one photo keeps every point"""
-
-    def validate(self) -> None:
-        check_range("init.points", self.points, 1, 10_000_000)
-        check_range("init.radius", self.radius, 0.0, None)
-        check_range("init.visible_in", self.visible_in, 0.0, 1.0)
-        check_range("init.opacity", self.opacity, 0.0, 1.0, lo_open=True)
-        if self.opacity >= 1.0:
-            raise NovelViewsError("init.opacity must be below 1 (it is stored as a logit)")
-
-
-@dataclass
-class ReconstructOutputConfig:
-    checkpoint_every: int = 500
-    log_every: int = 50
-    """progress events and metrics.csv every this many steps"""
-    video_frames: int = 60
-    fps: int = 24
-    size: int = 0
-    """side of the video and held-out renders (0 = the training views' size)"""
-
-    def validate(self) -> None:
-        check_range("output.checkpoint_every", self.checkpoint_every, 1, None)
-        check_range("output.log_every", self.log_every, 1, None)
-        check_range("output.video_frames", self.video_frames, 0, 100000)
-        check_range("output.fps", self.fps, 1, 240)
-        check_range("output.size", self.size, 0, 8192)
-
-
-@dataclass
-class ReconstructConfig:
-    """``nvs reconstruct``: one image or a posed dataset -> generated views -> 3D Gaussian splats."""
-
-    model: str = "demo"
-    device: str = "auto"
-    use_ema: bool = True
-    input_weight: float = 4.0
-    """loss weight of each input photo (the generated views weigh 1)"""
-    background: tuple[float, float, float] = (1.0, 1.0, 1.0)
-    """background colour of the renders (the photo's and the generated views' background)"""
-    camera: InputCameraConfig = field(default_factory=InputCameraConfig)
-    image: ImageConfig = field(default_factory=ImageConfig)
-    inputs: PosedInputsConfig = field(default_factory=PosedInputsConfig)
-    anchor: AnchorConfig = field(default_factory=AnchorConfig)
-    """a dataset's run: each generated view from its k nearest input photos"""
-    sampling: SamplingConfig = field(default_factory=SamplingConfig)
-    views: GeneratedViewsConfig = field(default_factory=GeneratedViewsConfig)
-    init: InitConfig = field(default_factory=InitConfig)
-    fit: FitConfig = field(default_factory=FitConfig)
-    splats: SplatRenderConfig = field(default_factory=SplatRenderConfig)
-    output: ReconstructOutputConfig = field(default_factory=ReconstructOutputConfig)
-
-    def validate(self) -> None:
-        check_range("input_weight", self.input_weight, 0.0, None)
-        for i, v in enumerate(self.background):
-            check_range(f"background[{i}]", v, 0.0, 1.0)
-        for sub in (self.camera, self.image, self.inputs, self.anchor, self.views, self.init, self.fit, self.splats,
-                    self.output):
-            sub.validate()
-
-
-# --------------------------------------------------------------------------- cameras, initialisation
-
-
-def generated_cameras(c2w_in: torch.Tensor, cfg: GeneratedViewsConfig) -> torch.Tensor:
-    """``[N, 4, 4]`` OpenGL c2w of the generated views (see the module docstring)."""
-    n = cfg.num
-    az = 2 * math.pi * torch.arange(1, n + 1, dtype=torch.float64) / (n + 1)
-    offs = torch.tensor([math.radians(cfg.elevation_offsets_deg[i % len(cfg.elevation_offsets_deg)])
-                         for i in range(n)], dtype=torch.float64) if cfg.elevation_offsets_deg else None
-    return C.orbit_about_vertical(c2w_in, az, offs)
-
-
-def held_out(cfg: GeneratedViewsConfig) -> list[int]:
-    """Indices of the generated views held out of the fit."""
-    k = cfg.holdout_every
-    return [i for i in range(cfg.num) if k and i % k == k - 1]
-
-
-def orbit_video_cameras(c2w_in: torch.Tensor, frames: int) -> torch.Tensor:
-    return C.orbit_about_vertical(c2w_in, 2 * math.pi * torch.arange(frames, dtype=torch.float64) / max(frames, 1))
-
-
-def _seen_colours(pts: torch.Tensor, photos: torch.Tensor, c2w: torch.Tensor, K: torch.Tensor
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
-    """For points ``[n, 3]`` and photos ``[M, H, W, 3]`` with cameras ``c2w [M, 4, 4]``, ``K [M, 3, 3]``:
-    how many photos see each point (in front, inside the image) and the mean colour there (grey if none)."""
-    H, W = photos.shape[1:3]
-    seen = torch.zeros(pts.shape[0], dtype=torch.long)
-    total = torch.zeros(pts.shape[0], 3, dtype=torch.float64)
-    for m in range(c2w.shape[0]):
-        q = (pts - c2w[m, :3, 3]) @ c2w[m, :3, :3]
-        z = (-q[:, 2]).clamp_min(1e-6)
-        u = (K[m, 0, 0] * q[:, 0] / z + K[m, 0, 2]).floor().long()
-        v = (-K[m, 1, 1] * q[:, 1] / z + K[m, 1, 2]).floor().long()
-        inside = (u >= 0) & (u < W) & (v >= 0) & (v < H) & (q[:, 2] < 0)
-        seen += inside.long()
-        total[inside] += photos[m][v[inside], u[inside]].double()
-    colours = torch.full((pts.shape[0], 3), 0.5, dtype=torch.float64)
-    hit = seen > 0
-    colours[hit] = total[hit] / seen[hit, None].double()
-    return seen, colours
-
-
-def random_init(photo: torch.Tensor, c2w: torch.Tensor, K: torch.Tensor, cfg: InitConfig, radius: float,
-                sh_degree: int, generator: torch.Generator, min_visible: float = 0.0) -> GaussianModel:
-    """``cfg.points`` points uniform in the ball of ``radius`` about the origin, coloured by the mean of
-    the photo pixels they project to (grey where no photo sees them). ``photo``: ``[H, W, 3]`` or
-    ``[M, H, W, 3]`` with ``c2w`` ``[(M,) 4, 4]`` and ``K`` ``[(M,) 3, 3]``; ``min_visible`` > 0 keeps only
-    points seen by at least that fraction of the photos (drawing more until there are enough, or
-    ``INIT_DRAWS`` draws)."""
-    photos = photo[None] if photo.ndim == 3 else photo
-    c2ws = torch.as_tensor(c2w, dtype=torch.float64)
-    c2ws = c2ws[None] if c2ws.ndim == 2 else c2ws
-    Ks = torch.as_tensor(K, dtype=torch.float64)
-    Ks = Ks.expand(c2ws.shape[0], 3, 3) if Ks.ndim == 2 else Ks
-    n = cfg.points
-    need = math.ceil(min_visible * c2ws.shape[0] - 1e-9) if min_visible > 0 else 0
-    kept_pts, kept_cols, found = [], [], 0
-    for _ in range(INIT_DRAWS):
-        d = torch.randn(n, 3, generator=generator, dtype=torch.float64)
-        d = d / d.norm(dim=1, keepdim=True).clamp_min(1e-12)
-        pts = d * radius * torch.rand(n, 1, generator=generator, dtype=torch.float64) ** (1 / 3)
-        seen, colours = _seen_colours(pts, photos, c2ws, Ks)
-        ok = seen >= need
-        kept_pts.append(pts[ok])
-        kept_cols.append(colours[ok])
-        found += int(ok.sum())
-        if found >= n:
-            break
-    if found == 0:
-        raise NovelViewsError(f"no initial point within {radius:.3g} of the inputs' focus is seen by {need} of the "
-                              f"{c2ws.shape[0]} input photos: lower init.visible_in (e.g. 0.5) or set init.radius")
-    pts, colours = torch.cat(kept_pts)[:n], torch.cat(kept_cols)[:n]
-    return GaussianModel.from_points(pts.float(), colours.float(), sh_degree=sh_degree, opacity=cfg.opacity)
-
-
-# --------------------------------------------------------------------------- run
-
-
-def read_run_config(path: Path) -> ReconstructConfig:
-    return from_dict(ReconstructConfig, read_yaml(path))
 
 
 def _write_metrics(path: Path, history: list[dict]) -> None:
@@ -254,7 +71,7 @@ class RunInputs:
     (pixels) float64, ``held_out[m]`` (scored, not fitted); ``fov``: vertical fov of the generated views
     and the video; ``orbit``: the video's first camera (it orbits the origin about ``+z``); ``radius``:
     the default radius of the initial ball; ``extent``: the fit's scene extent; ``min_visible``: see
-    :func:`random_init`."""
+    :func:`.init.random_init`."""
 
     images: torch.Tensor
     c2w: torch.Tensor
@@ -554,6 +371,4 @@ def run_reconstruct(image: str | Path | None, out: str | Path, cfg: ReconstructC
         return summary
 
 
-__all__ = ["ReconstructConfig", "GeneratedViewsConfig", "InitConfig", "ReconstructOutputConfig", "run_reconstruct",
-           "generated_cameras", "generated_fov", "held_out", "random_init", "read_run_config", "RunInputs",
-           "CHECKPOINT", "INPUTS"]
+__all__ = ["run_reconstruct", "generated_fov", "RunInputs", "CHECKPOINT", "INPUTS"]

@@ -205,7 +205,8 @@ def build_model(cfg: TrainConfig):
 
 
 def build_pairs(cfg: TrainConfig, model, device: str, progress: bool = True):
-    from .data import MixedPairDataset, PairBatches, PairDataset, ViewPool, pool_from_paths, pool_from_synth
+    from .data import ViewPool, pool_from_paths, pool_from_synth
+    from .pairs import MixedPairDataset, PairBatches, PairDataset
 
     size, mode = model.config.image_size, model.config.camera_mode
     datasets, val_sets, weights = [], [], []
@@ -240,8 +241,9 @@ def run_train(cfg: TrainConfig, out: str | Path, resume: bool = False, overwrite
     from torch.utils.data import DataLoader
 
     from ..io.runs import atomic_write_json, run_folder
-    from .data import BatchOrder
-    from .module import Exporter, LDMModule, SpeedMonitor, VAEModule, prepare_for_training
+    from .callbacks import Exporter, SpeedMonitor
+    from .module import LDMModule, VAEModule, prepare_for_training
+    from .pairs import BatchOrder
 
     out = Path(out)
     last = out / "checkpoints" / "last.ckpt"
@@ -410,7 +412,7 @@ def _launched_rank() -> int:
 
 
 def cache_latents(batches, model, device: str, chunk: int = 32, progress: bool = True) -> int:
-    """Cache the frozen VAE's posterior of every pool behind ``batches`` (a :class:`PairBatches`).
+    """Cache the frozen VAE's posterior of every pool behind ``batches`` (a :class:`~.pairs.PairBatches`).
 
     Each pool is encoded once on ``device`` (the training device) in chunks of ``chunk`` views,
     without gradients (:func:`~novelviews.train.data.cache_pool_latents`); the validation pairs

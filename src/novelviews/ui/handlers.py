@@ -281,7 +281,8 @@ class UIHandlers:
 
     def _reconstruct(self, image, settings: UISettings, num_views: int, steps: int, progress) -> SplatsResult:
         from ..config import load
-        from ..splats.reconstruct import ReconstructConfig, run_reconstruct
+        from ..splats.reconstruct import run_reconstruct
+        from ..splats.reconstruct_config import ReconstructConfig
 
         if not image:
             raise NovelViewsError("no input image: upload one or click 'Use the example' first")
