@@ -27,6 +27,7 @@ from novelviews.nerf import HashGridConfig, HashGridEncoding
 from novelviews.nerf.field import normalize_points
 from novelviews.nerf.render import get_rays
 from novelviews.nerf.sampler import UniformSampler
+from novelviews.runtime import time_calls_ms
 
 
 def ray_points(side: int, samples: int, device: torch.device, distribution: str = "uniform") -> torch.Tensor:
@@ -52,21 +53,7 @@ def ray_points(side: int, samples: int, device: torch.device, distribution: str 
 
 def timed(fn, warmup: int, repeat: int, device: torch.device) -> float:
     """Median milliseconds of ``fn()``."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeat):
-        if device.type == "cuda":
-            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            a.record()
-            fn()
-            b.record()
-            torch.cuda.synchronize(device)
-            times.append(a.elapsed_time(b))
-        else:
-            t0 = time.perf_counter()
-            fn()
-            times.append(1e3 * (time.perf_counter() - t0))
+    times = time_calls_ms(fn, device, warmup, repeat)
     return sorted(times)[len(times) // 2]
 
 

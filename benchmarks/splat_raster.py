@@ -35,6 +35,7 @@ from novelviews.splats.gaussians import GaussianModel
 from novelviews.splats.rasterize import rasterize
 from novelviews.splats.rasterize_batched import CHUNK, rasterize_batched
 from novelviews.splats.sh import num_coefficients
+from novelviews.runtime import time_calls_ms
 
 FUNCTIONS = {"torch": rasterize, "batched": rasterize_batched, "gsplat": rasterize_gsplat}
 
@@ -59,22 +60,7 @@ def cameras(views: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 def timed(fn, warmup: int, repeats: int, device: torch.device) -> list[float]:
     """Milliseconds of ``repeats`` calls of ``fn()`` after ``warmup`` untimed ones."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            a.record()
-            fn()
-            b.record()
-            torch.cuda.synchronize(device)
-            times.append(a.elapsed_time(b))
-        else:
-            t0 = time.perf_counter()
-            fn()
-            times.append(1e3 * (time.perf_counter() - t0))
-    return times
+    return time_calls_ms(fn, device, warmup, repeats)
 
 
 def median(xs: list[float]) -> float:

@@ -160,3 +160,21 @@ def test_precision_words_name_one_dtype():
         assert precision_dtype("fp16", gpu) == torch.float16 and precision_dtype("bf16", gpu) == torch.bfloat16
     with pytest.raises(ConfigError, match="precision 'fp8' is unknown"):
         precision_dtype("fp8", torch.device("cuda"))
+
+
+def test_time_calls_ms_runs_warmup_then_times_each_call():
+    import time
+
+    import torch
+
+    from novelviews.runtime import time_calls_ms
+
+    calls = []
+
+    def work():
+        calls.append(1)
+        time.sleep(0.01)
+
+    times = time_calls_ms(work, torch.device("cpu"), warmup=2, repeats=3)
+    assert len(calls) == 5 and len(times) == 3
+    assert all(9.0 <= t < 1000.0 for t in times)  # milliseconds of a 10 ms sleep

@@ -111,3 +111,27 @@ class Fusion:
 
 #: The eager :class:`Fusion` (every function as it is): the default of modules that take one.
 EAGER = Fusion(False)
+
+
+def time_calls_ms(fn, device: torch.device, warmup: int = 1, repeats: int = 3) -> list[float]:
+    """Milliseconds of each of ``repeats`` calls of ``fn()`` after ``warmup`` untimed ones: CUDA
+    events on a CUDA device (the GPU time of the queued work, synchronised after each call), wall
+    time elsewhere. For benchmarks."""
+    import time
+
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            torch.cuda.synchronize(device)
+            times.append(start.elapsed_time(end))
+        else:
+            t0 = time.perf_counter()
+            fn()
+            times.append(1e3 * (time.perf_counter() - t0))
+    return times
