@@ -260,3 +260,18 @@ def test_path_json_formats(tmp_path, gen):
 def test_scene_scale_from_cameras():
     poses = C.camera_on_sphere(torch.full((8,), 0.3), torch.linspace(0, 6, 8), torch.full((8,), 2.5))
     assert C.scene_scale_from_cameras(poses) == pytest.approx(2.5, rel=1e-6)
+
+
+def test_nearest_point_to_axes_finds_the_look_at_point_and_refuses_parallel_axes():
+    from novelviews import cameras as C
+
+    target = torch.tensor([0.3, -0.2, 0.5], dtype=torch.float64)
+    eyes = [(2.0, 0.5, 1.0), (-1.5, 1.0, 2.0), (0.2, -2.0, -1.0)]
+    c2w = torch.stack([C.look_at(torch.tensor(e, dtype=torch.float64) + target, target) for e in eyes])
+    torch.testing.assert_close(C.nearest_point_to_axes(c2w), target)
+    assert C.nearest_point_to_axes(c2w[:1]) is None  # one camera: a line, no point
+    parallel = c2w[:1].repeat(2, 1, 1).clone()
+    parallel[1, 0, 3] += 1.0  # the same direction, shifted sideways
+    assert C.nearest_point_to_axes(parallel) is None
+    d = C.scene_scale_from_cameras(c2w, quantile=1.0)
+    assert d == pytest.approx(max(torch.tensor(e).norm().item() for e in eyes))

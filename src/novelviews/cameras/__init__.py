@@ -37,7 +37,7 @@ from .embeddings import (
     embedding_dim,
 )
 from .intrinsics import fov_from_intrinsics, intrinsics_from_focal, intrinsics_from_fov, ray_directions, validate_intrinsics
-from .nearest import nearest_cameras, pose_distance, rotation_angle, scene_scale_from_cameras
+from .nearest import nearest_cameras, nearest_point_to_axes, pose_distance, rotation_angle, scene_scale_from_cameras
 from .path_files import cameras_to_json, load_path_json
 from .paths import PATH_KINDS, make_path
 from .poses import (
@@ -58,6 +58,6 @@ __all__ = [
     "intrinsics_from_fov", "intrinsics_from_focal", "fov_from_intrinsics", "ray_directions",
     "look_at", "spherical_to_cartesian", "cartesian_to_spherical", "camera_on_sphere", "orbit_about_vertical",
     "embedding_dim", "embed_3dof", "embed_6dof", "depth_quantile_scale", "camera_embedding",
-    "rotation_angle", "pose_distance", "nearest_cameras", "scene_scale_from_cameras",
+    "rotation_angle", "pose_distance", "nearest_cameras", "scene_scale_from_cameras", "nearest_point_to_axes",
     "make_path", "load_path_json", "cameras_to_json",
 ]

@@ -39,21 +39,25 @@ def nearest_cameras(query_c2w, pool_c2w, k: int = 1, **distance_kwargs) -> tuple
     return idx, dist
 
 
+def nearest_point_to_axes(c2w, max_cond: float = 1e6) -> torch.Tensor | None:
+    """The point nearest all the cameras' optical axes (least squares), float64 ``[3]``; None for
+    one camera or axes too close to parallel (the normal matrix's condition number >= ``max_cond``)."""
+    m = to_tensor(c2w).reshape(-1, 4, 4)
+    centres, dirs = m[:, :3, 3], -m[:, :3, 2]
+    P = torch.eye(3, dtype=m.dtype) - dirs[:, :, None] * dirs[:, None, :]  # projections off each axis
+    A, b = P.sum(0), (P @ centres[:, :, None]).sum(0)[:, 0]
+    if m.shape[0] < 2 or torch.linalg.cond(A) >= max_cond:
+        return None
+    return torch.linalg.solve(A, b)
+
+
 def scene_scale_from_cameras(c2w, quantile: float = 0.5) -> float:
     """A scene scale from the camera layout alone: quantile of camera distances to the point
     nearest all optical axes (least squares), falling back to the camera centroid."""
     m = to_tensor(c2w).reshape(-1, 4, 4)
     centres = m[:, :3, 3]
-    dirs = -m[:, :3, 2]
-    eye3 = torch.eye(3, dtype=torch.float64)
-    A = torch.zeros(3, 3, dtype=torch.float64)
-    b = torch.zeros(3, dtype=torch.float64)
-    for c, d in zip(centres, dirs):
-        P = eye3 - torch.outer(d, d)
-        A += P
-        b += P @ c
-    focus = centres.mean(0)
-    if m.shape[0] > 1 and torch.linalg.cond(A) < 1e6:
-        focus = torch.linalg.solve(A, b)
+    focus = nearest_point_to_axes(m)
+    if focus is None:
+        focus = centres.mean(0)
     dist = (centres - focus).norm(dim=-1)
     return float(torch.quantile(dist, quantile).clamp_min(1e-6))

@@ -114,11 +114,10 @@ def focus_point(c2w: torch.Tensor) -> torch.Tensor:
     there is one camera), the cameras' centroid plus their mean viewing direction times their
     spread (1 for one camera)."""
     m = torch.as_tensor(c2w, dtype=torch.float64).reshape(-1, 4, 4)
+    point = C.nearest_point_to_axes(m, max_cond=1e4)
+    if point is not None:
+        return point
     centres, dirs = m[:, :3, 3], -m[:, :3, 2]
-    P = torch.eye(3, dtype=torch.float64) - dirs[:, :, None] * dirs[:, None, :]
-    A, b = P.sum(0), (P @ centres[:, :, None]).sum(0)[:, 0]
-    if m.shape[0] > 1 and torch.linalg.cond(A) < 1e4:
-        return torch.linalg.solve(A, b)
     mean_dir = dirs.mean(0)
     mean_dir = mean_dir / mean_dir.norm().clamp_min(1e-12)
     spread = float((centres - centres.mean(0)).norm(dim=1).max()) if m.shape[0] > 1 else 0.0

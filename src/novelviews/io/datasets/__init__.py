@@ -110,8 +110,8 @@ def detect_format(path: str | Path) -> str:
             )
     raise DatasetError(
         f"cannot tell the dataset layout of '{path}': expected transforms.json, a COLMAP sparse/0 model, "
-        "a CO3D frame_annotations.json or a RealEstate10K camera .txt (or name the layout: nvs eval's "
-        "format=transforms|colmap|co3d|re10k)"
+        "a CO3D frame_annotations.json or a RealEstate10K camera .txt (or name the layout: "
+        "format=transforms|colmap|co3d|re10k for nvs eval, inputs.format=... for nvs reconstruct)"
     )
 
 
