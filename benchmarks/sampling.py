@@ -57,8 +57,8 @@ import torch
 from novelviews import cameras as C
 from novelviews.io.runs import atomic_write_json
 from novelviews.model import ViewConditionedLDM, model_config
-from novelviews.sampling import (COMPILE_MODES, DTYPES, SamplingConfig, cudnn_benchmark, guided_denoiser,
-                                 uncompile_model, unfuse_qkv)
+from novelviews.sampling import (COMPILE_MODES, DTYPES, SamplingConfig, cudnn_benchmark, denoiser_graphs,
+                                 guided_denoiser, uncompile_model, unfuse_qkv)
 from novelviews.views import generate
 
 DEFAULT_CONFIGS = "fp32:1,fp16:1,fp16:4,fp16:16,bf16:1,bf16:4,bf16:16"
@@ -394,6 +394,7 @@ def run_config(model: ViewConditionedLDM, bc: BenchConfig, args, device: torch.d
         if bc.channels_last:
             model.unet.to(memory_format=torch.contiguous_format)
             model.vae.to(memory_format=torch.contiguous_format)
+        denoiser_graphs(model).clear()  # this config's CUDA graphs and their memory pools
         if bc.fuse:
             unfuse_qkv(model)
         if bc.compile:

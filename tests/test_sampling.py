@@ -167,6 +167,84 @@ def test_cuda_graph_option_is_ignored_on_cpu_and_refused_by_the_wrapper():
         S.graphed_denoiser(lambda x, t: x, (1, 4, 4, 4), "cpu")
 
 
+def test_denoiser_graphs_capture_once_per_shape_and_replay_on_new_conditioning(monkeypatch):
+    """sampling.DenoiserGraphs on this CPU, with graphed_denoiser standing in as the plain call
+    over the static buffers (what a replay computes): a later batch of the same shapes reuses the
+    capture and sees its own conditioning, also through the k-anchor blend; a new shape, moved
+    weights or other settings capture anew; the oldest graph goes past the limit."""
+    from novelviews.generation import multi_anchor_denoiser
+
+    captured = []
+    monkeypatch.setattr(S, "graphed_denoiser", lambda eps_fn, shape, device: captured.append(shape) or eps_fn)
+    model, image, cond, targets = _tiny_model_and_orbit((0.4, -0.6))
+    g = torch.Generator().manual_seed(0)
+    ls, ch = model.config.latent_size, model.config.vae.latent_channels
+    ctx_dim = model.config.unet.cross_attention_dim
+    x = torch.randn(2, ch, ls, ls, generator=g)
+    t = torch.tensor([600, 300])
+
+    def conditioning():
+        return torch.randn(2, 1, ctx_dim, generator=g), torch.randn(2, ch, ls, ls, generator=g)
+
+    def guided(c, lat):
+        return S.guided_denoiser(model, c, lat, 3.0)
+
+    graphs = S.DenoiserGraphs(model, limit=2)
+    with torch.no_grad():
+        first, second = conditioning(), conditioning()
+        out1 = graphs(guided, first, x.shape, "cpu")(x, t)
+        out2 = graphs(guided, second, x.shape, "cpu")(x, t)
+        assert graphs.captures == 1 and len(captured) == 1
+        torch.testing.assert_close(out1, guided(*first)(x, t))
+        torch.testing.assert_close(out2, guided(*second)(x, t))  # the replay read the new values
+        assert not torch.allclose(out1, out2)
+        # k = 2 anchors with weights: the blend also reads its conditioning at each call
+        def blended(c, lat, w):
+            return multi_anchor_denoiser(model, c, lat, w, 3.0)
+
+        def anchors2():
+            c, lat = conditioning()
+            return (c.repeat(1, 2, 1).reshape(2, 2, 1, ctx_dim), lat[:, None].repeat(1, 2, 1, 1, 1),
+                    torch.rand(2, 2, generator=g).softmax(1))
+
+        a, b = anchors2(), anchors2()
+        graphs(blended, a, x.shape, "cpu")
+        out_b = graphs(blended, b, x.shape, "cpu")(x, t)
+        torch.testing.assert_close(out_b, blended(*b)(x, t))
+        assert graphs.captures == 2
+        graphs(guided, first, x[:1].shape, "cpu")  # another shape: evicts the least recently used
+        assert graphs.captures == 3 and len(graphs) == 2
+        graphs(guided, first, x.shape, "cpu", extra=(7.5,))  # other settings: a new graph
+        assert graphs.captures == 4
+        model.unet.to(memory_format=torch.channels_last)  # the conv weights move: new graphs
+        graphs(guided, first, x.shape, "cpu", extra=(7.5,))
+        assert graphs.captures == 5
+    assert S.denoiser_graphs(model) is S.denoiser_graphs(model)  # one per model, kept with it
+    import copy
+
+    S.denoiser_graphs(model)(guided, first, x.shape, "cpu")
+    twin = copy.deepcopy(model)  # e.g. an EMA copy: no graphs of the original's memory come along
+    assert len(S.denoiser_graphs(twin)) == 0 and S.denoiser_graphs(twin).model is twin
+    graphs.clear()
+    assert len(graphs) == 0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs: run on a GPU machine")
+def test_generate_replays_one_graph_across_calls_and_equals_eager_on_gpu():
+    from novelviews.views import generate
+
+    model, image, cond, targets = _tiny_model_and_orbit((0.4, -0.6, 1.0, -1.2))
+    model = model.cuda()
+    with torch.no_grad():
+        eager = generate(model, image, cond, targets, 0.8, cfg=S.SamplingConfig(steps=4, batch_size=2), progress=False)
+        graph_cfg = S.SamplingConfig(steps=4, batch_size=2, cuda_graph=True)
+        first = generate(model, image, cond, targets, 0.8, cfg=graph_cfg, progress=False)
+        again = generate(model, image, cond, targets, 0.8, cfg=graph_cfg, progress=False)
+    assert S.denoiser_graphs(model).captures == 1  # 2 batches x 2 calls, one shape: one capture
+    torch.testing.assert_close(first, eager, atol=2e-3, rtol=2e-3)
+    torch.testing.assert_close(again, first)
+
+
 def _tiny_cuda_denoiser(dtype):
     """A random tiny model on the GPU and its guided denoiser (CFG 3) over a batch of 2 latents."""
     from novelviews.model import ViewConditionedLDM

@@ -19,6 +19,7 @@ nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Callable, Optional, Sequence, Union
 
@@ -27,8 +28,8 @@ import torch
 from . import cameras as C
 from .errors import NovelViewsError
 from .runtime import precision_dtype
-from .sampling import (SAMPLE_SEED_STRIDE, EpsFn, SamplingConfig, compiled_sampling, denoiser_autocast,
-                       guided_denoiser, prepare_for_sampling, sample)
+from .sampling import (SAMPLE_SEED_STRIDE, EpsFn, SamplingConfig, compiled_sampling, cudnn_benchmark,
+                       denoiser_autocast, denoiser_graphs, guided_denoiser, prepare_for_sampling, sample)
 
 #: ``progress`` of the generators: a callback taking the number of sampler steps just done, or a
 #: bool (True: a terminal progress bar, :func:`progress_bar`; False: nothing).
@@ -94,14 +95,15 @@ def multi_anchor_denoiser(model, contexts: torch.Tensor, cond_latents: torch.Ten
 
     B, k = weights.shape
     param_dtype = next(model.parameters()).dtype
-    ctx = contexts.reshape(B * k, *contexts.shape[2:]).to(param_dtype)
-    lat = cond_latents.reshape(B * k, *cond_latents.shape[2:]).to(param_dtype)
 
     def blend(eps_c: torch.Tensor) -> torch.Tensor:  # weighted sum over each view's k anchors
         w = weights.to(device=eps_c.device, dtype=eps_c.dtype)
         return (eps_c.reshape(B, k, *eps_c.shape[1:]) * w.reshape(B, k, 1, 1, 1)).sum(1)
 
     def eps_fn(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        # the conditioning is read here, at each call (a CUDA graph of eps_fn replays on new values)
+        ctx = contexts.reshape(B * k, *contexts.shape[2:]).to(param_dtype)
+        lat = cond_latents.reshape(B * k, *cond_latents.shape[2:]).to(param_dtype)
         with denoiser_autocast(x_t.device.type, dtype):
             x = x_t.to(param_dtype)
             xr = x.repeat_interleave(k, dim=0)
@@ -141,6 +143,26 @@ def _anchor_table(anchors, weights, N: int, M: int) -> tuple[torch.Tensor, torch
     if not torch.isfinite(weights).all() or (weights < 0).any() or (weights.sum(1) <= 0).any():
         raise NovelViewsError("anchor weights must be finite, non-negative and not all zero per target")
     return anchors, weights / weights.sum(1, keepdim=True)
+
+
+def _denoiser(model, conditioning: tuple[torch.Tensor, ...], shape: tuple[int, ...], cfg: SamplingConfig,
+              dtype: torch.dtype, device: torch.device) -> tuple[EpsFn, SamplingConfig]:
+    """One batch's guided denoiser (one anchor: ``(context, cond_latent)``; k anchors: ``(contexts,
+    cond_latents, weights)``) and the sampling settings to run it with. With ``cfg.cuda_graph`` on
+    CUDA it is the model's CUDA graph for this shape (``sampling.denoiser_graphs``: captured once,
+    replayed for every batch and call after), and ``sample`` is told not to capture again."""
+    def make(*cond: torch.Tensor) -> EpsFn:
+        if len(cond) == 2:
+            return guided_denoiser(model, cond[0], cond[1], cfg.guidance_scale, dtype)
+        return multi_anchor_denoiser(model, *cond, cfg.guidance_scale, dtype)
+
+    if not (cfg.cuda_graph and device.type == "cuda"):
+        return make(*conditioning), cfg
+    compiled = getattr(model.unet, "_compiled_call_impl", None) is not None
+    extra = (cfg.guidance_scale, str(dtype), compiled, cfg.channels_last, cfg.fuse_qkv)
+    with cudnn_benchmark(cfg.cudnn_benchmark):
+        eps_fn = denoiser_graphs(model)(make, conditioning, shape, device, extra)
+    return eps_fn, dataclasses.replace(cfg, cuda_graph=False)
 
 
 @torch.no_grad()
@@ -204,13 +226,14 @@ def generate(
                 b = a.shape[0] // k
                 ctx = model.context(image_emb[a], cam[start * k:(start + b) * k].to(device=device, dtype=image_emb.dtype))
                 if k == 1:
-                    eps_fn = guided_denoiser(model, ctx, cond_latent[a], cfg.guidance_scale, dtype)
+                    conditioning = (ctx, cond_latent[a])
                 else:
-                    eps_fn = multi_anchor_denoiser(model, ctx.reshape(b, k, *ctx.shape[1:]),
-                                                   cond_latent[a].reshape(b, k, *cond_latent.shape[1:]),
-                                                   weights[start:start + b].to(device), cfg.guidance_scale, dtype)
-                z = sample(eps_fn, (b, *latent_shape), model.config.schedule, cfg, seeds[start:start + b], device,
-                           progress=report)
+                    conditioning = (ctx.reshape(b, k, *ctx.shape[1:]),
+                                    cond_latent[a].reshape(b, k, *cond_latent.shape[1:]),
+                                    weights[start:start + b].to(device))
+                eps_fn, batch_cfg = _denoiser(model, conditioning, (b, *latent_shape), cfg, dtype, device)
+                z = sample(eps_fn, (b, *latent_shape), model.config.schedule, batch_cfg, seeds[start:start + b],
+                           device, progress=report)
                 out.append(decode_chunked(model, z, cfg.vae_chunk, image_emb.dtype, cfg.vae_tiling))
     finally:
         report.close()

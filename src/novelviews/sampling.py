@@ -14,6 +14,7 @@ view's result does not depend on the batch it was generated in.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import math
 from dataclasses import dataclass
@@ -312,6 +313,71 @@ def graphed_denoiser(eps_fn: EpsFn, shape: Sequence[int], device, warmup: int = 
         return static_out.clone()
 
     return replay
+
+
+class DenoiserGraphs:
+    """CUDA graphs of a conditioned denoiser, one per input shape, replayed across batches and calls.
+
+    ``graphs(make, conditioning, shape, device, extra)``: ``make(*static)`` builds ``eps_fn(x_t, t)``
+    over static copies of ``conditioning`` (tensors: context, conditioning latent, anchor weights)
+    and the first call for a key captures it (:func:`graphed_denoiser`); every later call copies
+    its own conditioning into those copies, so the replay computes the eager call on the new
+    values, without the warm-up and capture (a few UNet calls each time). ``make`` must read the
+    conditioning inside ``eps_fn`` (nothing derived from it once, at construction). The key: the
+    shape of ``x``, the conditioning's shapes, dtypes and devices, ``extra`` (what else the
+    captured kernels depend on: guidance scale, precision, compile state) and, with ``model``,
+    the addresses of its parameters (weights moved or replaced: new graphs; weights changed in
+    place are read by the replay as they are). At most ``limit`` graphs are kept, least recently
+    used first out: each holds its own pool of activation memory. A returned ``eps_fn`` is valid
+    until the next call.
+    """
+
+    def __init__(self, model=None, limit: int = 4):
+        self.model, self.limit = model, int(limit)
+        self._graphs: collections.OrderedDict = collections.OrderedDict()
+        self.captures = 0  # graphs captured so far (a replayed call adds none)
+
+    def __len__(self) -> int:
+        return len(self._graphs)
+
+    def __call__(self, make: Callable[..., EpsFn], conditioning: Sequence[torch.Tensor], shape: Sequence[int],
+                 device, extra: tuple = ()) -> EpsFn:
+        weights = None if self.model is None else hash(tuple(p.data_ptr() for p in self.model.parameters()))
+        key = (tuple(shape), tuple((tuple(c.shape), c.dtype, str(c.device)) for c in conditioning), extra, weights)
+        entry = self._graphs.get(key)
+        if entry is None:
+            static = tuple(c.detach().clone() for c in conditioning)
+            with torch.no_grad():
+                fn = graphed_denoiser(make(*static), tuple(shape), device)
+            entry = self._graphs[key] = (static, fn)
+            self.captures += 1
+            while len(self._graphs) > self.limit:
+                self._graphs.popitem(last=False)
+        else:
+            self._graphs.move_to_end(key)
+            for buffer, value in zip(entry[0], conditioning):
+                buffer.copy_(value)
+        return entry[1]
+
+    def clear(self) -> None:
+        """Drop every graph (and its memory pool, once nothing else holds it)."""
+        self._graphs.clear()
+
+    def __deepcopy__(self, memo) -> "DenoiserGraphs":
+        # graphs replay on the original's memory: a copied model (an EMA copy) starts with none
+        return DenoiserGraphs(None, self.limit)
+
+    def __getstate__(self) -> dict:
+        return {"model": None, "limit": self.limit, "_graphs": collections.OrderedDict(), "captures": 0}
+
+
+def denoiser_graphs(model) -> DenoiserGraphs:
+    """The model's own :class:`DenoiserGraphs` (made on first use, kept with the model), which
+    ``generation.generate`` replays with ``sampling.cuda_graph``."""
+    graphs = model.__dict__.get("_denoiser_graphs")
+    if graphs is None or graphs.model is not model:  # none yet, or one that came with a copy
+        graphs = model.__dict__["_denoiser_graphs"] = DenoiserGraphs(model)
+    return graphs
 
 
 def compile_model(model, mode: str, backend: str = "inductor") -> bool:

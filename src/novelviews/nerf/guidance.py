@@ -152,28 +152,23 @@ class SDSDenoiser:
     """
 
     def __init__(self, model, guidance_scale: float, dtype: torch.dtype = torch.float32, cuda_graph: bool = False):
+        from ..sampling import DenoiserGraphs
+
         self.model, self.guidance_scale, self.dtype = model, float(guidance_scale), dtype
         self.cuda_graph = bool(cuda_graph) and model.device.type == "cuda"
-        self._graphs: dict = {}
+        self._graphs = DenoiserGraphs(limit=8)  # one per batch size of the run's phases
         #: with cuda_graph: the VAE encoder's forward + backward graphs (encode_renders ``graphs``)
         self.encoder_graphs: dict | None = {} if self.cuda_graph else None
 
-    def __call__(self, context: torch.Tensor, cond_latent: torch.Tensor):
-        from ..sampling import graphed_denoiser, guided_denoiser
+    def _make(self, context: torch.Tensor, cond_latent: torch.Tensor):
+        from ..sampling import guided_denoiser
 
+        return guided_denoiser(self.model, context, cond_latent, self.guidance_scale, self.dtype)
+
+    def __call__(self, context: torch.Tensor, cond_latent: torch.Tensor):
         if not self.cuda_graph:
-            return guided_denoiser(self.model, context, cond_latent, self.guidance_scale, self.dtype)
-        key = (tuple(context.shape), tuple(cond_latent.shape), context.dtype, cond_latent.dtype)
-        entry = self._graphs.get(key)
-        if entry is None:
-            static_ctx, static_cond = context.clone(), cond_latent.clone()
-            with torch.no_grad():
-                fn = graphed_denoiser(guided_denoiser(self.model, static_ctx, static_cond, self.guidance_scale,
-                                                      self.dtype), tuple(cond_latent.shape), cond_latent.device)
-            entry = self._graphs[key] = (static_ctx, static_cond, fn)
-        entry[0].copy_(context)
-        entry[1].copy_(cond_latent)
-        return entry[2]
+            return self._make(context, cond_latent)
+        return self._graphs(self._make, (context, cond_latent), tuple(cond_latent.shape), cond_latent.device)
 
 
 def encode_renders(model, rgb: torch.Tensor, sample: bool = True, generator: torch.Generator | None = None,
