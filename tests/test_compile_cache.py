@@ -255,3 +255,21 @@ def test_benchmark_runs_variants_in_processes_and_records_failures(bench, tmp_pa
     assert data["markdown_rows"].splitlines()[1] == "| cold | error | | | |"
     late = bench.run_variant("eager", "", {}, bench.parse_args(args), timeout=0.01)
     assert late["status"] == "timeout" and "0 s" in late["error"]
+
+
+def test_a_first_block_that_fails_saves_on_the_next_call(tmp_path, monkeypatch):
+    """cached_compilation with ``seen``: a key counts as seen only after a block that succeeded, so
+    when the compiling call fails (e.g. out of memory after compilation) the next call saves."""
+    fake = FakeTorchCache().install(monkeypatch)
+    fields = {"torch": "t", "options": {"batches": [2]}}
+    seen: set = set()
+    with pytest.raises(RuntimeError, match="out of memory"):
+        with CC.cached_compilation(fields, folder=tmp_path, seen=seen):
+            raise RuntimeError("CUDA out of memory")
+    assert fake.saves == 0 and not seen
+    with CC.cached_compilation(fields, folder=tmp_path, seen=seen):
+        pass
+    assert fake.saves == 1 and len(seen) == 1 and len(list(tmp_path.glob("*.bin"))) == 1
+    with CC.cached_compilation(fields, folder=tmp_path, seen=seen):
+        pass
+    assert fake.saves == 1  # seen, nothing new compiled: not collected again

@@ -225,6 +225,16 @@ def test_denoiser_graphs_capture_once_per_shape_and_replay_on_new_conditioning(m
     S.denoiser_graphs(model)(guided, first, x.shape, "cpu")
     twin = copy.deepcopy(model)  # e.g. an EMA copy: no graphs of the original's memory come along
     assert len(S.denoiser_graphs(twin)) == 0 and S.denoiser_graphs(twin).model is twin
+    import pickle
+
+    assert len(pickle.loads(pickle.dumps(S.denoiser_graphs(model)))) == 0  # pickled: no graphs either
+    import threading
+
+    before = graphs.captures
+    worker = threading.Thread(target=lambda: graphs(guided, first, x.shape, "cpu", extra=(7.5,)))
+    worker.start()
+    worker.join()
+    assert graphs.captures == before + 1  # another thread never shares this thread's buffers
     graphs.clear()
     assert len(graphs) == 0
 

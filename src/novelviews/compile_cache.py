@@ -210,12 +210,12 @@ def cached_compilation(fields: Mapping[str, Any], enabled: bool = True, folder: 
     first = seen is None or key not in seen
     if first:
         load(path, fields)
-        if seen is not None:
-            seen.add(key)
     graphs = compiled_graphs()
     yield path
     if first or compiled_graphs() != graphs:
         save(path, fields)
+    if seen is not None:  # only after a block that succeeded: a failed first block saves next time
+        seen.add(key)
 
 
 def compiled_graphs() -> int:

@@ -19,7 +19,7 @@ nothing.
 
 from __future__ import annotations
 
-import dataclasses
+import copy
 import math
 from typing import Callable, Optional, Sequence, Union
 
@@ -159,10 +159,13 @@ def _denoiser(model, conditioning: tuple[torch.Tensor, ...], shape: tuple[int, .
     if not (cfg.cuda_graph and device.type == "cuda"):
         return make(*conditioning), cfg
     compiled = getattr(model.unet, "_compiled_call_impl", None) is not None
-    extra = (cfg.guidance_scale, str(dtype), compiled, cfg.channels_last, cfg.fuse_qkv)
+    extra = (cfg.guidance_scale, str(dtype), compiled and cfg.compile, cfg.cudnn_benchmark, cfg.fuse_qkv,
+             torch.is_autocast_enabled("cuda"))
     with cudnn_benchmark(cfg.cudnn_benchmark):
         eps_fn = denoiser_graphs(model)(make, conditioning, shape, device, extra)
-    return eps_fn, dataclasses.replace(cfg, cuda_graph=False)
+    batch_cfg = copy.copy(cfg)  # not dataclasses.replace: __post_init__ would apply the preset again
+    batch_cfg.cuda_graph = False
+    return eps_fn, batch_cfg
 
 
 @torch.no_grad()

@@ -17,6 +17,8 @@ from __future__ import annotations
 import collections
 import contextlib
 import math
+import threading
+import weakref
 from dataclasses import dataclass
 from typing import Callable, ClassVar, Literal, Sequence
 
@@ -328,35 +330,45 @@ class DenoiserGraphs:
     captured kernels depend on: guidance scale, precision, compile state) and, with ``model``,
     the addresses of its parameters (weights moved or replaced: new graphs; weights changed in
     place are read by the replay as they are). At most ``limit`` graphs are kept, least recently
-    used first out: each holds its own pool of activation memory. A returned ``eps_fn`` is valid
-    until the next call.
+    used first out: each holds its own pool of activation memory (``clear`` frees them). A returned
+    ``eps_fn`` is valid until the next call from the same thread (each thread has its own graphs).
     """
 
-    def __init__(self, model=None, limit: int = 4):
-        self.model, self.limit = model, int(limit)
+    def __init__(self, model=None, limit: int = 2):
+        self._model = None if model is None else weakref.ref(model)
+        self.limit = int(limit)
         self._graphs: collections.OrderedDict = collections.OrderedDict()
         self.captures = 0  # graphs captured so far (a replayed call adds none)
+
+    @property
+    def model(self):
+        return None if self._model is None else self._model()
 
     def __len__(self) -> int:
         return len(self._graphs)
 
     def __call__(self, make: Callable[..., EpsFn], conditioning: Sequence[torch.Tensor], shape: Sequence[int],
                  device, extra: tuple = ()) -> EpsFn:
-        weights = None if self.model is None else hash(tuple(p.data_ptr() for p in self.model.parameters()))
-        key = (tuple(shape), tuple((tuple(c.shape), c.dtype, str(c.device)) for c in conditioning), extra, weights)
+        model = self.model
+        unet = getattr(model, "unet", model)  # the captured call runs the UNet's weights
+        weights = None if unet is None else hash(tuple(p.data_ptr() for p in unet.parameters()))
+        # one thread's batches never share buffers with another's (a web server sampling in parallel)
+        key = (tuple(shape), tuple((tuple(c.shape), c.dtype, str(c.device)) for c in conditioning), extra, weights,
+               threading.get_ident())
         entry = self._graphs.get(key)
-        if entry is None:
-            static = tuple(c.detach().clone() for c in conditioning)
-            with torch.no_grad():
-                fn = graphed_denoiser(make(*static), tuple(shape), device)
-            entry = self._graphs[key] = (static, fn)
-            self.captures += 1
-            while len(self._graphs) > self.limit:
-                self._graphs.popitem(last=False)
-        else:
-            self._graphs.move_to_end(key)
-            for buffer, value in zip(entry[0], conditioning):
-                buffer.copy_(value)
+        with torch.inference_mode(False):  # buffers that later calls may write outside inference mode
+            if entry is None:
+                static = tuple(c.detach().clone() for c in conditioning)
+                with torch.no_grad():
+                    fn = graphed_denoiser(make(*static), tuple(shape), device)
+                entry = self._graphs[key] = (static, fn)
+                self.captures += 1
+                while len(self._graphs) > self.limit:
+                    self._graphs.popitem(last=False)
+            else:
+                self._graphs.move_to_end(key)
+                for buffer, value in zip(entry[0], conditioning):
+                    buffer.copy_(value)
         return entry[1]
 
     def clear(self) -> None:
@@ -368,7 +380,7 @@ class DenoiserGraphs:
         return DenoiserGraphs(None, self.limit)
 
     def __getstate__(self) -> dict:
-        return {"model": None, "limit": self.limit, "_graphs": collections.OrderedDict(), "captures": 0}
+        return {"_model": None, "limit": self.limit, "_graphs": collections.OrderedDict(), "captures": 0}
 
 
 def denoiser_graphs(model) -> DenoiserGraphs:
@@ -416,6 +428,11 @@ def fuse_qkv(model) -> int:
         fuse = getattr(part, "fuse_qkv_projections", None)
         if fuse is not None and getattr(part, "original_attn_processors", None) is None:
             fuse()
+            for m in part.modules():  # the fused copies train only if the originals do
+                if isinstance(m, Attention):
+                    for name in ("to_qkv", "to_kv"):
+                        if hasattr(m, name):
+                            getattr(m, name).requires_grad_(m.to_q.weight.requires_grad)
     return sum(1 for part in (model.unet, getattr(model, "vae", None)) if part is not None
                for m in part.modules() if isinstance(m, Attention) and getattr(m, "fused_projections", False))
 

@@ -36,8 +36,9 @@ def get_rays(c2w: torch.Tensor, K: torch.Tensor, H: int, W: int, dtype=torch.flo
     from ..cameras import ray_directions
 
     # rays are built on the CPU in float64 whatever device the camera comes from, then copied once
-    c2w = torch.as_tensor(c2w).detach().to("cpu", torch.float64)
-    K = torch.as_tensor(K).detach().to("cpu", torch.float64)
+    # (constants: no gradient flows back to a camera tensor)
+    c2w, K = (x.detach().to("cpu", torch.float64) if isinstance(x, torch.Tensor)
+              else torch.as_tensor(x, dtype=torch.float64) for x in (c2w, K))
     if c2w.shape[-2:] == (3, 4):
         c2w = torch.cat([c2w, torch.tensor([[0.0, 0.0, 0.0, 1.0]], dtype=torch.float64)], 0)
     o, d = (t.reshape(-1, 3) for t in ray_directions(K, c2w, H, W))
