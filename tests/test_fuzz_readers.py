@@ -38,7 +38,7 @@ def _accepts_or_explains(read, data) -> None:
             assert str(exc) and "\n" not in str(exc)
 
 
-@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_json)
 def test_camera_path_reader_never_raises_anything_else(data):
     _accepts_or_explains(lambda p: C.load_path_json(p, default_fov=0.8), data)
@@ -60,7 +60,7 @@ _transforms = st.fixed_dictionaries(
                                                                          "transform_matrix": _json}), max_size=3)})
 
 
-@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_transforms | _json)
 def test_transforms_json_reader_never_raises_anything_else(data):
     from novelviews.io.datasets import load_transforms
@@ -73,7 +73,7 @@ def test_transforms_json_reader_never_raises_anything_else(data):
     _accepts_or_explains(read, data)
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=250, deadline=None)
 @given(st.lists(st.text(max_size=30) | st.sampled_from(["seed=abc", "phases.steps=-1", "a.b.c=1", "=", "camera=1",
                                                         "field.bound=[1,2]", "render.chunk=1e99", "loss=x",
                                                         "phases.batch_sizes=[a]", "guidance.t_keyframes=1"]),
@@ -98,7 +98,7 @@ _co3d_frame = st.fixed_dictionaries({}, optional={
     "depth": _json, "mask": _json})
 
 
-@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(_co3d_frame, max_size=3) | _json)
 def test_co3d_reader_never_raises_anything_else(data):
     from novelviews.io.datasets import load_co3d
@@ -110,7 +110,7 @@ _re10k_line = st.lists(st.floats(-2, 2, width=32).map(lambda v: f"{v:.4g}") | st
                        min_size=17, max_size=20).map(" ".join)
 
 
-@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(_re10k_line, min_size=0, max_size=3), st.booleans())
 def test_re10k_reader_never_raises_anything_else(lines, with_frames):
     from novelviews.io.datasets import load_re10k
