@@ -57,8 +57,9 @@ import torch
 from novelviews import cameras as C
 from novelviews.io.runs import atomic_write_json
 from novelviews.model import ViewConditionedLDM, model_config
-from novelviews.sampling import (COMPILE_MODES, DTYPES, SamplingConfig, cudnn_benchmark, denoiser_graphs,
-                                 guided_denoiser, uncompile_model, unfuse_qkv)
+from novelviews.cuda_graphs import denoiser_graphs
+from novelviews.sampling import (COMPILE_MODES, DTYPES, SamplingConfig, cudnn_benchmark, guided_denoiser,
+                                 uncompile_model, unfuse_qkv)
 from novelviews.views import generate
 
 DEFAULT_CONFIGS = "fp32:1,fp16:1,fp16:4,fp16:16,bf16:1,bf16:4,bf16:16"

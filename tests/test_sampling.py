@@ -3,6 +3,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from novelviews import cuda_graphs as CG
 from novelviews import sampling as S
 from novelviews.errors import ConfigError
 
@@ -168,14 +169,14 @@ def test_cuda_graph_option_is_ignored_on_cpu_and_refused_by_the_wrapper():
 
 
 def test_denoiser_graphs_capture_once_per_shape_and_replay_on_new_conditioning(monkeypatch):
-    """sampling.DenoiserGraphs on this CPU, with graphed_denoiser standing in as the plain call
+    """cuda_graphs.DenoiserGraphs on this CPU, with graphed_denoiser standing in as the plain call
     over the static buffers (what a replay computes): a later batch of the same shapes reuses the
     capture and sees its own conditioning, also through the k-anchor blend; a new shape, moved
     weights or other settings capture anew; the oldest graph goes past the limit."""
     from novelviews.generation import multi_anchor_denoiser
 
     captured = []
-    monkeypatch.setattr(S, "graphed_denoiser", lambda eps_fn, shape, device: captured.append(shape) or eps_fn)
+    monkeypatch.setattr(CG, "graphed_denoiser", lambda eps_fn, shape, device: captured.append(shape) or eps_fn)
     model, image, cond, targets = _tiny_model_and_orbit((0.4, -0.6))
     g = torch.Generator().manual_seed(0)
     ls, ch = model.config.latent_size, model.config.vae.latent_channels
@@ -189,7 +190,7 @@ def test_denoiser_graphs_capture_once_per_shape_and_replay_on_new_conditioning(m
     def guided(c, lat):
         return S.guided_denoiser(model, c, lat, 3.0)
 
-    graphs = S.DenoiserGraphs(model, limit=2)
+    graphs = CG.DenoiserGraphs(model, limit=2)
     with torch.no_grad():
         first, second = conditioning(), conditioning()
         out1 = graphs(guided, first, x.shape, "cpu")(x, t)
@@ -219,15 +220,15 @@ def test_denoiser_graphs_capture_once_per_shape_and_replay_on_new_conditioning(m
         model.unet.to(memory_format=torch.channels_last)  # the conv weights move: new graphs
         graphs(guided, first, x.shape, "cpu", extra=(7.5,))
         assert graphs.captures == 5
-    assert S.denoiser_graphs(model) is S.denoiser_graphs(model)  # one per model, kept with it
+    assert CG.denoiser_graphs(model) is CG.denoiser_graphs(model)  # one per model, kept with it
     import copy
 
-    S.denoiser_graphs(model)(guided, first, x.shape, "cpu")
+    CG.denoiser_graphs(model)(guided, first, x.shape, "cpu")
     twin = copy.deepcopy(model)  # e.g. an EMA copy: no graphs of the original's memory come along
-    assert len(S.denoiser_graphs(twin)) == 0 and S.denoiser_graphs(twin).model is twin
+    assert len(CG.denoiser_graphs(twin)) == 0 and CG.denoiser_graphs(twin).model is twin
     import pickle
 
-    assert len(pickle.loads(pickle.dumps(S.denoiser_graphs(model)))) == 0  # pickled: no graphs either
+    assert len(pickle.loads(pickle.dumps(CG.denoiser_graphs(model)))) == 0  # pickled: no graphs either
     import threading
 
     before = graphs.captures
@@ -250,7 +251,7 @@ def test_generate_replays_one_graph_across_calls_and_equals_eager_on_gpu():
         graph_cfg = S.SamplingConfig(steps=4, batch_size=2, cuda_graph=True)
         first = generate(model, image, cond, targets, 0.8, cfg=graph_cfg, progress=False)
         again = generate(model, image, cond, targets, 0.8, cfg=graph_cfg, progress=False)
-    assert S.denoiser_graphs(model).captures == 1  # 2 batches x 2 calls, one shape: one capture
+    assert CG.denoiser_graphs(model).captures == 1  # 2 batches x 2 calls, one shape: one capture
     torch.testing.assert_close(first, eager, atol=2e-3, rtol=2e-3)
     torch.testing.assert_close(again, first)
 

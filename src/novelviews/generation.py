@@ -28,8 +28,9 @@ import torch
 from . import cameras as C
 from .errors import NovelViewsError
 from .runtime import precision_dtype
+from .cuda_graphs import denoiser_graphs
 from .sampling import (SAMPLE_SEED_STRIDE, EpsFn, SamplingConfig, compiled_sampling, cudnn_benchmark,
-                       denoiser_autocast, denoiser_graphs, guided_denoiser, prepare_for_sampling, sample)
+                       denoiser_autocast, guided_denoiser, prepare_for_sampling, sample)
 
 #: ``progress`` of the generators: a callback taking the number of sampler steps just done, or a
 #: bool (True: a terminal progress bar, :func:`progress_bar`; False: nothing).
@@ -149,7 +150,7 @@ def _denoiser(model, conditioning: tuple[torch.Tensor, ...], shape: tuple[int, .
               dtype: torch.dtype, device: torch.device) -> tuple[EpsFn, SamplingConfig]:
     """One batch's guided denoiser (one anchor: ``(context, cond_latent)``; k anchors: ``(contexts,
     cond_latents, weights)``) and the sampling settings to run it with. With ``cfg.cuda_graph`` on
-    CUDA it is the model's CUDA graph for this shape (``sampling.denoiser_graphs``: captured once,
+    CUDA it is the model's CUDA graph for this shape (``cuda_graphs.denoiser_graphs``: captured once,
     replayed for every batch and call after), and ``sample`` is told not to capture again."""
     def make(*cond: torch.Tensor) -> EpsFn:
         if len(cond) == 2:

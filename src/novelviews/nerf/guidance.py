@@ -145,14 +145,14 @@ class SDSDenoiser:
     :func:`novelviews.sampling.guided_denoiser` for one step's conditioning.
 
     With ``cuda_graph`` (CUDA only) the call is captured in a CUDA graph the first time a batch size
-    is seen (:func:`novelviews.sampling.graphed_denoiser`) over static copies of the conditioning;
+    is seen (:func:`novelviews.cuda_graphs.graphed_denoiser`) over static copies of the conditioning;
     later steps copy their context and conditioning latent into those buffers and replay it. The
     same kernels run on the same values, so the prediction equals the plain call's (a CUDA test
     compares them). A returned ``eps_fn`` is valid until the next call of the denoiser.
     """
 
     def __init__(self, model, guidance_scale: float, dtype: torch.dtype = torch.float32, cuda_graph: bool = False):
-        from ..sampling import DenoiserGraphs
+        from ..cuda_graphs import DenoiserGraphs
 
         self.model, self.guidance_scale, self.dtype = model, float(guidance_scale), dtype
         self.cuda_graph = bool(cuda_graph) and model.device.type == "cuda"
