@@ -67,7 +67,7 @@ from novelviews import cameras as C
 from novelviews.generation import generate
 from novelviews.io.runs import atomic_write_json
 from novelviews.sampling import (COMPILE_MODES, SamplingConfig, cudnn_benchmark, ddim_timesteps, guided_denoiser,
-                                 make_generators, randn_per_sample, sample_ddim, schedule_alphas)
+                                 make_generators, randn_per_sample, sample_ddim, schedule_alphas, unfuse_qkv)
 
 
 def _load_sampling_bench():
@@ -237,18 +237,7 @@ class TunedLoop:
         return "applied"
 
     def _unfuse(self) -> None:
-        from diffusers.models.attention_processor import Attention
-
-        unet = self.model.unet
-        if getattr(unet, "original_attn_processors", None) is not None:
-            unet.unfuse_qkv_projections()
-            unet.original_attn_processors = None
-        for m in unet.modules():  # drop the fused copies of the weights (memory of later configs)
-            if isinstance(m, Attention):
-                for name in ("to_qkv", "to_kv", "to_added_qkv"):
-                    if hasattr(m, name):
-                        delattr(m, name)
-                m.fused_projections = False
+        unfuse_qkv(self.model)  # also drops the fused copies of the weights (memory of later configs)
 
     @torch.no_grad()
     def __call__(self, model, image, cond_c2w, target_c2w, fov, steps: int, guidance: float, eta: float, seed: int,

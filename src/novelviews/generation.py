@@ -159,8 +159,9 @@ def _denoiser(model, conditioning: tuple[torch.Tensor, ...], shape: tuple[int, .
 
     if not (cfg.cuda_graph and device.type == "cuda"):
         return make(*conditioning), cfg
-    compiled = getattr(model.unet, "_compiled_call_impl", None) is not None
-    extra = (cfg.guidance_scale, str(dtype), compiled and cfg.compile, cfg.cudnn_benchmark, cfg.fuse_qkv,
+    # what the captured kernels depend on beyond shapes and weights (fused QKV adds weights, so
+    # the weights' addresses already tell it): the UNet's compiled call (None when eager)
+    extra = (cfg.guidance_scale, str(dtype), getattr(model.unet, "_compiled_call_impl", None), cfg.cudnn_benchmark,
              torch.is_autocast_enabled("cuda"))
     with cudnn_benchmark(cfg.cudnn_benchmark):
         eps_fn = denoiser_graphs(model)(make, conditioning, shape, device, extra)

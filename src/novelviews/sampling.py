@@ -305,24 +305,31 @@ def prepare_for_sampling(model, cfg: SamplingConfig) -> None:
     compile_model(model, cfg.compile)
 
 
+FUSED_NAMES = ("to_qkv", "to_kv", "to_added_qkv")  # the layers diffusers' fuse_qkv_projections adds
+
+
+def _attention_parts(model):
+    """``(part, its diffusers Attention layers)`` for the UNet and the VAE (where there is one)."""
+    from diffusers.models.attention_processor import Attention
+
+    parts = [p for p in (model.unet, getattr(model, "vae", None)) if p is not None]
+    return [(p, [m for m in p.modules() if isinstance(m, Attention)]) for p in parts]
+
+
 def fuse_qkv(model) -> int:
     """Fuse the Q/K/V projections of the UNet's and the VAE's attention layers (diffusers
     ``fuse_qkv_projections``) unless they are fused already. Returns how many attention layers
     run fused now. The fused weights are copies, also in the state dicts, and do not follow later
     changes of the originals: fuse a model that only samples."""
-    from diffusers.models.attention_processor import Attention
-
-    for part in (model.unet, getattr(model, "vae", None)):
+    for part, layers in _attention_parts(model):
         fuse = getattr(part, "fuse_qkv_projections", None)
         if fuse is not None and getattr(part, "original_attn_processors", None) is None:
             fuse()
-            for m in part.modules():  # the fused copies train only if the originals do
-                if isinstance(m, Attention):
-                    for name in ("to_qkv", "to_kv"):
-                        if hasattr(m, name):
-                            getattr(m, name).requires_grad_(m.to_q.weight.requires_grad)
-    return sum(1 for part in (model.unet, getattr(model, "vae", None)) if part is not None
-               for m in part.modules() if isinstance(m, Attention) and getattr(m, "fused_projections", False))
+            for m in layers:  # the fused copies train only if the originals do
+                for name in FUSED_NAMES:
+                    if hasattr(m, name):
+                        getattr(m, name).requires_grad_(m.to_q.weight.requires_grad)
+    return sum(getattr(m, "fused_projections", False) for _, layers in _attention_parts(model) for m in layers)
 
 
 def compiled_sampling(model, cfg: SamplingConfig, device, dtype: torch.dtype, batches: Sequence[int], anchors: int = 1):
@@ -343,22 +350,17 @@ def compiled_sampling(model, cfg: SamplingConfig, device, dtype: torch.dtype, ba
 
 
 def unfuse_qkv(model) -> None:
-    """Undo :func:`fuse_qkv`: the attention layers run their separate projections again and the
-    fused copies of the weights are dropped."""
-    from diffusers.models.attention_processor import Attention
-
-    for part in (model.unet, getattr(model, "vae", None)):
-        if part is None:
-            continue
+    """Undo :func:`fuse_qkv` (or a plain ``fuse_qkv_projections``): the attention layers run their
+    separate projections again and the fused copies of the weights are dropped."""
+    for part, layers in _attention_parts(model):
         if getattr(part, "original_attn_processors", None) is not None:
             part.unfuse_qkv_projections()
             part.original_attn_processors = None
-        for m in part.modules():
-            if isinstance(m, Attention):
-                m.fused_projections = False
-                for name in ("to_qkv", "to_kv"):
-                    if hasattr(m, name):
-                        delattr(m, name)
+        for m in layers:
+            m.fused_projections = False
+            for name in FUSED_NAMES:
+                if hasattr(m, name):
+                    delattr(m, name)
 
 
 def uncompile_model(model) -> None:

@@ -80,11 +80,10 @@ def load_co3d(path: str | Path, sequence: str | None = None) -> MultiViewScene:
     if sequence is not None:
         data = [f for f in data if isinstance(f, dict) and str(f.get("sequence_name")) == sequence]
         if not data:
-            names = ", ".join(map(repr, seqs[:10]))
-            raise DatasetError(f"{source}: no frames of sequence {sequence!r} (sequences: {names})")
+            raise DatasetError(f"{source}: no frames of sequence '{sequence}' (sequences: {', '.join(seqs[:10])})")
     elif len(seqs) > 1:
         raise DatasetError(
-            f"{source} holds {len(seqs)} sequences ({', '.join(map(repr, seqs[:5]))}...): pass sequence= to choose one"
+            f"{source} holds {len(seqs)} sequences ({', '.join(seqs[:5])}...): pass sequence= to choose one"
         )
 
     mats, labels, paths, Ks, sizes, depths, dscales, masks, missing = [], [], [], [], [], [], [], [], []
