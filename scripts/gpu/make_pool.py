@@ -10,6 +10,9 @@ Scene i has seed SEED + i (training seeds start at 10000; evaluation uses seeds 
     python scripts/gpu/make_pool.py OUT.pt --photos runs/photos --views 8 --seconds 60 --seed 0
         # photo-plane scenes of the photographs in a folder instead (scripts/build_photo_pool.py
         # --export-photos writes one; novelviews.train.data.pool_from_photo_planes)
+    python scripts/gpu/make_pool.py OUT.pt --photo-textures runs/photos --photo-share 0.5 --arc-fraction 0.5
+        # procedural scenes whose materials are photographs with probability 0.5 (triplanar-mapped;
+        # novelviews.synth.scenes.photo_textures)
 """
 
 import argparse
@@ -41,7 +44,13 @@ ap.add_argument("--photo-max-side", type=int, default=512, help="photos are shru
 ap.add_argument("--cards", type=int, nargs=2, default=(0, 3), metavar=("LO", "HI"), help="cards per photo-plane scene")
 ap.add_argument("--near-fraction", type=float, default=0.5, help="photo planes: share of views within 10 deg of the input")
 ap.add_argument("--max-deg", type=float, default=40.0, help="photo planes: largest azimuth offset of a view")
+ap.add_argument("--photo-textures", default=None, metavar="DIR",
+                help="procedural scenes textured with the photos in DIR (a share of their materials)")
+ap.add_argument("--photo-share", type=float, default=0.5, help="photo textures: share of materials that are photos")
+ap.add_argument("--textures-per-scene", type=int, default=4, help="photo textures cut per scene")
 a = ap.parse_args()
+if a.photos is not None and a.photo_textures is not None:
+    raise SystemExit("--photos (photo-plane scenes) and --photo-textures (textured procedural scenes) exclude each other")
 
 
 def merge(files: list[str], out: str) -> ViewPool:
@@ -53,6 +62,9 @@ def merge(files: list[str], out: str) -> ViewPool:
 photo_args = [] if a.photos is None else [
     "--photos", a.photos, "--photo-max-side", str(a.photo_max_side), "--cards", *map(str, a.cards),
     "--near-fraction", str(a.near_fraction), "--max-deg", str(a.max_deg)]
+if a.photo_textures is not None:
+    photo_args += ["--photo-textures", a.photo_textures, "--photo-share", str(a.photo_share),
+                   "--photo-max-side", str(a.photo_max_side), "--textures-per-scene", str(a.textures_per_scene)]
 if a.procs > 1:
     t0 = time.time()
     parts = [f"{a.out}.part{k}.pt" for k in range(a.procs)]
@@ -80,6 +92,7 @@ dev = str(resolve_device("auto"))
 t0, pools, n = time.time(), [], 0
 if a.photos is not None:
     photos, _ = load_photo_folder(a.photos, max_side=a.photo_max_side)
+textures = None if a.photo_textures is None else load_photo_folder(a.photo_textures, max_side=a.photo_max_side)[0]
 while n < a.max_scenes and time.time() - t0 < a.seconds:
     k = min(a.chunk, a.max_scenes - n)
     if a.photos is not None:
@@ -88,7 +101,9 @@ while n < a.max_scenes and time.time() - t0 < a.seconds:
                                             max_deg=a.max_deg, progress=False))
     else:
         pools.append(pool_from_synth(k, a.views, a.size, seed=a.seed + n, family="mixed", device=dev, spp=a.spp,
-                                     progress=False, ranges=CameraRanges(arc_fraction=a.arc_fraction)))
+                                     progress=False, ranges=CameraRanges(arc_fraction=a.arc_fraction),
+                                     photos=textures, photo_share=a.photo_share,
+                                     textures_per_scene=a.textures_per_scene))
     n += k
     print(f"{n} scenes, {time.time() - t0:.1f} s", flush=True)
 pool = ViewPool.cat(pools)

@@ -38,6 +38,7 @@ import torch
 
 from ..io.images import to_uint8  # the quantisation of every PNG we write
 from ..config import check_range
+from ..errors import ConfigError
 
 log = logging.getLogger(__name__)  # notes for the user; the CLI prints them
 
@@ -88,6 +89,15 @@ class SynthConfig:
     """Rays per batch (default: 2**17 on CPU, 2**21 on GPU)."""
     sheet: bool = True
     """Write contact sheets (per scene and overall)."""
+    photo_textures: str | None = None
+    """A folder of photographs (jpg / png): texture a share of the materials with them
+    (triplanar-mapped, mip-filtered; ``novelviews.synth.scenes.photo_textures``)."""
+    photo_share: float = 0.5
+    """With ``photo_textures``: the probability that a material (object or ground) is a photo."""
+    textures_per_scene: int = 4
+    """With ``photo_textures``: textures cut (random augmented crops) per scene."""
+    texture_size: int = 128
+    """With ``photo_textures``: texture side, pixels (a power of two)."""
 
     def validate(self) -> None:
         check_range("scenes", self.scenes, 1)
@@ -110,6 +120,11 @@ class SynthConfig:
         check_range("objects[1]", self.objects[1], self.objects[0], 64)
         check_range("walk_objects[0]", self.walk_objects[0], 0, 64)
         check_range("walk_objects[1]", self.walk_objects[1], self.walk_objects[0], 64)
+        check_range("photo_share", self.photo_share, 0.0, 1.0)
+        check_range("textures_per_scene", self.textures_per_scene, 1, 64)
+        check_range("texture_size", self.texture_size, 4, 1024)
+        if self.texture_size & (self.texture_size - 1):
+            raise ConfigError(f"texture_size must be a power of two, got {self.texture_size}: use e.g. 64, 128 or 256")
 
 
 def _ranges(cfg: SynthConfig):
@@ -120,13 +135,27 @@ def _ranges(cfg: SynthConfig):
                         arc_deg=tuple(cfg.arc_deg), arc_fraction=cfg.arc_fraction)
 
 
-def scene_and_cameras(cfg: SynthConfig, index: int):
-    """Scene ``index`` of a run: ``(scene, c2w [N,4,4] OpenGL float64, K [N,3,3] float64)``."""
-    from .scenes import resolve_family, sample_cameras, scene_from_seed
+def load_texture_photos(cfg: SynthConfig) -> list[torch.Tensor] | None:
+    """The photographs of ``cfg.photo_textures`` (longer side at most 512 px), or None without it."""
+    if cfg.photo_textures is None:
+        return None
+    from .photos import load_photo_folder
+
+    return load_photo_folder(cfg.photo_textures, max_side=512)[0]
+
+
+def scene_and_cameras(cfg: SynthConfig, index: int, photos: list[torch.Tensor] | None = None):
+    """Scene ``index`` of a run: ``(scene, c2w [N,4,4] OpenGL float64, K [N,3,3] float64)``;
+    ``photos``: :func:`load_texture_photos` of ``cfg`` (loaded here when None and the config names a folder)."""
+    from .scenes import resolve_family, sample_cameras, scene_from_seed, textures_from_photos
 
     seed = cfg.seed + index
     family = resolve_family(cfg.family, seed)
-    scene = scene_from_seed(seed, family, objects=tuple(cfg.objects), walk_objects=tuple(cfg.walk_objects))
+    if photos is None:
+        photos = load_texture_photos(cfg)
+    tex = None if photos is None else textures_from_photos(photos, cfg.textures_per_scene, cfg.texture_size, seed)
+    scene = scene_from_seed(seed, family, objects=tuple(cfg.objects), walk_objects=tuple(cfg.walk_objects),
+                            photos=tex, photo_share=cfg.photo_share)
     c2w, K = sample_cameras(scene, cfg.views, cfg.size, cfg.size, _ranges(cfg))
     return scene, c2w, K
 
@@ -171,6 +200,9 @@ def _transforms(cfg: SynthConfig, index: int, scene, c2w: torch.Tensor, K: torch
         "walk_objects": list(cfg.walk_objects),
         "render": {"spp": cfg.spp, "shadows": cfg.shadows, "ambient_occlusion": cfg.ambient_occlusion,
                    "max_steps": cfg.max_steps},
+        "photo_textures": None if cfg.photo_textures is None else {
+            "folder": str(Path(cfg.photo_textures).resolve()), "share": cfg.photo_share,
+            "per_scene": cfg.textures_per_scene, "size": cfg.texture_size},
         "mask": "objects (foreground); depth 0 marks sky",
         "world": "z-up, ground plane z=0",
     }
@@ -226,9 +258,10 @@ def generate(cfg: SynthConfig, out_dir: str | Path, device: str | torch.device =
         from tqdm.auto import tqdm
 
         bar = tqdm(total=cfg.scenes, desc="synth", unit="scene")
+    photos = load_texture_photos(cfg)
     with ThreadPoolExecutor(max_workers=2) as pool:
         for i in range(cfg.scenes):
-            scene, c2w, K = scene_and_cameras(cfg, i)
+            scene, c2w, K = scene_and_cameras(cfg, i, photos)
             out = _render(cfg, scene, c2w, K, device)
             rgb = out["rgb"].cpu().numpy()
             depth = out["depth"].cpu().numpy()
@@ -276,8 +309,19 @@ def rerender_scene(transforms_path: str | Path, c2w=None, K=None, height: int | 
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise DatasetError(f"'{path}' is not a transforms.json written by `nvs synth` ({exc}): "
                            "pass a scene folder of an nvs synth run") from None
+    tex, share = None, 0.5
+    pt = info.get("photo_textures")
+    if pt:
+        from .photos import load_photo_folder
+        from .scenes import textures_from_photos
+
+        if not Path(pt["folder"]).is_dir():
+            raise DatasetError(f"'{path}' was rendered with the photo textures of '{pt['folder']}', which is "
+                               "gone: put the photographs back there to re-render it")
+        photos = load_photo_folder(pt["folder"], max_side=512)[0]
+        tex, share = textures_from_photos(photos, int(pt["per_scene"]), int(pt["size"]), seed), float(pt["share"])
     scene = scene_from_seed(seed, family, objects=tuple(info.get("objects", (2, 6))),
-                            walk_objects=tuple(info.get("walk_objects", (6, 14))))
+                            walk_objects=tuple(info.get("walk_objects", (6, 14))), photos=tex, photo_share=share)
     if c2w is None:
         c2w = torch.tensor([f["transform_matrix"] for f in data["frames"]], dtype=torch.float64)
     if K is None:
@@ -314,5 +358,5 @@ def command_synth(cfg: SynthConfig, out: str | Path, overwrite: bool = False,
         return folders
 
 
-__all__ = ["SynthConfig", "generate", "command_synth", "scene_and_cameras", "rerender_scene",
+__all__ = ["SynthConfig", "generate", "command_synth", "scene_and_cameras", "rerender_scene", "load_texture_photos",
            "depth_to_png16", "to_uint8", "DEPTH_UNIT"]

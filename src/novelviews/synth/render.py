@@ -34,7 +34,8 @@ import math
 import torch
 
 from ..cameras import ray_directions  # noqa: F401 - re-exported (synth.ray_directions)
-from .scenes import BOX, CHECKER, CYLINDER, NOISE, SPHERE, STRIPES, TORUS, Scene
+from .scenes import BOX, CHECKER, CYLINDER, NOISE, PHOTO, SPHERE, STRIPES, TORUS, Scene
+from .scenes.photo_textures import triplanar
 
 _INF = float("inf")
 
@@ -301,11 +302,14 @@ def _ambient_occlusion(scene: Scene, p: torch.Tensor, n: torch.Tensor) -> torch.
 # --------------------------------------------------------------------------- shading
 
 
-def _albedo(scene: Scene, mat: torch.Tensor, x: torch.Tensor, footprint: torch.Tensor) -> torch.Tensor:
+def _albedo(scene: Scene, mat: torch.Tensor, x: torch.Tensor, footprint: torch.Tensor,
+            normal: torch.Tensor | None = None) -> torch.Tensor:
     """Texture colour ``[M, 3]`` of material rows ``mat`` at local coordinates ``x [M, 3]``.
 
     ``footprint`` is the pixel size in scene units at the point; texture contrast fades
     as cells shrink below a couple of pixels (cheap anti-aliasing / mip filtering).
+    ``normal``: local unit normals ``[M, 3]``, needed by ``photo`` materials (triplanar
+    mapping with trilinear mip filtering, :mod:`~novelviews.synth.scenes.photo_textures`).
     """
     a, b = scene.mat_color_a[mat], scene.mat_color_b[mat]
     tex = scene.mat_texture[mat]
@@ -323,7 +327,15 @@ def _albedo(scene: Scene, mat: torch.Tensor, x: torch.Tensor, footprint: torch.T
     v = torch.where(tex == CHECKER, 0.5 + (checker - 0.5) * fade,
                     torch.where(tex == STRIPES, 0.5 + (stripes - 0.5) * fade,
                                 torch.where(tex == NOISE, noise, torch.zeros_like(noise))))
-    return a + (b - a) * v[:, None]
+    col = a + (b - a) * v[:, None]
+    if scene.photos is not None and scene.mat_photo is not None:
+        rows = torch.nonzero(tex == PHOTO).squeeze(1)
+        if rows.numel():
+            if normal is None:
+                raise ValueError("photo materials need the local normals")
+            col[rows] = a[rows] * triplanar(scene.photos, scene.mat_photo[mat[rows]], y[rows], normal[rows],
+                                            cells[rows])
+    return col
 
 
 def _sky(scene: Scene, d: torch.Tensor) -> torch.Tensor:
@@ -374,7 +386,13 @@ def trace(scene: Scene, o: torch.Tensor, d: torch.Tensor, pixel_angle: torch.Ten
             x[oi] = q[:, 0:1] * Rm[:, 0, :] + q[:, 1:2] * Rm[:, 1, :] + q[:, 2:3] * Rm[:, 2, :]
         cos_v = _dot(n, dh).abs().clamp_min(0.15)
         footprint = th * pixel_angle[hit] / cos_v
-        albedo = _albedo(scene, mat, x, footprint)
+        n_local = None
+        if scene.photos is not None:  # triplanar mapping needs normals in the primitives' frames
+            n_local = n.clone()
+            if oi.numel():
+                Rm = scene.rotation[mat[oi]]
+                n_local[oi] = torch.einsum("mi,mij->mj", n[oi], Rm)
+        albedo = _albedo(scene, mat, x, footprint, n_local)
         L = scene.light_dir[None]
         ndl = _dot(n, L).clamp_min(0.0)
         vis = torch.ones_like(ndl)

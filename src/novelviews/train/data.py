@@ -202,17 +202,23 @@ def pool_from_paths(paths: Sequence[str | Path], size: int, mode: str = "crop", 
 
 def pool_from_synth(num_scenes: int, views: int, size: int, seed: int = 0, family: str = "mixed",
                     device: str | torch.device = "cpu", spp: int = 1, progress: bool = True,
-                    ranges=None) -> ViewPool:
+                    ranges=None, photos: Sequence[torch.Tensor] | None = None, photo_share: float = 0.5,
+                    textures_per_scene: int = 4, texture_size: int = 128) -> ViewPool:
     """Render a pool directly with the procedural renderer (no files): scene i has seed ``seed + i``;
-    ``ranges``: the cameras' :class:`~novelviews.synth.scenes.CameraRanges` (default ones if None)."""
+    ``ranges``: the cameras' :class:`~novelviews.synth.scenes.CameraRanges` (default ones if None).
+
+    ``photos`` (``[H, W, 3]`` each): photo-textured scenes; each scene cuts ``textures_per_scene``
+    textures of ``texture_size`` px from them (seeded by the scene's seed) and gives each material
+    a photo texture with probability ``photo_share`` (:func:`~novelviews.synth.scenes.scene_from_seed`)."""
     from tqdm.auto import tqdm
 
     from ..synth.render import render
-    from ..synth.scenes import sample_cameras, scene_from_seed
+    from ..synth.scenes import sample_cameras, scene_from_seed, textures_from_photos
 
     rows, gaps = [], []
     for i in tqdm(range(num_scenes), desc="rendering scenes", disable=not progress):
-        scene = scene_from_seed(seed + i, family)
+        tex = None if not photos else textures_from_photos(photos, textures_per_scene, texture_size, seed + i)
+        scene = scene_from_seed(seed + i, family, photos=tex, photo_share=photo_share)
         c2w, K = sample_cameras(scene, views, size, size, ranges)
         out = render(scene, c2w, K, size, size, device=device, spp=spp)
         rows.append(_rendered_views(out, c2w, C.fov_from_intrinsics(K, size)))

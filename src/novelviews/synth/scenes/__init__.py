@@ -34,12 +34,14 @@ Modules, one job each (every name is importable from ``novelviews.synth.scenes``
 
 * :mod:`.scene` - the scene types and hand-built scenes (:func:`build_scene`);
 * :mod:`.random_scenes` - random scenes per seed and their families (:func:`scene_from_seed`);
-* :mod:`.camera_sampling` - random cameras of a scene (:func:`sample_cameras`, :class:`CameraRanges`).
+* :mod:`.camera_sampling` - random cameras of a scene (:func:`sample_cameras`, :class:`CameraRanges`);
+* :mod:`.photo_textures` - photographs as triplanar, mip-filtered surface textures (:class:`PhotoTextures`).
 """
 
 from __future__ import annotations
 
 from .camera_sampling import CameraRanges, sample_cameras
+from .photo_textures import PhotoTextures, textures_from_images, textures_from_photos
 from .random_scenes import Family, resolve_family, scene_from_seed
 from .scene import (
     BOX,
@@ -48,6 +50,7 @@ from .scene import (
     KINDS,
     NOISE,
     NUM_WAVES,
+    PHOTO,
     SOLID,
     SPHERE,
     STRIPES,
@@ -68,5 +71,5 @@ __all__ = [
     "Scene", "Material", "Primitive", "CameraRanges", "build_scene", "sphere", "box", "cylinder",
     "torus", "bound_radius", "scene_from_seed", "resolve_family", "sample_cameras",
     "SPHERE", "BOX", "CYLINDER", "TORUS", "SOLID", "CHECKER", "STRIPES", "NOISE", "NUM_WAVES",
-    "KINDS", "TEXTURES", "Family",
+    "KINDS", "TEXTURES", "Family", "PHOTO", "PhotoTextures", "textures_from_images", "textures_from_photos",
 ]

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import colorsys
 import math
+from dataclasses import replace
 from typing import Literal
 
 import numpy as np
 
 from ...errors import ConfigError
+from .photo_textures import PhotoTextures
 from .scene import NUM_WAVES, Material, Primitive, Scene, bound_radius, build_scene, unit_vector
 
 Family = Literal["orbit", "walk"]
@@ -137,6 +139,8 @@ def scene_from_seed(
     *,
     objects: tuple[int, int] = (2, 6),
     walk_objects: tuple[int, int] = (6, 14),
+    photos: PhotoTextures | None = None,
+    photo_share: float = 0.5,
 ) -> Scene:
     """A random scene, deterministic in ``(seed, family, objects, walk_objects)``.
 
@@ -145,6 +149,11 @@ def scene_from_seed(
     area of roughly 10 x 10 units; the trajectory is stored in ``Scene.path``.
     Objects rest on the ground (some float slightly above it); ``mixed`` resolves to
     one of the two by :func:`resolve_family`.
+
+    ``photos``: with photo textures given, each material (objects and ground) is a
+    ``photo`` material with probability ``photo_share`` (texture, tile size and a light
+    tint drawn from a second stream of the seed), so geometry, lighting and cameras are
+    those of the same seed without photos.
     """
     family = resolve_family(family, seed)
     rng = np.random.default_rng([int(seed), 0])
@@ -204,10 +213,32 @@ def scene_from_seed(
     warm = rng.uniform(-0.08, 0.08)
     intensity = rng.uniform(0.75, 1.0)
     light_color = tuple(intensity * np.array([1.0 + warm, 1.0, 1.0 - warm]))
+    if photos is not None:
+        if not 0.0 <= photo_share <= 1.0:
+            raise ConfigError(f"photo_share is a probability in [0, 1], got {photo_share}")
+        prng = np.random.default_rng([int(seed), 5])
+        sizes = [bound_radius(p.kind, p.params) for p in prims]
+        prims = [replace(p, material=_photo_material(prng, p.material, size, photos.count, photo_share))
+                 for p, size in zip(prims, sizes)]
+        ground_mat = _photo_material(prng, ground_mat, 2.0 if family == "orbit" else 3.0, photos.count,
+                                     photo_share, ground=True)
     return build_scene(
         prims, ground=True, ground_material=ground_mat, sky_zenith=zenith, sky_horizon=horizon,
         light_dir=light_dir, light_color=light_color, ambient=rng.uniform(0.25, 0.45),
         shadow_k=rng.uniform(6.0, 24.0),
         fog_density=rng.uniform(0.0, 0.01) if family == "orbit" else rng.uniform(0.01, 0.035),
-        far=40.0 if family == "orbit" else 60.0, family=family, seed=int(seed), path=path,
+        far=40.0 if family == "orbit" else 60.0, family=family, seed=int(seed), path=path, photos=photos,
     )
+
+
+def _photo_material(rng: np.random.Generator, mat: Material, size: float, count: int, share: float,
+                    ground: bool = False) -> Material:
+    """``mat`` turned into a ``photo`` material with probability ``share`` (else unchanged): one of
+    ``count`` textures, one tile per 1.5-4 ``size`` (objects) or 0.75-2.5 ``size`` (ground), tinted
+    lightly. Always consumes the same draws, so later materials do not depend on this one's outcome."""
+    u = rng.random(5)
+    if u[0] >= share:
+        return mat
+    tile = size * ((0.75 + 1.75 * u[2]) if ground else (1.5 + 2.5 * u[2]))
+    tint = _hsv(u[3], 0.15 * u[4], 0.85 + 0.15 * u[4])
+    return replace(mat, texture="photo", photo=int(u[1] * count) % count, scale=1.0 / tile, color_a=tint)

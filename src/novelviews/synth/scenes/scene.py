@@ -15,13 +15,14 @@ import numpy as np
 import torch
 
 from ...errors import ConfigError
+from .photo_textures import PhotoTextures
 
 # primitive kinds (value of Scene.kind); primitives are stored sorted by kind
 SPHERE, BOX, CYLINDER, TORUS = 0, 1, 2, 3
 KINDS = {"sphere": SPHERE, "box": BOX, "cylinder": CYLINDER, "torus": TORUS}
 # procedural textures (value of Scene.mat_texture)
-SOLID, CHECKER, STRIPES, NOISE = 0, 1, 2, 3
-TEXTURES = {"solid": SOLID, "checker": CHECKER, "stripes": STRIPES, "noise": NOISE}
+SOLID, CHECKER, STRIPES, NOISE, PHOTO = 0, 1, 2, 3, 4
+TEXTURES = {"solid": SOLID, "checker": CHECKER, "stripes": STRIPES, "noise": NOISE, "photo": PHOTO}
 NUM_WAVES = 4
 """Number of sinusoids summed by the ``noise`` texture."""
 
@@ -34,8 +35,10 @@ class Material:
     """A procedural surface texture.
 
     ``color_a``/``color_b`` RGB in [0, 1]; ``texture`` one of solid / checker / stripes /
-    noise; ``scale`` texture cycles per scene unit, evaluated in the primitive's local
-    frame (world xy for the ground); ``offset`` shifts the texture (in cycles);
+    noise / photo; ``scale`` texture cycles per scene unit, evaluated in the primitive's local
+    frame (world xy for the ground); ``photo``: for the ``photo`` texture, the index of the
+    scene's photo texture (:class:`~.photo_textures.PhotoTextures`, triplanar-mapped, one
+    tile per cycle, tinted by ``color_a``); ``offset`` shifts the texture (in cycles);
     ``axis`` is the stripes direction; ``waves`` ``[NUM_WAVES, 4]`` the noise sinusoids
     (direction * frequency in cycles-scaled radians, phase); ``specular`` the
     Blinn-Phong strength and ``shininess`` its exponent.
@@ -50,6 +53,7 @@ class Material:
     waves: np.ndarray | None = None
     specular: float = 0.0
     shininess: float = 32.0
+    photo: int = -1
 
 
 @dataclass
@@ -144,6 +148,8 @@ class Scene:
     family: str = "orbit"
     seed: int | None = None
     path: torch.Tensor | None = None  # walk family: [S, 5] (x, y, z, yaw, pitch) float64
+    mat_photo: torch.Tensor | None = None  # [P+1] int64, photo texture index (-1: none)
+    photos: PhotoTextures | None = None  # the textures of ``photo`` materials
 
     @property
     def num_primitives(self) -> int:
@@ -170,7 +176,7 @@ class Scene:
         kw = {}
         for f in fields(self):
             v = getattr(self, f.name)
-            if isinstance(v, torch.Tensor):
+            if isinstance(v, (torch.Tensor, PhotoTextures)):
                 v = v.to(device)
             kw[f.name] = v
         return replace(self, **kw)
@@ -202,8 +208,10 @@ def build_scene(
     family: str = "orbit",
     seed: int | None = None,
     path: np.ndarray | None = None,
+    photos: PhotoTextures | None = None,
 ) -> Scene:
-    """Assemble a :class:`Scene` from primitives (any order; they are sorted by kind)."""
+    """Assemble a :class:`Scene` from primitives (any order; they are sorted by kind);
+    ``photos``: the textures that ``photo`` materials index."""
     if light_dir[2] <= 0:
         raise ConfigError("build_scene: light_dir must point above the horizon (z > 0)")
     prims = sorted(primitives, key=lambda p: KINDS[p.kind] if p.kind in KINDS else -1)
@@ -214,6 +222,11 @@ def build_scene(
     for m in mats:
         if m.texture not in TEXTURES:
             raise ConfigError(f"unknown texture '{m.texture}': use one of {', '.join(TEXTURES)}")
+        if m.texture == "photo":
+            count = 0 if photos is None else photos.count
+            if not 0 <= int(m.photo) < count:
+                raise ConfigError(f"a 'photo' material indexes photo texture {m.photo} but the scene has "
+                                  f"{count}: pass photos= with enough textures or another texture")
 
     def params4(p: Primitive) -> list[float]:
         v = [float(x) for x in p.params]
@@ -249,4 +262,6 @@ def build_scene(
         family=family,
         seed=seed,
         path=None if path is None else torch.as_tensor(np.asarray(path), dtype=torch.float64),
+        mat_photo=torch.tensor([int(m.photo) if m.texture == "photo" else -1 for m in mats], dtype=torch.int64),
+        photos=photos,
     )
