@@ -312,6 +312,35 @@ def _tiny_model_and_orbit(azimuths):
     return model, image, cond, targets
 
 
+def test_channels_last_conversion_runs_only_while_a_weight_is_not_channels_last():
+    """sampling.channels_last converts the UNet and VAE on the first call; later calls find every
+    4-D weight with the strides that conversion gives and skip it (a module.to walks every tensor,
+    milliseconds of host time per generate call on a full-size model); weights put back in the
+    contiguous format are converted again."""
+    model, *_ = _tiny_model_and_orbit((0.4,))
+    cfg = S.SamplingConfig(channels_last=True)
+    assert not S.is_channels_last(model.unet)
+    S.prepare_for_sampling(model, cfg)
+    assert S.is_channels_last(model.unet) and S.is_channels_last(model.vae)
+    assert model.unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
+    calls = []
+    for part in (model.unet, model.vae):
+        part.to = lambda *a, **k: calls.append(k)  # noqa: B023 - a stand-in that records the call
+    S.prepare_for_sampling(model, cfg)
+    assert calls == []
+    for part in (model.unet, model.vae):
+        del part.to
+        part.to(memory_format=torch.contiguous_format)
+    assert not S.is_channels_last(model.unet)
+    S.prepare_for_sampling(model, cfg)
+    assert S.is_channels_last(model.unet) and S.is_channels_last(model.vae)
+    # a 1x1 convolution's contiguous weight is also channels-last contiguous (size-1 strides are
+    # free), but .to() still gives it other strides: it counts as not converted, as .to() sees it
+    conv = torch.nn.Conv2d(4, 8, 1)
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last) and not S.is_channels_last(conv)
+    assert S.is_channels_last(conv.to(memory_format=torch.channels_last))
+
+
 def test_compile_option_compiles_unet_and_decoder_in_place_and_keeps_samples_and_keys():
     """sampling.compile: views.generate compiles the UNet and VAE decoder once, in place (state dict keys unchanged),
     and the samples equal the eager ones. The graph-capturing "aot_eager" backend stands in for

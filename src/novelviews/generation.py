@@ -27,7 +27,7 @@ import torch
 
 from . import cameras as C
 from .errors import NovelViewsError
-from .runtime import precision_dtype
+from .runtime import precision_dtype, to_device
 from .cuda_graphs import denoiser_graphs
 from .sampling import (SAMPLE_SEED_STRIDE, EpsFn, SamplingConfig, compiled_sampling, cudnn_benchmark,
                        denoiser_autocast, guided_denoiser, prepare_for_sampling, sample)
@@ -75,10 +75,14 @@ def check_generation_inputs(model, cfg: SamplingConfig, cond_images: torch.Tenso
 
 def decode_chunked(model, latents: torch.Tensor, chunk: int, dtype: torch.dtype, tiling: bool = False) -> torch.Tensor:
     """Decode ``chunk`` latents at a time (VAE slicing) -> float32 images in [-1, 1] on the CPU;
-    ``tiling``: tile by tile within each image (diffusers VAE tiling), else whole images."""
+    ``tiling``: tile by tile within each image (diffusers VAE tiling), else whole images.
+
+    The chunks' images stay on the device until all are decoded and cross in one copy: a copy
+    per chunk would wait for the device each time (the next chunk's kernels are queued only
+    after it). Slicing bounds the decoder's activations; the images themselves are small."""
     if hasattr(model.vae, "enable_tiling"):
         model.vae.enable_tiling() if tiling else model.vae.disable_tiling()
-    return torch.cat([model.decode(z.to(dtype)).float().clamp(-1, 1).cpu() for z in latents.split(chunk)])
+    return torch.cat([model.decode(z.to(dtype)).float().clamp(-1, 1) for z in latents.split(chunk)]).cpu()
 
 
 def multi_anchor_denoiser(model, contexts: torch.Tensor, cond_latents: torch.Tensor, weights: torch.Tensor,
@@ -220,6 +224,11 @@ def generate(
     latent_shape = (model.config.vae.latent_channels, model.config.latent_size, model.config.latent_size)
     per_batch = max(1, cfg.batch_size // k)
 
+    # the small per-target tables go to the device once, without waiting for it (a blocking copy
+    # per batch would drain the queue of the image encoders' kernels first)
+    anchors_dev, cam_dev = to_device(anchors, device), to_device(cam, device, image_emb.dtype)
+    weights_dev = to_device(weights, device) if k > 1 else None
+
     out = []
     prepare_for_sampling(model, cfg)
     report = _Reporter(progress, math.ceil(T / per_batch) * cfg.steps, "sampling")
@@ -227,22 +236,22 @@ def generate(
     try:
         with compiled_sampling(model, cfg, device, dtype, batches, k):
             for start in range(0, T, per_batch):
-                a = anchors[start:start + per_batch].reshape(-1).to(device)
+                a = anchors_dev[start:start + per_batch].reshape(-1)
                 b = a.shape[0] // k
-                ctx = model.context(image_emb[a], cam[start * k:(start + b) * k].to(device=device, dtype=image_emb.dtype))
+                ctx = model.context(image_emb[a], cam_dev[start * k:(start + b) * k])
                 if k == 1:
                     conditioning = (ctx, cond_latent[a])
                 else:
                     conditioning = (ctx.reshape(b, k, *ctx.shape[1:]),
                                     cond_latent[a].reshape(b, k, *cond_latent.shape[1:]),
-                                    weights[start:start + b].to(device))
+                                    weights_dev[start:start + b])
                 eps_fn, batch_cfg = _denoiser(model, conditioning, (b, *latent_shape), cfg, dtype, device)
                 z = sample(eps_fn, (b, *latent_shape), model.config.schedule, batch_cfg, seeds[start:start + b],
                            device, progress=report)
                 out.append(decode_chunked(model, z, cfg.vae_chunk, image_emb.dtype, cfg.vae_tiling))
     finally:
         report.close()
-    images = torch.cat(out)
+    images = out[0] if len(out) == 1 else torch.cat(out)  # one batch: no copy of all the images
     return images.view(n_samples, N, *images.shape[1:]).mean(0) if n_samples > 1 else images
 
 

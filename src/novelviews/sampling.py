@@ -15,6 +15,7 @@ view's result does not depend on the batch it was generated in.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 from dataclasses import dataclass
 from typing import Callable, ClassVar, Literal, Sequence
@@ -140,7 +141,7 @@ def randn_per_sample(shape: Sequence[int], generators: list[torch.Generator], de
     if len(generators) != shape[0]:
         raise ValueError(f"need one generator per sample ({shape[0]}), got {len(generators)}")
     rows = [torch.randn(tuple(shape[1:]), generator=g, dtype=torch.float32) for g in generators]
-    return torch.stack(rows).to(device=device, dtype=dtype)
+    return to_device(torch.stack(rows), device, dtype)  # a non-blocking copy: no sync with the GPU
 
 
 # --------------------------------------------------------------------------- samplers
@@ -180,7 +181,9 @@ def sample_ddim(eps_fn: EpsFn, x_T: torch.Tensor, alphas_cumprod: torch.Tensor, 
     """DDIM from ``x_T`` (pure noise) to ``x_0``; the reference sampler, written out.
 
     ``predraw`` (default: on for a non-CPU device when the noise is at most ``PREDRAW_BYTES``)
-    draws every step's noise up front (:func:`predraw_noise`); the result is bit-identical.
+    draws every step's noise in one block (:func:`predraw_noise`), right after the first
+    denoiser call is queued, so the host draws while the device runs it; the result is
+    bit-identical. ``alphas_cumprod`` is read on the CPU (pass a CPU tensor: no device round trip).
     """
     ac = alphas_cumprod.double().cpu()
     ts = ddim_timesteps(len(ac), steps)
@@ -189,13 +192,15 @@ def sample_ddim(eps_fn: EpsFn, x_T: torch.Tensor, alphas_cumprod: torch.Tensor, 
         generators = make_generators(range(x.shape[0]))
     if predraw is None:
         predraw = x.device.type != "cpu" and len(ts) * x.numel() * 4 <= PREDRAW_BYTES
-    noises = predraw_noise(x.shape, generators, len(ts), x.device) if predraw and eta > 0 else None
+    noises = None
     for i, t in enumerate(ts):
         t_prev = ts[i + 1] if i + 1 < len(ts) else None
         a_t = float(ac[t])
         a_prev = float(ac[t_prev]) if t_prev is not None else float(ac[0])
         tt = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
         eps = eps_fn(x, tt).float()
+        if predraw and eta > 0 and noises is None:  # the first call is queued: draw while it runs
+            noises = predraw_noise(x.shape, generators, len(ts), x.device)
         if eta > 0:
             noise = noises[i] if noises is not None else randn_per_sample(x.shape, generators, x.device)
         else:
@@ -275,7 +280,7 @@ def sample(eps_fn: EpsFn, shape: Sequence[int], schedule, cfg: SamplingConfig, s
         if cfg.cuda_graph and cuda:
             eps_fn = graphed_denoiser(eps_fn, tuple(shape), device)
         if cfg.scheduler == "ddim":
-            return sample_ddim(eps_fn, x_T, schedule_alphas(schedule).to(device), cfg.steps, cfg.eta, gens, progress)
+            return sample_ddim(eps_fn, x_T, schedule_alphas(schedule), cfg.steps, cfg.eta, gens, progress)
         sched = make_diffusers_scheduler(cfg.scheduler, schedule)
         return sample_diffusers(eps_fn, x_T, sched, cfg.steps, cfg.eta, gens, progress)
 
@@ -298,11 +303,24 @@ def prepare_for_sampling(model, cfg: SamplingConfig) -> None:
     (``cfg.channels_last``), then ``torch.compile`` (``cfg.compile``); both in place, both kept
     for later calls (compilation is paid once per process and shape)."""
     if cfg.channels_last:
-        model.unet.to(memory_format=torch.channels_last)
-        model.vae.to(memory_format=torch.channels_last)
+        for part in (model.unet, model.vae):
+            if not is_channels_last(part):  # a module.to() walks every tensor: ms of host time per call
+                part.to(memory_format=torch.channels_last)
     if cfg.fuse_qkv:
         fuse_qkv(model)
     compile_model(model, cfg.compile)
+
+
+def is_channels_last(module: torch.nn.Module) -> bool:
+    """Whether every 4-D parameter and buffer of ``module`` has the strides that
+    ``module.to(memory_format=torch.channels_last)`` gives (so that call would change nothing)."""
+    for m in module.modules():
+        for t in itertools.chain(m._parameters.values(), m._buffers.values()):
+            if t is not None and t.dim() == 4:
+                _, c, h, w = t.shape
+                if t.stride() != (h * w * c, 1, w * c, c):
+                    return False
+    return True
 
 
 FUSED_NAMES = ("to_qkv", "to_kv", "to_added_qkv")  # the layers diffusers' fuse_qkv_projections adds

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..runtime import to_device
 from .configuration import ImageEncoderConfig
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -36,8 +37,9 @@ def clip_preprocess(images: torch.Tensor, size: int = 224) -> torch.Tensor:
     """[-1, 1] images (BxCxHxW) -> CLIP ``pixel_values`` (resized, mean/std normalised)."""
     x = resize_bicubic(images, size)
     x = (x + 1.0) / 2.0
-    mean = torch.tensor(CLIP_MEAN, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(CLIP_STD, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    # built on the CPU and copied without waiting for the device (torch.tensor(..., device=cuda) syncs)
+    mean = to_device(torch.tensor(CLIP_MEAN, dtype=x.dtype), x.device).view(1, 3, 1, 1)
+    std = to_device(torch.tensor(CLIP_STD, dtype=x.dtype), x.device).view(1, 3, 1, 1)
     return (x - mean) / std
 
 
