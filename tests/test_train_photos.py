@@ -138,3 +138,49 @@ def test_vae_anchor_is_zero_at_the_start_and_holds_the_latents_while_the_vae_lea
     held, _, mse_held = run(10.0)
     assert mse_free < 0.8 * mse0 and mse_held < 0.9 * mse0  # both learn to reconstruct
     assert held < 0.5 * free  # the anchor keeps the latents near their start
+
+
+def test_latent_noise_has_the_drawn_std_per_image_in_scaled_units():
+    from novelviews.train.module import latent_noise
+
+    z = torch.zeros(64, 4, 16, 16)
+    g = torch.Generator().manual_seed(0)
+    n = latent_noise(z, 0.5, scaling_factor=0.25, generator=g)
+    std = (n * 0.25).flatten(1).std(1)  # in scaled units
+    assert std.max() <= 0.5 * 1.1 and std.min() >= 0.0
+    assert 0.2 < std.mean() < 0.3  # uniform in [0, 0.5]: mean 0.25
+    g = torch.Generator().manual_seed(0)
+    assert torch.equal(n, latent_noise(z, 0.5, 0.25, generator=g))
+
+
+def test_decoder_trained_with_latent_noise_decodes_noisy_latents_better():
+    x = _pool().images[:8].float() / 127.5 - 1
+
+    def run(noise: float):
+        torch.manual_seed(0)
+        model = ViewConditionedLDM(model_config("tiny"))
+        with torch.no_grad():  # a near-deterministic posterior and unit-RMS latents, as a trained VAE has
+            lc = model.config.vae.latent_channels
+            model.vae.quant_conv.weight[lc:] = 0.0
+            model.vae.quant_conv.bias[lc:] = -20.0
+            z = model.vae.encode(x).latent_dist.mean
+            model.config.vae.scaling_factor = float(z.square().mean().rsqrt())
+        cfg = from_dict(TrainConfig, {"stage": "vae", "vae_train": "decoder", "vae_latent_noise": noise,
+                                      "ema_decay": 0})
+        m = VAEModule(model, cfg)
+        opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=3e-3)
+        for _ in range(60):
+            loss, _ = m.vae_loss(x)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            z = model.vae.encode(x).latent_dist.mean
+            g = torch.Generator().manual_seed(1)
+            sf = float(model.config.vae.scaling_factor)
+            noisy = z + torch.randn(z.shape, generator=g) * (0.5 / sf)
+            return F.mse_loss(model.vae.decode(noisy).sample, x).item()
+
+    assert run(1.0) < 0.95 * run(0.0)
+    with pytest.raises(ConfigError, match="vae_latent_noise"):
+        from_dict(TrainConfig, {"vae_latent_noise": -1.0, "synth": {"scenes": 1}}).validate()

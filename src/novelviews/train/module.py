@@ -371,6 +371,15 @@ class LDMModule(_EMATrainModule):
         return self._with_warmup(opt)
 
 
+def latent_noise(z: torch.Tensor, max_std: float, scaling_factor: float,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+    """Gaussian noise for latents ``z [B, ...]`` (unscaled): image ``b`` gets std ``s_b / scaling_factor``
+    with ``s_b`` uniform in ``[0, max_std]`` (``max_std`` in the LDM's scaled latent units)."""
+    s = torch.rand(z.shape[0], generator=generator, device=z.device, dtype=torch.float32) * max_std
+    noise = torch.randn(z.shape, generator=generator, device=z.device, dtype=torch.float32)
+    return (noise * (s / scaling_factor).view(-1, *([1] * (z.dim() - 1)))).to(z.dtype)
+
+
 class VAEModule(_EMATrainModule):
     """Autoencoder stage: reconstruct target images; only the VAE is trained."""
 
@@ -389,7 +398,10 @@ class VAEModule(_EMATrainModule):
     def vae_loss(self, images: torch.Tensor) -> tuple[torch.Tensor, dict]:
         with torch.enable_grad() if self.cfg.vae_train == "all" else torch.no_grad():
             post = self.model.vae.encode(images).latent_dist
-        rec = self.model.vae.decode(post.sample()).sample
+        z = post.sample()
+        if self.cfg.vae_latent_noise > 0:
+            z = z + latent_noise(z, self.cfg.vae_latent_noise, float(self.model.config.vae.scaling_factor))
+        rec = self.model.vae.decode(z).sample
         l1 = (rec.float() - images.float()).abs().mean()
         mse = F.mse_loss(rec.float(), images.float())
         kl = post.kl().mean() / math.prod(images.shape[1:])

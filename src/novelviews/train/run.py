@@ -80,6 +80,10 @@ class TrainConfig:
     # trained encoder's posterior means and the initial encoder's, which keeps an LDM trained on the
     # initial latents valid while the VAE learns new images (0 = off)
     vae_anchor: float = 0.0
+    # VAE stage: the decoder also learns from latents with added Gaussian noise, per image of std
+    # uniform in [0, vae_latent_noise] (scaled latent units, where latents have unit RMS), so it
+    # decodes imperfect latents - the UNet's samples - and not only the encoder's (0 = off)
+    vae_latent_noise: float = 0.0
     freeze_vae: bool = True  # LDM stage: VAE frozen (as the reference)
     vae_train: Literal["all", "decoder"] = "all"  # VAE stage: "decoder" keeps the latent space (LDM stays valid)
     freeze_image_encoder: bool = False
@@ -130,6 +134,7 @@ class TrainConfig:
         check_range("val_scenes", self.val_scenes, 0)
         check_range("identity_pairs", self.identity_pairs, 0.0, 1.0)
         check_range("vae_anchor", self.vae_anchor, 0.0)
+        check_range("vae_latent_noise", self.vae_latent_noise, 0.0, 10.0)
         for k in ("drop_context", "drop_both", "drop_latent"):
             check_range(k, getattr(self, k), 0.0, 1.0)
         if self.drop_context + self.drop_both + self.drop_latent > 1:
