@@ -17,7 +17,8 @@
 #        PROC_TEX: share of the procedural scenes' materials textured with the photos (0: none);
 #        VAE_MODE=decoder: instead of phase 2, a decoder-only VAE fine-tune (the latent space stays INIT's)
 #          runs beside the LDM for DEC_S seconds (default: the whole LDM phase; beside it the LDM runs at
-#          about half its speed), on the pools weighted DEC_PHOTO_W to photo planes;
+#          about half its speed), on the pools weighted DEC_PHOTO_W to photo planes, latents noised up to
+#          DEC_NOISE (vae_latent_noise; 0 = clean latents only);
 #        EVAL=1 (EVAL_SCENES, EVAL_STEPS, EVAL_DEVICE): score the export and INIT at the end
 # CPU smoke test (tiny sizes, a few seconds per phase):
 #   ACCEL=cpu SIZE=128 VIEWS=3 PHOTO_VIEWS=3 NPROC=1 PHOTO_PROCS=1 RENDER_S=40 SPAN=6 VAE_S=10 END=330 EB=4 VAL_SCENES=2 VAL_BATCH=2 WORKERS=1 PREC=fp32 \
@@ -89,7 +90,8 @@ reserve=75; [ "$EVAL" = 1 ] && reserve=$(( 75 + ${EVAL_S:-200} ))
 ldm_s=$(( $(left "$reserve") - 60 ))
 if [ "$VAE_MODE" = decoder ]; then
   dec_w=${DEC_PHOTO_W:-0.6}
-  W_PROC=$(python -c "print(1 - $dec_w)") W_PHOTO=$dec_w vae_run dec "${DEC_S:-$ldm_s}" decoder &
+  W_PROC=$(python -c "print(1 - $dec_w)") W_PHOTO=$dec_w vae_run dec "${DEC_S:-$ldm_s}" decoder \
+      vae_latent_noise="${DEC_NOISE:-0}" &
 fi
 W_PROC=${PROC_W:-0.5} W_PHOTO=${PHOTO_W:-0.5} train ldm "$ldm_s" --init "$ldm_init" --steps "${LDM_STEPS:-1100}" \
     --batch-size "${EB:-2048}" lr="${LR:-4e-4}" warmup_steps=50 cc_lr_mult=10 ema_decay=0.995 val_every=200 \
