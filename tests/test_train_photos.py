@@ -147,7 +147,7 @@ def test_latent_noise_has_the_drawn_std_per_image_in_scaled_units():
     g = torch.Generator().manual_seed(0)
     n = latent_noise(z, 0.5, scaling_factor=0.25, generator=g)
     std = (n * 0.25).flatten(1).std(1)  # in scaled units
-    assert std.max() <= 0.5 * 1.1 and std.min() >= 0.0
+    assert std.max() <= 0.5 * 1.1 and std.min() < 0.05  # stds spread over [0, 0.5]
     assert 0.2 < std.mean() < 0.3  # uniform in [0, 0.5]: mean 0.25
     g = torch.Generator().manual_seed(0)
     assert torch.equal(n, latent_noise(z, 0.5, 0.25, generator=g))

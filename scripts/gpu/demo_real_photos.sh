@@ -16,7 +16,7 @@
 #        INIT, TRAIN_EXTRA (more nvs train overrides of the LDM stage);
 #        PROC_TEX: share of the procedural scenes' materials textured with the photos (0: none);
 #        VAE_MODE=decoder: instead of phase 2, a decoder-only VAE fine-tune (the latent space stays INIT's)
-#          runs beside the LDM for DEC_S seconds (default: the whole LDM phase; beside it the LDM runs at
+#          runs beside the LDM for DEC_S whole seconds (default: the whole LDM phase; beside it the LDM runs at
 #          about half its speed), on the pools weighted DEC_PHOTO_W to photo planes, latents noised up to
 #          DEC_NOISE (vae_latent_noise; 0 = clean latents only);
 #        EVAL=1 (EVAL_SCENES, EVAL_STEPS, EVAL_DEVICE): score the export and INIT at the end
@@ -40,16 +40,21 @@ VAL_SCENES=${VAL_SCENES:-64}
 PROC_TEX=${PROC_TEX:-0}
 VAE_MODE=${VAE_MODE:-all}
 EVAL=${EVAL:-0}
+case "$VAE_MODE" in all|decoder) ;; *) echo "VAE_MODE must be all or decoder, got '$VAE_MODE'" >&2; exit 2 ;; esac
+python -c 'import sys; float(sys.argv[1])' "$PROC_TEX" 2>/dev/null \
+  || { echo "PROC_TEX must be a number in [0, 1], got '$PROC_TEX'" >&2; exit 2; }
+[[ "${DEC_S:-0}" =~ ^[0-9]+$ ]] || { echo "DEC_S must be whole seconds, got '$DEC_S'" >&2; exit 2; }
 source scripts/gpu/lib.sh   # left, stamp, save, export_demo
 [ -d "$PHOTOS" ] || { echo "no photo folder $PHOTOS (python scripts/build_photo_pool.py --export-photos $PHOTOS)" >&2; exit 2; }
 [ "$ACCEL" = gpu ] && nvidia-smi -L > "$R/res/gpus.txt"
 dev=(); [ "$ACCEL" = cpu ] && dev=(CUDA_VISIBLE_DEVICES=)
 
 # 1. both pools at once
+tex=(); python -c 'import sys; sys.exit(not float(sys.argv[1]) > 0)' "$PROC_TEX" \
+  && tex=(--photo-textures "$PHOTOS" --photo-share "$PROC_TEX")
 env "${dev[@]}" timeout "$((RENDER_S + 60))" python scripts/gpu/make_pool.py "$R/proc.pt" --size "${SIZE:-128}" \
     --seconds "$RENDER_S" --procs "$NPROC" --chunk 5 --max-scenes "$SPAN" --views "${VIEWS:-8}" --seed "$BASE" \
-    --arc-fraction 0.5 $(python -c "print('--photo-textures $PHOTOS --photo-share $PROC_TEX' if $PROC_TEX > 0 else '')") \
-    > "$R/res/pool_proc.log" 2>&1 &
+    --arc-fraction 0.5 "${tex[@]}" > "$R/res/pool_proc.log" 2>&1 &
 env "${dev[@]}" timeout "$((RENDER_S + 60))" python scripts/gpu/make_pool.py "$R/photo.pt" --size "${SIZE:-128}" \
     --seconds "$((RENDER_S - 25))" --procs "$PHOTO_PROCS" --chunk 20 --max-scenes "$SPAN" --views "${PHOTO_VIEWS:-6}" \
     --seed "$PHOTO_BASE" --photos "$PHOTOS" > "$R/res/pool_photo.log" 2>&1 &
@@ -88,23 +93,29 @@ fi
 # 3. the LDM (with VAE_MODE=decoder, beside it a decoder-only fine-tune for as long)
 reserve=75; [ "$EVAL" = 1 ] && reserve=$(( 75 + ${EVAL_S:-200} ))
 ldm_s=$(( $(left "$reserve") - 60 ))
+dec_pid=
 if [ "$VAE_MODE" = decoder ]; then
   dec_w=${DEC_PHOTO_W:-0.6}
   W_PROC=$(python -c "print(1 - $dec_w)") W_PHOTO=$dec_w vae_run dec "${DEC_S:-$ldm_s}" decoder \
       vae_latent_noise="${DEC_NOISE:-0}" &
+  dec_pid=$!
 fi
 W_PROC=${PROC_W:-0.5} W_PHOTO=${PHOTO_W:-0.5} train ldm "$ldm_s" --init "$ldm_init" --steps "${LDM_STEPS:-1100}" \
     --batch-size "${EB:-2048}" lr="${LR:-4e-4}" warmup_steps=50 cc_lr_mult=10 ema_decay=0.995 val_every=200 \
     mirror=true identity_pairs="${IDENTITY:-0.1}" lr_schedule=cosine min_lr_ratio=0.05 ${TRAIN_EXTRA:-}
-wait
+if [ -n "$dec_pid" ]; then
+  wait "$dec_pid" || stamp "the decoder run failed: the export keeps INIT's decoder"
+fi
+exported=0
+rm -rf "$R/cand"; rm -f "$DEST"/demo_model.tar.part-*   # no parts or model of an earlier run in this one
 if [ -d "$R/ldm/model" ]; then
   dec=(); [ "$VAE_MODE" = decoder ] && [ -d "$R/dec/model" ] && dec=(--decoder-from "$R/dec/model")
   python scripts/gpu/export_fp16.py "$R/ldm/model" "$R/cand/model" "${dec[@]}" > "$R/res/export_demo.log" 2>&1 \
     && (cd "$R/cand" && tar cf - model | split -b 15m - "$DEST/demo_model.tar.part-") \
-    && stamp "model exported from $R/ldm/model ${dec[*]}"
+    && exported=1 && stamp "model exported from $R/ldm/model ${dec[*]}"
 fi
 # 5. the export and INIT side by side, same seeds
-if [ "$EVAL" = 1 ] && [ -d "$R/cand/model" ]; then
+if [ "$EVAL" = 1 ] && [ "$exported" = 1 ]; then
   init_m=$INIT; [ "$INIT" = src/novelviews/data/demo_model ] && init_m=demo
   MODELS="$init_m $R/cand/model" SCENES=${EVAL_SCENES:-24} PLANES=${EVAL_SCENES:-24} STEPS=${EVAL_STEPS:-50} \
     DEVICE=${EVAL_DEVICE:-cuda} OUT=$DEST/eval timeout "$(left 10)" bash scripts/gpu/demo_real_photos_eval.sh \

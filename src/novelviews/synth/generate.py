@@ -144,6 +144,18 @@ def load_texture_photos(cfg: SynthConfig) -> list[torch.Tensor] | None:
     return load_photo_folder(cfg.photo_textures, max_side=512)[0]
 
 
+def photo_folder_key(folder: str | Path) -> dict:
+    """What identifies a photo folder's texture draws: its photos' count and a hash of their
+    relative file names in load order (adding, removing or renaming a photo changes the draws)."""
+    import hashlib
+
+    from .photos import list_photos
+
+    root = Path(folder)
+    names = [str(p.relative_to(root)) for p in list_photos(root)]
+    return {"count": len(names), "names_sha1": hashlib.sha1("\n".join(names).encode()).hexdigest()}
+
+
 def scene_and_cameras(cfg: SynthConfig, index: int, photos: list[torch.Tensor] | None = None):
     """Scene ``index`` of a run: ``(scene, c2w [N,4,4] OpenGL float64, K [N,3,3] float64)``;
     ``photos``: :func:`load_texture_photos` of ``cfg`` (loaded here when None and the config names a folder)."""
@@ -202,7 +214,8 @@ def _transforms(cfg: SynthConfig, index: int, scene, c2w: torch.Tensor, K: torch
                    "max_steps": cfg.max_steps},
         "photo_textures": None if cfg.photo_textures is None else {
             "folder": str(Path(cfg.photo_textures).resolve()), "share": cfg.photo_share,
-            "per_scene": cfg.textures_per_scene, "size": cfg.texture_size},
+            "per_scene": cfg.textures_per_scene, "size": cfg.texture_size,
+            **photo_folder_key(cfg.photo_textures)},
         "mask": "objects (foreground); depth 0 marks sky",
         "world": "z-up, ground plane z=0",
     }
@@ -318,6 +331,10 @@ def rerender_scene(transforms_path: str | Path, c2w=None, K=None, height: int | 
         if not Path(pt["folder"]).is_dir():
             raise DatasetError(f"'{path}' was rendered with the photo textures of '{pt['folder']}', which is "
                                "gone: put the photographs back there to re-render it")
+        now = photo_folder_key(pt["folder"])
+        if "names_sha1" in pt and now["names_sha1"] != pt["names_sha1"]:
+            raise DatasetError(f"'{path}' was rendered with {pt.get('count')} photos of '{pt['folder']}', which "
+                               f"now holds other ones ({now['count']}): restore those photos to re-render it")
         photos = load_photo_folder(pt["folder"], max_side=512)[0]
         tex, share = textures_from_photos(photos, int(pt["per_scene"]), int(pt["size"]), seed), float(pt["share"])
     scene = scene_from_seed(seed, family, objects=tuple(info.get("objects", (2, 6))),

@@ -217,7 +217,7 @@ def pool_from_synth(num_scenes: int, views: int, size: int, seed: int = 0, famil
 
     rows, gaps = [], []
     for i in tqdm(range(num_scenes), desc="rendering scenes", disable=not progress):
-        tex = None if not photos else textures_from_photos(photos, textures_per_scene, texture_size, seed + i)
+        tex = None if photos is None or len(photos) == 0 else textures_from_photos(photos, textures_per_scene, texture_size, seed + i)
         scene = scene_from_seed(seed + i, family, photos=tex, photo_share=photo_share)
         c2w, K = sample_cameras(scene, views, size, size, ranges)
         out = render(scene, c2w, K, size, size, device=device, spp=spp)

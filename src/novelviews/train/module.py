@@ -374,7 +374,8 @@ class LDMModule(_EMATrainModule):
 def latent_noise(z: torch.Tensor, max_std: float, scaling_factor: float,
                  generator: torch.Generator | None = None) -> torch.Tensor:
     """Gaussian noise for latents ``z [B, ...]`` (unscaled): image ``b`` gets std ``s_b / scaling_factor``
-    with ``s_b`` uniform in ``[0, max_std]`` (``max_std`` in the LDM's scaled latent units)."""
+    with ``s_b`` uniform in ``[0, max_std]`` (``max_std`` in the LDM's scaled latent units); a
+    ``generator`` must live on ``z``'s device."""
     s = torch.rand(z.shape[0], generator=generator, device=z.device, dtype=torch.float32) * max_std
     noise = torch.randn(z.shape, generator=generator, device=z.device, dtype=torch.float32)
     return (noise * (s / scaling_factor).view(-1, *([1] * (z.dim() - 1)))).to(z.dtype)

@@ -142,7 +142,7 @@ def scene_from_seed(
     photos: PhotoTextures | None = None,
     photo_share: float = 0.5,
 ) -> Scene:
-    """A random scene, deterministic in ``(seed, family, objects, walk_objects)``.
+    """A random scene, deterministic in ``(seed, family, objects, walk_objects, photos, photo_share)``.
 
     ``orbit``: 2-6 (``objects``) primitives within radius ~1 of the origin. ``walk``:
     ``walk_objects`` primitives (some tall) beside a random smooth trajectory over an
