@@ -107,17 +107,14 @@ if [ -n "$dec_pid" ]; then
   wait "$dec_pid" || stamp "the decoder run failed: the export keeps INIT's decoder"
 fi
 exported=0
-rm -rf "$R/cand"; rm -f "$DEST"/demo_model.tar.part-*   # no parts or model of an earlier run in this one
 if [ -d "$R/ldm/model" ]; then
   dec=(); [ "$VAE_MODE" = decoder ] && [ -d "$R/dec/model" ] && dec=(--decoder-from "$R/dec/model")
-  python scripts/gpu/export_fp16.py "$R/ldm/model" "$R/cand/model" "${dec[@]}" > "$R/res/export_demo.log" 2>&1 \
-    && (cd "$R/cand" && tar cf - model | split -b 15m - "$DEST/demo_model.tar.part-") \
-    && exported=1 && stamp "model exported from $R/ldm/model ${dec[*]}"
+  export_demo "$R/ldm/model" "${dec[@]}" && exported=1
 fi
-# 5. the export and INIT side by side, same seeds
+# 5. the export ($R/demo_model) and INIT side by side, same seeds
 if [ "$EVAL" = 1 ] && [ "$exported" = 1 ]; then
   init_m=$INIT; [ "$INIT" = src/novelviews/data/demo_model ] && init_m=demo
-  MODELS="$init_m $R/cand/model" SCENES=${EVAL_SCENES:-24} PLANES=${EVAL_SCENES:-24} STEPS=${EVAL_STEPS:-50} \
+  MODELS="$init_m $R/demo_model" SCENES=${EVAL_SCENES:-24} PLANES=${EVAL_SCENES:-24} STEPS=${EVAL_STEPS:-50} \
     DEVICE=${EVAL_DEVICE:-cuda} OUT=$DEST/eval timeout "$(left 10)" bash scripts/gpu/demo_real_photos_eval.sh \
     > "$R/res/eval.log" 2>&1
   stamp "eval: exit $?"; save res/eval.log

@@ -5,7 +5,8 @@
 #   left [S]   seconds until END minus S (at least 1), for `timeout`
 #   stamp MSG  a line of the run's timeline ($R/res/timeline.txt), with the seconds since t0
 #   save F...  append files / glob patterns (relative to $R) to $DEST/results.tar, safe in parallel
-#   export_demo DIR   a trained demo model folder -> fp16 export split into $DEST/demo_model.tar.part-*
+#   export_demo DIR [OPTIONS]   a trained demo model folder -> fp16 export in $R/demo_model (kept), split into
+#       $DEST/demo_model.tar.part-* (OPTIONS: scripts/gpu/export_fp16.py's, e.g. --decoder-from RUN/dec/model)
 #   demo_train ONLY RUN TAG TRAIN_S TIMEOUT   a demo training run (scripts/gpu/ddp_scaling.sh: ONLY =
 #       1 | N GPUs; INIT, POOL, EB, LR, WARMUP, CC_MULT, EXTRA from the caller's environment, e.g.
 #       `INIT=m POOL=p.pt EB=1024 demo_train 1 "$R/run" demo5 300 360`), its log / summary / loss
@@ -22,10 +23,11 @@ stamp() { echo "[$(( $(date +%s) - t0 )) s] $*" | tee -a "$R/res/timeline.txt"; 
 save() { (cd "$R" && shopt -s nullglob && f=($@) && [ ${#f[@]} -gt 0 ] && \
           flock "$DEST/.lock" tar rf "$DEST/results.tar" "${f[@]}" 2>/dev/null) || true; }
 export_demo() {
-  python scripts/gpu/export_fp16.py "$1" "$R/demo_model" > "$R/res/export_demo.log" 2>&1 || return 1
+  rm -rf "$R/demo_model"
+  python scripts/gpu/export_fp16.py "$1" "$R/demo_model" "${@:2}" > "$R/res/export_demo.log" 2>&1 || return 1
   rm -f "$DEST"/demo_model.tar.part-*
-  (cd "$R" && tar cf - demo_model | split -b 15m - "$DEST/demo_model.tar.part-") && rm -rf "$R/demo_model"
-  stamp "demo model exported from $1"
+  (cd "$R" && tar cf - demo_model | split -b 15m - "$DEST/demo_model.tar.part-") || return 1
+  stamp "demo model exported from $*"
 }
 demo_train() {
   local only=$1 run=$2 tag=$3 gpus=1

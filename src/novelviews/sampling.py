@@ -350,6 +350,20 @@ def fuse_qkv(model) -> int:
     return sum(getattr(m, "fused_projections", False) for _, layers in _attention_parts(model) for m in layers)
 
 
+def unfuse_qkv(model) -> None:
+    """Undo :func:`fuse_qkv` (or a plain ``fuse_qkv_projections``): the attention layers run their
+    separate projections again and the fused copies of the weights are dropped."""
+    for part, layers in _attention_parts(model):
+        if getattr(part, "original_attn_processors", None) is not None:
+            part.unfuse_qkv_projections()
+            part.original_attn_processors = None
+        for m in layers:
+            m.fused_projections = False
+            for name in FUSED_NAMES:
+                if hasattr(m, name):
+                    delattr(m, name)
+
+
 def compiled_sampling(model, cfg: SamplingConfig, device, dtype: torch.dtype, batches: Sequence[int], anchors: int = 1):
     """The persistent compile cache (:mod:`novelviews.compile_cache`) around sampling that compiles
     (``cfg.compile`` on and ``cfg.compile_cache``), else a context that does nothing. Its key holds
@@ -365,20 +379,6 @@ def compiled_sampling(model, cfg: SamplingConfig, device, dtype: torch.dtype, ba
                "guided": cfg.guidance_scale != 1.0, "vae_chunk": cfg.vae_chunk, "vae_tiling": cfg.vae_tiling}
     seen = model.__dict__.setdefault("_compile_cache_loaded", set())
     return cached_compilation(key_fields(model.config, device, options), seen=seen)
-
-
-def unfuse_qkv(model) -> None:
-    """Undo :func:`fuse_qkv` (or a plain ``fuse_qkv_projections``): the attention layers run their
-    separate projections again and the fused copies of the weights are dropped."""
-    for part, layers in _attention_parts(model):
-        if getattr(part, "original_attn_processors", None) is not None:
-            part.unfuse_qkv_projections()
-            part.original_attn_processors = None
-        for m in layers:
-            m.fused_projections = False
-            for name in FUSED_NAMES:
-                if hasattr(m, name):
-                    delattr(m, name)
 
 
 def uncompile_model(model) -> None:

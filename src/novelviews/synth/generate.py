@@ -29,7 +29,7 @@ import json
 import math
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -156,18 +156,25 @@ def photo_folder_key(folder: str | Path) -> dict:
     return {"count": len(names), "names_sha1": hashlib.sha1("\n".join(names).encode()).hexdigest()}
 
 
-def scene_and_cameras(cfg: SynthConfig, index: int, photos: list[torch.Tensor] | None = None):
-    """Scene ``index`` of a run: ``(scene, c2w [N,4,4] OpenGL float64, K [N,3,3] float64)``;
-    ``photos``: :func:`load_texture_photos` of ``cfg`` (loaded here when None and the config names a folder)."""
-    from .scenes import resolve_family, sample_cameras, scene_from_seed, textures_from_photos
+def scene_of(cfg: SynthConfig, index: int, photos: list[torch.Tensor] | None = None):
+    """Scene ``index`` of a run (seed ``cfg.seed + index``); ``photos``: :func:`load_texture_photos`
+    of ``cfg`` (loaded here when None and the config names a folder)."""
+    from .scenes import resolve_family, scene_from_seed, textures_from_photos
 
     seed = cfg.seed + index
-    family = resolve_family(cfg.family, seed)
     if photos is None:
         photos = load_texture_photos(cfg)
     tex = None if photos is None else textures_from_photos(photos, cfg.textures_per_scene, cfg.texture_size, seed)
-    scene = scene_from_seed(seed, family, objects=tuple(cfg.objects), walk_objects=tuple(cfg.walk_objects),
-                            photos=tex, photo_share=cfg.photo_share)
+    return scene_from_seed(seed, resolve_family(cfg.family, seed), objects=tuple(cfg.objects),
+                           walk_objects=tuple(cfg.walk_objects), photos=tex, photo_share=cfg.photo_share)
+
+
+def scene_and_cameras(cfg: SynthConfig, index: int, photos: list[torch.Tensor] | None = None):
+    """Scene ``index`` of a run: ``(scene, c2w [N,4,4] OpenGL float64, K [N,3,3] float64)``
+    (``photos`` as in :func:`scene_of`)."""
+    from .scenes import sample_cameras
+
+    scene = scene_of(cfg, index, photos)
     c2w, K = sample_cameras(scene, cfg.views, cfg.size, cfg.size, _ranges(cfg))
     return scene, c2w, K
 
@@ -192,7 +199,8 @@ def _save_png(path: Path, arr: np.ndarray) -> None:
     atomic_save(path, lambda p: Image.fromarray(arr).save(p, format="PNG"))
 
 
-def _transforms(cfg: SynthConfig, index: int, scene, c2w: torch.Tensor, K: torch.Tensor) -> dict:
+def _transforms(cfg: SynthConfig, index: int, scene, c2w: torch.Tensor, K: torch.Tensor,
+                photo_key: dict | None = None) -> dict:
     w = h = cfg.size
     fx, fy, cx, cy = (float(K[0, 0, 0]), float(K[0, 1, 1]), float(K[0, 0, 2]), float(K[0, 1, 2]))
     frames = []
@@ -215,7 +223,7 @@ def _transforms(cfg: SynthConfig, index: int, scene, c2w: torch.Tensor, K: torch
         "photo_textures": None if cfg.photo_textures is None else {
             "folder": str(Path(cfg.photo_textures).resolve()), "share": cfg.photo_share,
             "per_scene": cfg.textures_per_scene, "size": cfg.texture_size,
-            **photo_folder_key(cfg.photo_textures)},
+            **(photo_key or photo_folder_key(cfg.photo_textures))},
         "mask": "objects (foreground); depth 0 marks sky",
         "world": "z-up, ground plane z=0",
     }
@@ -231,7 +239,7 @@ def _transforms(cfg: SynthConfig, index: int, scene, c2w: torch.Tensor, K: torch
 
 
 def _write_scene(folder: Path, cfg: SynthConfig, index: int, scene, c2w, K,
-                 rgb: np.ndarray, depth: np.ndarray, obj_mask: np.ndarray) -> np.ndarray:
+                 rgb: np.ndarray, depth: np.ndarray, obj_mask: np.ndarray, photo_key: dict | None = None) -> np.ndarray:
     """Write one scene folder; returns the first view (uint8) for the overall sheet."""
     from ..io.runs import atomic_write_json
 
@@ -248,7 +256,7 @@ def _write_scene(folder: Path, cfg: SynthConfig, index: int, scene, c2w, K,
         save_contact_sheet(folder / "sheet.png", list(images.astype(np.float32) / 255.0),
                            cols=min(8, images.shape[0]), pad=1)
     # transforms.json last: a folder holding it is complete
-    atomic_write_json(folder / "transforms.json", _transforms(cfg, index, scene, c2w, K))
+    atomic_write_json(folder / "transforms.json", _transforms(cfg, index, scene, c2w, K, photo_key))
     return images[0]
 
 
@@ -272,6 +280,7 @@ def generate(cfg: SynthConfig, out_dir: str | Path, device: str | torch.device =
 
         bar = tqdm(total=cfg.scenes, desc="synth", unit="scene")
     photos = load_texture_photos(cfg)
+    photo_key = None if cfg.photo_textures is None else photo_folder_key(cfg.photo_textures)
     with ThreadPoolExecutor(max_workers=2) as pool:
         for i in range(cfg.scenes):
             scene, c2w, K = scene_and_cameras(cfg, i, photos)
@@ -281,7 +290,7 @@ def generate(cfg: SynthConfig, out_dir: str | Path, device: str | torch.device =
             om = out["object_mask"].cpu().numpy()
             folder = out_dir / f"scene_{i:04d}"
             folders.append(folder)
-            pending.append(pool.submit(_write_scene, folder, cfg, i, scene, c2w, K, rgb, depth, om))
+            pending.append(pool.submit(_write_scene, folder, cfg, i, scene, c2w, K, rgb, depth, om, photo_key))
             while len(pending) > 2:  # bound the memory held by queued scenes
                 firsts.append(pending.pop(0).result())
                 if bar:
@@ -310,7 +319,6 @@ def rerender_scene(transforms_path: str | Path, c2w=None, K=None, height: int | 
     """
     from ..errors import DatasetError
     from .render import render
-    from .scenes import scene_from_seed
 
     path = Path(transforms_path)
     if path.is_dir():
@@ -322,12 +330,10 @@ def rerender_scene(transforms_path: str | Path, c2w=None, K=None, height: int | 
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise DatasetError(f"'{path}' is not a transforms.json written by `nvs synth` ({exc}): "
                            "pass a scene folder of an nvs synth run") from None
-    tex, share = None, 0.5
+    cfg = SynthConfig(seed=seed, family=family, objects=tuple(info.get("objects", (2, 6))),
+                      walk_objects=tuple(info.get("walk_objects", (6, 14))))
     pt = info.get("photo_textures")
     if pt:
-        from .photos import load_photo_folder
-        from .scenes import textures_from_photos
-
         if not Path(pt["folder"]).is_dir():
             raise DatasetError(f"'{path}' was rendered with the photo textures of '{pt['folder']}', which is "
                                "gone: put the photographs back there to re-render it")
@@ -335,10 +341,9 @@ def rerender_scene(transforms_path: str | Path, c2w=None, K=None, height: int | 
         if "names_sha1" in pt and now["names_sha1"] != pt["names_sha1"]:
             raise DatasetError(f"'{path}' was rendered with {pt.get('count')} photos of '{pt['folder']}', which "
                                f"now holds other ones ({now['count']}): restore those photos to re-render it")
-        photos = load_photo_folder(pt["folder"], max_side=512)[0]
-        tex, share = textures_from_photos(photos, int(pt["per_scene"]), int(pt["size"]), seed), float(pt["share"])
-    scene = scene_from_seed(seed, family, objects=tuple(info.get("objects", (2, 6))),
-                            walk_objects=tuple(info.get("walk_objects", (6, 14))), photos=tex, photo_share=share)
+        cfg = replace(cfg, photo_textures=pt["folder"], photo_share=float(pt["share"]),
+                      textures_per_scene=int(pt["per_scene"]), texture_size=int(pt["size"]))
+    scene = scene_of(cfg, 0)
     if c2w is None:
         c2w = torch.tensor([f["transform_matrix"] for f in data["frames"]], dtype=torch.float64)
     if K is None:
@@ -375,5 +380,5 @@ def command_synth(cfg: SynthConfig, out: str | Path, overwrite: bool = False,
         return folders
 
 
-__all__ = ["SynthConfig", "generate", "command_synth", "scene_and_cameras", "rerender_scene", "load_texture_photos",
+__all__ = ["SynthConfig", "generate", "command_synth", "scene_of", "scene_and_cameras", "rerender_scene", "load_texture_photos",
            "depth_to_png16", "to_uint8", "DEPTH_UNIT"]

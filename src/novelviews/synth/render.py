@@ -302,6 +302,11 @@ def _ambient_occlusion(scene: Scene, p: torch.Tensor, n: torch.Tensor) -> torch.
 # --------------------------------------------------------------------------- shading
 
 
+def _to_local(v: torch.Tensor, R: torch.Tensor) -> torch.Tensor:
+    """World vectors ``v [M, 3]`` in the frames of local -> world rotations ``R [M, 3, 3]``: ``R^T v``."""
+    return v[:, 0:1] * R[:, 0, :] + v[:, 1:2] * R[:, 1, :] + v[:, 2:3] * R[:, 2, :]
+
+
 def _albedo(scene: Scene, mat: torch.Tensor, x: torch.Tensor, footprint: torch.Tensor,
             normal: torch.Tensor | None = None) -> torch.Tensor:
     """Texture colour ``[M, 3]`` of material rows ``mat`` at local coordinates ``x [M, 3]``.
@@ -375,23 +380,20 @@ def trace(scene: Scene, o: torch.Tensor, d: torch.Tensor, pixel_angle: torch.Ten
         n[:, 2] = 1.0
         mat = torch.full((hit.numel(),), P, dtype=torch.int64, device=o.device)
         x = ph.clone()
+        # triplanar photo mapping needs the normals in the primitives' frames (the ground's is +z)
+        n_local = n.clone() if scene.photos is not None else None
         oi = torch.nonzero(obj).squeeze(1)
         if oi.numel():
             po = ph[oi]
             n[oi] = _normals(scene, po, th[oi])
             m = primitive_sdf(scene, po).argmin(1)
             mat[oi] = m
-            q = po - scene.center[m]
-            Rm = scene.rotation[m]  # local -> world; local = R^T q
-            x[oi] = q[:, 0:1] * Rm[:, 0, :] + q[:, 1:2] * Rm[:, 1, :] + q[:, 2:3] * Rm[:, 2, :]
+            Rm = scene.rotation[m]  # local -> world
+            x[oi] = _to_local(po - scene.center[m], Rm)
+            if n_local is not None:
+                n_local[oi] = _to_local(n[oi], Rm)
         cos_v = _dot(n, dh).abs().clamp_min(0.15)
         footprint = th * pixel_angle[hit] / cos_v
-        n_local = None
-        if scene.photos is not None:  # triplanar mapping needs normals in the primitives' frames
-            n_local = n.clone()
-            if oi.numel():
-                Rm = scene.rotation[mat[oi]]
-                n_local[oi] = torch.einsum("mi,mij->mj", n[oi], Rm)
         albedo = _albedo(scene, mat, x, footprint, n_local)
         L = scene.light_dir[None]
         ndl = _dot(n, L).clamp_min(0.0)
